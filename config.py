@@ -1,0 +1,314 @@
+"""easel's configuration: one TOML file plus environment overrides, validated at start-up.
+
+Every section is a frozen dataclass. ``load_config`` reads ``easel.toml`` (or the path given),
+applies ``EASEL_<SECTION>__<KEY>`` environment overrides (for example
+``EASEL_QUEUE__PER_USER=3``), checks every value and raises :class:`ConfigError` with a message
+naming the key and what is wrong. The Discord token never lives in the file: it comes from the
+``DISCORD_TOKEN`` environment variable or a ``.env`` file and is never logged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MODEL_FAMILIES = ("auto", "sd15", "sd21", "sd-turbo", "sdxl", "sdxl-turbo")
+DEVICES = ("auto", "cuda", "mps", "cpu")
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+BACKENDS = ("local",)
+ENV_PREFIX = "EASEL_"
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or wrong; the message names the key and the reason."""
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    name: str
+    source: str
+    weight: float = 0.8
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One diffusion model: a hub id, a local diffusers folder or a single ``.safetensors`` file."""
+
+    source: str = "stabilityai/sd-turbo"
+    name: str = ""
+    family: str = "auto"
+    inpaint_source: str = ""
+    scheduler: str = ""
+    safety_checker: bool = False
+    loras: tuple[LoraConfig, ...] = ()
+    # For a single .safetensors file: a diffusers folder or hub id holding the matching configs
+    # (needed offline; online, diffusers finds them by itself).
+    single_file_config: str = ""
+    # Overrides of the family preset; 0 keeps the preset's value.
+    steps: int = 0
+    guidance: float = -1.0
+    size: int = 0
+    min_size: int = 0
+    max_size: int = 0
+    max_steps: int = 0
+
+    @property
+    def display_name(self) -> str:
+        if self.name:
+            return self.name
+        return Path(self.source.rstrip("/")).name.removesuffix(".safetensors") or self.source
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    device: str = "auto"
+    dtype: str = "auto"
+    attention_slicing: bool = False
+    vae_tiling: bool = False
+    cpu_offload: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    previews: bool = True
+    threads: int = 0
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    per_user: int = 4
+    total: int = 50
+    max_batch: int = 4
+    batch_wait_ms: int = 5
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    database: str = "easel.db"
+    outputs: str = "outputs"
+    retention_days: int = 0
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    max_upload_mb: float = 20.0
+    max_input_pixels: int = 16_000_000
+    max_prompt_chars: int = 1000
+
+
+@dataclass(frozen=True)
+class AnimeConfig:
+    cache_dir: str = "cache/animegan2"
+    device: str = "auto"
+    default_style: str = "face_paint_512_v2"
+    weights: dict[str, str] = field(default_factory=dict)
+    sha256: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DiscordConfig:
+    progress_interval_s: float = 1.5
+    nsfw_words: tuple[str, ...] = ()
+    sync_commands: bool = True
+    dev_guild: int = 0
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    models: tuple[ModelConfig, ...] = ()
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    queue: QueueConfig = field(default_factory=QueueConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    anime: AnimeConfig = field(default_factory=AnimeConfig)
+    discord: DiscordConfig = field(default_factory=DiscordConfig)
+    backend: str = "local"
+    base_dir: Path = Path(".")
+
+    @property
+    def all_models(self) -> tuple[ModelConfig, ...]:
+        """The default model first, then the extra ones members may pick."""
+        return (self.model, *self.models)
+
+    def path(self, value: str) -> Path:
+        """Resolve a configured path relative to the config file's folder."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (self.base_dir / p)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Convert ``value`` to the annotated type ``tp`` or raise ConfigError naming ``key``."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a table, got {type(value).__name__}")
+        return _build(tp, value, key)
+    if origin is tuple:
+        (item_tp, _ellipsis) = typing.get_args(tp)
+        if isinstance(value, str) and not dataclasses.is_dataclass(item_tp):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__}")
+        return tuple(_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a table, got {type(value).__name__}")
+        return {str(k): _coerce(v, str, f"{key}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return value.lower() in ("1", "true", "yes", "on")
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        try:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}: expected a whole number, got {value!r}") from None
+    if tp is float:
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+    if tp is str:
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise ConfigError(f"{key}: expected text, got {value!r}")
+        return str(value)
+    raise ConfigError(f"{key}: unsupported type {tp!r}")  # pragma: no cover - programming error
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init and f.name != "base_dir"}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f"[{prefix}]" if prefix else "the top level"
+        raise ConfigError(f"{prefix + '.' if prefix else ''}{unknown[0]}: unknown key in {where} "
+                          f"(known keys: {', '.join(sorted(names))})")
+    kwargs = {}
+    for name, value in data.items():
+        tp = hints[name]
+        if isinstance(tp, types.UnionType):  # pragma: no cover - no optional fields today
+            tp = typing.get_args(tp)[0]
+        kwargs[name] = _coerce(value, tp, f"{prefix}.{name}" if prefix else name)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"[{prefix}]: {exc}") from None
+
+
+def _apply_env(data: dict[str, Any], environ: typing.Mapping[str, str]) -> None:
+    """``EASEL_QUEUE__PER_USER=3`` sets ``data['queue']['per_user'] = '3'`` (coerced later)."""
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        parts = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
+        node = data
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{name}: {part} is not a table")
+        node[parts[-1]] = value
+
+
+def _check(cfg: Config) -> None:
+    """Cross-field checks that types alone cannot express."""
+
+    def need(cond: bool, message: str) -> None:
+        if not cond:
+            raise ConfigError(message)
+
+    names = set()
+    for i, m in enumerate(cfg.all_models):
+        key = "model" if i == 0 else f"models[{i - 1}]"
+        need(bool(m.source.strip()), f"{key}.source: must name a hub id, a diffusers folder or a .safetensors file")
+        need(m.family in MODEL_FAMILIES, f"{key}.family: {m.family!r} is not one of {', '.join(MODEL_FAMILIES)}")
+        need(m.display_name not in names, f"{key}.name: {m.display_name!r} is used by two models")
+        names.add(m.display_name)
+        need(m.size == 0 or (m.size % 8 == 0 and m.size >= 64), f"{key}.size: {m.size} must be 0 or a multiple of 8, at least 64")
+        need(m.min_size == 0 or (m.min_size % 8 == 0 and m.min_size >= 64), f"{key}.min_size: must be 0 or a multiple of 8, at least 64")
+        need(m.max_size == 0 or (m.max_size % 8 == 0 and m.max_size >= max(64, m.min_size)), f"{key}.max_size: must be 0 or a multiple of 8, at least min_size")
+        need(0 <= m.steps <= 200 and 0 <= m.max_steps <= 500, f"{key}.steps/max_steps: out of range")
+        need(m.guidance == -1.0 or 0 <= m.guidance <= 30, f"{key}.guidance: {m.guidance} must be between 0 and 30")
+        for j, lora in enumerate(m.loras):
+            need(0.0 <= lora.weight <= 2.0, f"{key}.loras[{j}].weight: {lora.weight} is outside 0..2")
+        if _looks_local(m.source) and not cfg.path(m.source).exists():
+            raise ConfigError(f"{key}.source: {m.source!r} does not exist (a local path was given)")
+    need(cfg.device.device in DEVICES, f"device.device: {cfg.device.device!r} is not one of {', '.join(DEVICES)}")
+    need(cfg.device.dtype in DTYPES, f"device.dtype: {cfg.device.dtype!r} is not one of {', '.join(DTYPES)}")
+    need(cfg.device.threads >= 0, "device.threads: must be 0 (torch's default) or more")
+    need(cfg.anime.device in DEVICES, f"anime.device: {cfg.anime.device!r} is not one of {', '.join(DEVICES)}")
+    q = cfg.queue
+    need(1 <= q.per_user <= 1000, f"queue.per_user: {q.per_user} must be between 1 and 1000")
+    need(q.per_user <= q.total <= 100_000, f"queue.total: {q.total} must be at least queue.per_user and at most 100000")
+    need(1 <= q.max_batch <= 16, f"queue.max_batch: {q.max_batch} must be between 1 and 16")
+    need(0 <= q.batch_wait_ms <= 1000, f"queue.batch_wait_ms: {q.batch_wait_ms} must be between 0 and 1000")
+    need(cfg.storage.retention_days >= 0, "storage.retention_days: must be 0 (keep forever) or more")
+    need(0 < cfg.limits.max_upload_mb <= 500, "limits.max_upload_mb: must be above 0 and at most 500")
+    need(cfg.limits.max_input_pixels >= 64 * 64, "limits.max_input_pixels: must be at least 4096")
+    need(1 <= cfg.limits.max_prompt_chars <= 6000, "limits.max_prompt_chars: must be between 1 and 6000")
+    need(0.2 <= cfg.discord.progress_interval_s <= 60, "discord.progress_interval_s: must be between 0.2 and 60")
+    need(cfg.backend in BACKENDS, f"backend: {cfg.backend!r} is not one of {', '.join(BACKENDS)}")
+    db_parent = cfg.path(cfg.storage.database).parent
+    need(db_parent.is_dir(), f"storage.database: folder {str(db_parent)!r} does not exist")
+
+
+def _looks_local(source: str) -> bool:
+    """A source is a local path if it is absolute, relative with ./, or names a file (not ``org/name``)."""
+    return (source.startswith(("/", "./", "../", "~")) or source.endswith((".safetensors", ".ckpt"))
+            or source.count("/") != 1)
+
+
+def is_local_source(source: str) -> bool:
+    """Public wrapper used by the loader and ``--check`` to tell a path from a hub id."""
+    return _looks_local(source)
+
+
+def load_config(path: str | Path | None = None, environ: typing.Mapping[str, str] | None = None) -> Config:
+    """Read, override and validate. ``path=None`` means ``easel.toml`` if present, else defaults."""
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    if path is None:
+        path = Path(environ.get("EASEL_CONFIG", "easel.toml"))
+        explicit = "EASEL_CONFIG" in environ
+    else:
+        path, explicit = Path(path), True
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    elif explicit:
+        raise ConfigError(f"{path}: config file not found")
+    _apply_env(data, environ)
+    cfg = _build(Config, data, "")
+    cfg = dataclasses.replace(cfg, base_dir=path.resolve().parent if path.exists() else Path.cwd())
+    _check(cfg)
+    return cfg
+
+
+def read_token(environ: typing.Mapping[str, str] | None = None, dotenv: Path = Path(".env")) -> str:
+    """The bot token from ``DISCORD_TOKEN`` or a ``.env`` file; raises ConfigError if absent."""
+    environ = os.environ if environ is None else environ
+    token = environ.get("DISCORD_TOKEN", "").strip()
+    if not token and dotenv.exists():
+        for line in dotenv.read_text(encoding="utf-8").splitlines():
+            key, sep, value = line.partition("=")
+            if sep and key.strip().removeprefix("export ").strip() == "DISCORD_TOKEN":
+                token = value.strip().strip("'\"")
+    if not token:
+        raise ConfigError("DISCORD_TOKEN is not set: put it in the environment or in a .env file "
+                          "(see README, 'Getting a bot token')")
+    return token

@@ -1,0 +1,236 @@
+"""The one thread that owns the GPU.
+
+Every torch call in easel happens here: loading models, diffusion batches, the anime GAN. The
+event loop hands over prepared batches and gets events back through ``emit`` (which the engine
+wires to ``loop.call_soon_threadsafe``). One failing job never stops the thread: failures become
+:class:`Failed` outcomes with a message fit for the member.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from config import Config, ModelConfig
+from inference.devices import free_memory, is_out_of_memory
+from inference.generate import latent_preview, run_diffusion_batch
+from inference.jobs import (
+    AnimeJob,
+    Cancelled,
+    DiffusionJob,
+    Failed,
+    Finished,
+    JobError,
+    JobEvent,
+    JobResult,
+    Progress,
+    Started,
+)
+from inference.loader import LoadedModel, load_model
+from inference.prepare import PreparedJob
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[JobEvent], None]
+Outcome = Finished | Failed | Cancelled
+
+OOM_MESSAGE = ("The GPU ran out of memory on this request, even when run on its own. "
+               "Try a smaller size or fewer images.")
+
+
+def internal_error_message(job_id: str) -> str:
+    return f"Something went wrong while making this image (job `{job_id}`). The admins can find details in the log."
+
+
+@dataclass
+class _Running:
+    job_ids: tuple[str, ...]
+    last_preview: float = 0.0
+
+
+class GpuExecutor:
+    """Runs batches on a single worker thread; models load lazily on that thread and stay resident."""
+
+    def __init__(self, config: Config, *, anime_factory: Callable[[], Any] | None = None,
+                 preview_interval_s: float = 1.5) -> None:
+        self.config = config
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="easel-gpu")
+        self._models: dict[str, LoadedModel] = {}
+        self._anime_factory = anime_factory
+        self._anime: Any = None
+        self._cancelled: set[str] = set()
+        self._lock = threading.Lock()
+        self.preview_interval_s = preview_interval_s
+        self.thread_ident: int | None = None
+
+    # ------------------------------------------------------------------ API for the event loop
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        """Run any callable on the inference thread (model loading, warm-up, --check)."""
+        return self._pool.submit(self._on_thread, fn, *args)
+
+    def run_batch(self, batch: Sequence[PreparedJob], emit: Emit) -> Future[list[Outcome]]:
+        return self._pool.submit(self._on_thread, self._run_batch, list(batch), emit)
+
+    def cancel(self, job_id: str) -> None:
+        """Ask a submitted or running job to stop (checked before it starts and between steps)."""
+        with self._lock:
+            self._cancelled.add(job_id)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def model_config(self, name: str) -> ModelConfig:
+        for m in self.config.all_models:
+            if m.display_name == name or (not name and m is self.config.model):
+                return m
+        raise JobError(f"There is no model called {name!r} here.")
+
+    def model(self, name: str = "") -> LoadedModel:
+        """The loaded model (loading it if needed). Call on the inference thread only."""
+        cfg = self.model_config(name)
+        loaded = self._models.get(cfg.display_name)
+        if loaded is None:
+            if self._models and self.config.device.device != "cpu":
+                # Keep one model resident on an accelerator: two SDXLs do not fit most GPUs.
+                for old in list(self._models.values()):
+                    free_memory(old.device)
+                self._models.clear()
+            loaded = load_model(cfg, self.config.device, self.config.base_dir)
+            self._models[cfg.display_name] = loaded
+        return loaded
+
+    def loaded_models(self) -> list[LoadedModel]:
+        return list(self._models.values())
+
+    def loaded(self, name: str) -> LoadedModel | None:
+        return self._models.get(name)
+
+    # ------------------------------------------------------------------ on the thread
+
+    def _on_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        self.thread_ident = threading.get_ident()
+        return fn(*args)
+
+    def _take_cancelled(self, job_id: str) -> bool:
+        with self._lock:
+            if job_id in self._cancelled:
+                self._cancelled.discard(job_id)
+                return True
+            return False
+
+    def _is_cancelled(self, job_id: str) -> bool:
+        with self._lock:
+            return job_id in self._cancelled
+
+    def _run_batch(self, batch: list[PreparedJob], emit: Emit) -> list[Outcome]:
+        outcomes: dict[str, Outcome] = {}
+        live: list[PreparedJob] = []
+        for prepared in batch:
+            if self._take_cancelled(prepared.job.job_id):
+                outcomes[prepared.job.job_id] = Cancelled(prepared.job.job_id)
+            else:
+                live.append(prepared)
+        if live:
+            for prepared in live:
+                emit(Started(prepared.job.job_id))
+            for result in self._run_live(live, emit):
+                outcomes[result.job_id] = result
+        return [outcomes[p.job.job_id] for p in batch]
+
+    def _run_live(self, live: list[PreparedJob], emit: Emit) -> list[Outcome]:
+        first = live[0].job
+        try:
+            if isinstance(first, AnimeJob):
+                return [self._run_anime(p, emit) for p in live]
+            return self._run_diffusion(live, emit)
+        except JobError as exc:
+            return [Failed(p.job.job_id, str(exc)) for p in live]
+        except Exception as exc:  # one failing batch never stops the executor
+            if is_out_of_memory(exc):
+                return self._after_oom(live, emit)
+            log.exception("job(s) %s failed", ", ".join(p.job.job_id for p in live))
+            return [Failed(p.job.job_id, internal_error_message(p.job.job_id)) for p in live]
+
+    def _run_diffusion(self, live: list[PreparedJob], emit: Emit) -> list[Outcome]:
+        first = live[0].job
+        assert isinstance(first, DiffusionJob)
+        model = self.model(first.model)
+        state = _Running(tuple(p.job.job_id for p in live))
+        previews = self.config.device.previews
+
+        def on_step(step: int, total: int, latents: Any) -> bool:
+            active = [jid for jid in state.job_ids if not self._is_cancelled(jid)]
+            if not active:
+                return False
+            now = time.monotonic()
+            want_preview = previews and latents is not None and now - state.last_preview >= self.preview_interval_s
+            if want_preview:
+                state.last_preview = now
+            offset = 0
+            for prepared in live:
+                job = prepared.job
+                assert isinstance(job, DiffusionJob)
+                if job.job_id in active:
+                    preview = latent_preview(latents, offset) if want_preview and step < total else None
+                    emit(Progress(job.job_id, step, total, preview))
+                offset += job.count
+            return True
+
+        results = run_diffusion_batch(model, live, on_step)
+        outcomes: list[Outcome] = []
+        for i, prepared in enumerate(live):
+            jid = prepared.job.job_id
+            if self._take_cancelled(jid) or results is None:
+                outcomes.append(Cancelled(jid))
+            else:
+                outcomes.append(Finished(jid, results[i]))
+        return outcomes
+
+    def _after_oom(self, live: list[PreparedJob], emit: Emit) -> list[Outcome]:
+        """Out of memory: free, retry one job at a time, then fail only the job that still does not fit."""
+        device = next(iter(self._models.values())).device if self._models else None
+        if device is not None:
+            free_memory(device)
+        if len(live) == 1:
+            log.warning("job %s ran out of GPU memory on its own", live[0].job.job_id)
+            return [Failed(live[0].job.job_id, OOM_MESSAGE)]
+        log.warning("batch of %d ran out of GPU memory; retrying one by one", len(live))
+        outcomes: list[Outcome] = []
+        for prepared in live:
+            outcomes.extend(self._run_live([prepared], emit))
+        return outcomes
+
+    def _run_anime(self, prepared: PreparedJob, emit: Emit) -> Outcome:
+        job = prepared.job
+        assert isinstance(job, AnimeJob) and prepared.init_image is not None
+        if self._anime is None:
+            if self._anime_factory is None:
+                raise JobError("The anime filter is not set up on this bot.")
+            self._anime = self._anime_factory()
+        started = time.perf_counter()
+        emit(Progress(job.job_id, 0, 1, None))
+        out = self._anime.stylize(prepared.init_image, job.style, whole_image=job.whole_image)
+        emit(Progress(job.job_id, 1, 1, None))
+        return Finished(job.job_id, JobResult(job.job_id, (out.image,), (0,), time.perf_counter() - started,
+                                              note=out.note))
+
+
+def default_anime_factory(config: Config) -> Callable[[], Any]:
+    """Build the AnimeGAN2 stylizer on first use (weights may need a download)."""
+
+    def build() -> Any:
+        from inference.anime import AnimeStylizer, WeightStore
+        from inference.devices import resolve_device
+
+        store = WeightStore(Path(config.path(config.anime.cache_dir)), overrides=dict(config.anime.weights),
+                            sha256=dict(config.anime.sha256))
+        return AnimeStylizer(store, device=str(resolve_device(config.anime.device)))
+
+    return build

@@ -1,0 +1,181 @@
+"""Jobs, results and engine events: plain frozen dataclasses passed between cogs, engine and storage.
+
+Nothing here imports torch or discord. Images that a job needs (the init image of a variation,
+a mask) are referred to by file path: the job log keeps them on disk, so a queued job survives a
+restart and is rerun exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class JobKind(StrEnum):
+    IMAGINE = "imagine"
+    VARY = "vary"
+    PAINT = "paint"
+    ANIME = "anime"
+
+
+class JobError(ValueError):
+    """A request cannot be served as asked. ``str(err)`` is written for the member who asked."""
+
+
+class QueueRefused(JobError):
+    """The queue will not take the job (per-user cap, global cap, unknown job)."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """Fields every job has. ``owner`` is the member the fair queue shares time between."""
+
+    job_id: str
+    owner: int
+    kind: JobKind = field(init=False)
+
+    def batch_key(self) -> tuple[Any, ...] | None:
+        """Jobs with equal keys may run in one pipeline call; ``None`` never batches."""
+        return None
+
+    def to_params(self) -> dict[str, Any]:
+        """The parameters as a JSON-friendly dict (what the job log stores and /history redoes)."""
+        data = dataclasses.asdict(self)
+        data.pop("job_id")
+        data.pop("owner")
+        data["kind"] = str(self.kind)
+        return data
+
+    @property
+    def image_count(self) -> int:
+        return 1
+
+
+@dataclass(frozen=True)
+class DiffusionJob(Job):
+    prompt: str = ""
+    negative_prompt: str = ""
+    width: int = 512
+    height: int = 512
+    steps: int = 4
+    guidance: float = 0.0
+    seed: int = 0
+    count: int = 1
+    model: str = ""
+    scheduler: str = ""
+    loras: tuple[tuple[str, float], ...] = ()
+
+    def batch_key(self) -> tuple[Any, ...] | None:
+        return (self.kind, self.model, self.width, self.height, self.steps, self.guidance,
+                self.scheduler, self.loras, getattr(self, "strength", None))
+
+    @property
+    def image_count(self) -> int:
+        return self.count
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        """One seed per image: ``seed, seed+1, ...`` so each grid cell can be redone alone."""
+        return tuple((self.seed + i) % 2**32 for i in range(self.count))
+
+
+@dataclass(frozen=True)
+class TextToImageJob(DiffusionJob):
+    kind: JobKind = field(init=False, default=JobKind.IMAGINE)
+
+
+@dataclass(frozen=True)
+class ImageToImageJob(DiffusionJob):
+    init_image: str = ""
+    strength: float = 0.6
+    kind: JobKind = field(init=False, default=JobKind.VARY)
+
+
+@dataclass(frozen=True)
+class InpaintJob(DiffusionJob):
+    init_image: str = ""
+    mask_image: str = ""
+    strength: float = 1.0
+    kind: JobKind = field(init=False, default=JobKind.PAINT)
+
+
+@dataclass(frozen=True)
+class AnimeJob(Job):
+    init_image: str = ""
+    style: str = "face_paint_512_v2"
+    whole_image: bool = False
+    kind: JobKind = field(init=False, default=JobKind.ANIME)
+
+
+JOB_TYPES: dict[JobKind, type[Job]] = {
+    JobKind.IMAGINE: TextToImageJob,
+    JobKind.VARY: ImageToImageJob,
+    JobKind.PAINT: InpaintJob,
+    JobKind.ANIME: AnimeJob,
+}
+
+
+def job_from_params(job_id: str, owner: int, params: dict[str, Any]) -> Job:
+    """Rebuild a job from :meth:`Job.to_params` output (restart, redo)."""
+    params = dict(params)
+    cls = JOB_TYPES[JobKind(params.pop("kind"))]
+    if "loras" in params:
+        params["loras"] = tuple((str(n), float(w)) for n, w in params["loras"])
+    known = {f.name for f in dataclasses.fields(cls) if f.init}
+    return cls(job_id=job_id, owner=owner, **{k: v for k, v in params.items() if k in known})
+
+
+# --------------------------------------------------------------------------- results and events
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What a finished job produced. ``images`` are PIL images; ``seeds[i]`` made ``images[i]``."""
+
+    job_id: str
+    images: tuple[Any, ...]
+    seeds: tuple[int, ...]
+    seconds: float
+    note: str = ""
+    nsfw: tuple[bool, ...] = ()
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    job_id: str
+
+
+@dataclass(frozen=True)
+class Queued(JobEvent):
+    position: int
+    total: int
+    eta_s: float
+
+
+@dataclass(frozen=True)
+class Started(JobEvent):
+    pass
+
+
+@dataclass(frozen=True)
+class Progress(JobEvent):
+    step: int
+    total_steps: int
+    preview: Any = None  # a small PIL image, or None
+
+
+@dataclass(frozen=True)
+class Finished(JobEvent):
+    result: JobResult
+
+
+@dataclass(frozen=True)
+class Failed(JobEvent):
+    message: str
+
+
+@dataclass(frozen=True)
+class Cancelled(JobEvent):
+    pass

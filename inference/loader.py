@@ -1,0 +1,226 @@
+"""Loading one model into the pipelines every command uses, sharing one copy of the weights.
+
+A model source is a hub id (``stabilityai/sd-turbo``), a local diffusers folder or a single
+``.safetensors``/``.ckpt`` file. Text-to-image loads the weights; image-to-image and inpainting
+are derived with ``from_pipe`` and share the very same modules (no extra memory). A dedicated
+inpainting checkpoint may be configured instead. Every failure becomes :class:`ModelLoadError`
+whose message is one line an admin can act on.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from config import DeviceConfig, ModelConfig, is_local_source
+from inference.devices import resolve_device, resolve_dtype
+from inference.jobs import JobKind
+from inference.presets import ModelPreset, detect_family, pipeline_class_of, preset_for
+from inference.samplers import build_scheduler
+
+log = logging.getLogger(__name__)
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be loaded; ``str()`` is one clear line."""
+
+
+@dataclass
+class LoadedModel:
+    """One model's pipelines (sharing modules), its preset and the device it lives on."""
+
+    name: str
+    source: str
+    family: str
+    preset: ModelPreset
+    device: torch.device
+    dtype: torch.dtype
+    pipes: dict[JobKind, Any]
+    loras: dict[str, str] = field(default_factory=dict)  # name -> adapter name
+    default_scheduler: Any = None
+    _schedulers: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.pipes[JobKind.IMAGINE].tokenizer
+
+    def scheduler(self, name: str) -> Any:
+        """The scheduler instance for a sampler name ("" = the model's own), built once and kept."""
+        if not name:
+            return self.default_scheduler
+        if name not in self._schedulers:
+            self._schedulers[name] = build_scheduler(name, self.default_scheduler.config)
+        return self._schedulers[name]
+
+
+def _source_kind(model: ModelConfig, base_dir: Path) -> tuple[str, str]:
+    """``("file"|"folder"|"hub", resolved source)``; raises for a local path that is not there."""
+    if not is_local_source(model.source):
+        return "hub", model.source
+    path = Path(model.source).expanduser()
+    path = path if path.is_absolute() else base_dir / path
+    if path.is_file():
+        return "file", str(path)
+    if path.is_dir():
+        if not (path / "model_index.json").exists():
+            raise ModelLoadError(f"model {model.display_name!r}: {path} is a folder but not a diffusers model "
+                                 "(no model_index.json)")
+        return "folder", str(path)
+    raise ModelLoadError(f"model {model.display_name!r}: {path} does not exist")
+
+
+def _safety_kwargs(model: ModelConfig) -> dict[str, Any]:
+    """The safety checker is an explicit choice: off unless ``safety_checker = true``."""
+    if model.safety_checker:
+        return {}
+    return {"safety_checker": None, "requires_safety_checker": False}
+
+
+def _load_base(model: ModelConfig, kind: str, source: str, dtype: torch.dtype, base_dir: Path) -> Any:
+    from diffusers import (
+        AutoPipelineForText2Image,
+        StableDiffusionPipeline,
+        StableDiffusionXLPipeline,
+    )
+
+    if kind == "file":
+        family = model.family if model.family != "auto" else detect_family(source)
+        cls = StableDiffusionXLPipeline if family.startswith("sdxl") else StableDiffusionPipeline
+        kwargs: dict[str, Any] = {"dtype": dtype}
+        if model.single_file_config:
+            cfg_kind = "hub" if not is_local_source(model.single_file_config) else "folder"
+            cfg = model.single_file_config
+            if cfg_kind == "folder":
+                p = Path(cfg).expanduser()
+                cfg = str(p if p.is_absolute() else base_dir / p)
+            kwargs["config"] = cfg
+        if not family.startswith("sdxl"):
+            kwargs.update(_safety_kwargs(model))
+        return cls.from_single_file(source, **kwargs)
+    kwargs = {"dtype": dtype}
+    if kind == "folder":
+        kwargs["local_files_only"] = True
+    if not model.safety_checker:
+        kwargs.update(_safety_kwargs(model))
+    try:
+        return AutoPipelineForText2Image.from_pretrained(source, **kwargs)
+    except TypeError:
+        # XL pipelines take no safety_checker argument.
+        kwargs.pop("safety_checker", None)
+        kwargs.pop("requires_safety_checker", None)
+        return AutoPipelineForText2Image.from_pretrained(source, **kwargs)
+
+
+def check_tokenizer(pipe: Any, name: str) -> None:
+    """Refuse a tokenizer that maps whole sentences to one id (what offline hub fallbacks produce)."""
+    tok = getattr(pipe, "tokenizer", None)
+    if tok is None:
+        return
+    ids = tok("a photo of a cat", add_special_tokens=False).input_ids
+    if len(ids) < 2 or len(set(ids)) < 2:
+        raise ModelLoadError(f"model {name!r}: its tokenizer is broken (every word maps to one id); "
+                             "re-download the model")
+    if getattr(tok, "model_max_length", 0) > 100_000:
+        tok.model_max_length = 77
+
+
+def _apply_device_options(pipe: Any, device: torch.device, opts: DeviceConfig) -> None:
+    pipe.set_progress_bar_config(disable=True)
+    if opts.cpu_offload and device.type == "cuda":
+        pipe.enable_model_cpu_offload()
+    else:
+        pipe.to(device)
+    if opts.attention_slicing:
+        pipe.enable_attention_slicing()
+    if opts.vae_tiling and hasattr(pipe, "vae"):
+        pipe.vae.enable_tiling()
+    if opts.channels_last:
+        pipe.unet.to(memory_format=torch.channels_last)
+    if opts.compile:
+        pipe.unet = torch.compile(pipe.unet, mode="reduce-overhead", fullgraph=False)
+
+
+def _load_loras(pipe: Any, model: ModelConfig, base_dir: Path) -> dict[str, str]:
+    adapters: dict[str, str] = {}
+    for i, lora in enumerate(model.loras):
+        source = lora.source
+        if is_local_source(source):
+            p = Path(source).expanduser()
+            source = str(p if p.is_absolute() else base_dir / p)
+            if not Path(source).exists():
+                raise ModelLoadError(f"LoRA {lora.name!r}: {source} does not exist")
+        adapter = f"lora{i}"
+        try:
+            pipe.load_lora_weights(source, adapter_name=adapter)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelLoadError(f"LoRA {lora.name!r} could not be loaded from {lora.source}: {_first_line(exc)}") from None
+        adapters[lora.name] = adapter
+    if adapters:
+        pipe.disable_lora()
+    return adapters
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+def load_model(model: ModelConfig, device_cfg: DeviceConfig, base_dir: Path = Path(".")) -> LoadedModel:
+    """Load ``model`` and derive its image-to-image and inpainting pipelines.
+
+    Runs on the inference thread (it is torch work); at start-up ``--check`` calls it directly.
+    """
+    from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
+
+    try:
+        device = resolve_device(device_cfg.device)
+    except RuntimeError as exc:
+        raise ModelLoadError(str(exc)) from None
+    dtype = resolve_dtype(device_cfg.dtype, device)
+    kind, source = _source_kind(model, base_dir)
+    try:
+        base = _load_base(model, kind, source, dtype, base_dir)
+    except ModelLoadError:
+        raise
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
+        hint = " (is the hub reachable, or the id right?)" if kind == "hub" else ""
+        raise ModelLoadError(f"model {model.display_name!r} could not be loaded from {model.source}{hint}: "
+                             f"{_first_line(exc)}") from None
+    check_tokenizer(base, model.display_name)
+    family = model.family
+    if family == "auto":
+        family = detect_family(model.source, type(base).__name__ if kind != "folder" else pipeline_class_of(Path(source)))
+    _apply_device_options(base, device, device_cfg)
+    loras = _load_loras(base, model, base_dir)
+    pipes: dict[JobKind, Any] = {JobKind.IMAGINE: base}
+    pipes[JobKind.VARY] = AutoPipelineForImage2Image.from_pipe(base)
+    if model.inpaint_source:
+        inpaint_cfg = ModelConfig(source=model.inpaint_source, name=f"{model.display_name}-inpaint",
+                                  safety_checker=model.safety_checker)
+        ikind, isource = _source_kind(inpaint_cfg, base_dir)
+        try:
+            from diffusers import AutoPipelineForInpainting as Inpaint
+
+            kwargs: dict[str, Any] = {"dtype": dtype, **_safety_kwargs(inpaint_cfg)}
+            if ikind == "folder":
+                kwargs["local_files_only"] = True
+            inpaint = Inpaint.from_pretrained(isource, **kwargs)
+        except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
+            raise ModelLoadError(f"inpainting model {model.inpaint_source} could not be loaded: {_first_line(exc)}") from None
+        check_tokenizer(inpaint, inpaint_cfg.display_name)
+        _apply_device_options(inpaint, device, device_cfg)
+        pipes[JobKind.PAINT] = inpaint
+    else:
+        pipes[JobKind.PAINT] = AutoPipelineForInpainting.from_pipe(base)
+    for pipe in pipes.values():
+        pipe.set_progress_bar_config(disable=True)
+    log.info("loaded model %s (%s, family %s) on %s as %s", model.display_name, kind, family, device,
+             str(dtype).removeprefix("torch."))
+    return LoadedModel(
+        name=model.display_name, source=model.source, family=family, preset=preset_for(model, family),
+        device=device, dtype=dtype, pipes=pipes, loras=loras, default_scheduler=base.scheduler,
+    )

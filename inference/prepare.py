@@ -1,0 +1,48 @@
+"""Getting a job's inputs ready before the GPU thread sees it.
+
+Decoding init images and masks is CPU work that would otherwise sit between two pipeline calls;
+the engine runs it on a helper thread while the GPU is busy with the previous batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+from inference.jobs import AnimeJob, ImageToImageJob, InpaintJob, Job, JobError
+
+
+@dataclass(frozen=True)
+class PreparedJob:
+    job: Job
+    init_image: Image.Image | None = None
+    mask_image: Image.Image | None = None
+
+
+def _open(path: str, what: str) -> Image.Image:
+    try:
+        with Image.open(Path(path)) as im:
+            im.load()
+            return ImageOps.exif_transpose(im)
+    except (OSError, ValueError) as exc:
+        raise JobError(f"The {what} of this job could not be read any more ({type(exc).__name__}).") from None
+
+
+def prepare(job: Job) -> PreparedJob:
+    """Decode and size a job's input images (files stored by the job log)."""
+    if isinstance(job, AnimeJob):
+        return PreparedJob(job, init_image=_open(job.init_image, "source image").convert("RGB"))
+    if isinstance(job, ImageToImageJob | InpaintJob):
+        size = (job.width, job.height)
+        init = _open(job.init_image, "source image").convert("RGB")
+        if init.size != size:
+            init = init.resize(size, Image.Resampling.LANCZOS)
+        mask = None
+        if isinstance(job, InpaintJob):
+            mask = _open(job.mask_image, "mask").convert("L")
+            if mask.size != size:
+                mask = mask.resize(size, Image.Resampling.BILINEAR)
+        return PreparedJob(job, init_image=init, mask_image=mask)
+    return PreparedJob(job)

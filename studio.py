@@ -1,0 +1,296 @@
+"""The studio: the glue between Discord cogs, the engine and the job log. Knows no discord types.
+
+A request's life, as the cogs see it:
+
+1. ``await studio.submit(job, ctx)`` writes the job as ``queued`` (committed) and only then puts
+   it in the engine's queue. It returns the queue position; the cog may now tell the member.
+2. The engine's events come back as :class:`StudioEvent` s to the listeners the cogs registered:
+   ``JobQueued`` (position changed), ``JobProgress``, ``JobDone`` (images already encoded with
+   their parameters and saved under content-addressed names, rows written, status ``done``),
+   ``JobFailed``, ``JobCancelled``.
+3. The cog posts the result and calls ``begin_delivery`` / ``mark_delivered``.
+
+On start-up, ``start()`` puts ``queued``/``running`` jobs back into the queue in their original
+order; ``undelivered()`` lists finished jobs whose result never reached Discord.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from config import Config
+from inference import jobs as J
+from inference.engine import Engine
+from inference.executor import GpuExecutor, default_anime_factory
+from inference.imaging import encode_png, format_parameters, make_grid
+from inference.samplers import label_for, sampler_names
+from inference.validation import ModelInfo
+from storage import Database, OutputStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """Where a request came from, so results can be delivered even after a restart."""
+
+    user_id: int
+    guild_id: int | None
+    channel_id: int
+    interaction_id: int | None = None
+    interaction_token: str | None = None
+    application_id: int | None = None
+    request_message_id: int | None = None  # the message a reaction/button acted on, to reply to
+    requested_at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class SavedImage:
+    index: int
+    seed: int
+    path: Path
+    width: int
+    height: int
+    nsfw: bool
+
+
+@dataclass(frozen=True)
+class StudioEvent:
+    job_id: str
+
+
+@dataclass(frozen=True)
+class JobQueued(StudioEvent):
+    position: int
+    total: int
+    eta_s: float
+
+
+@dataclass(frozen=True)
+class JobStarted(StudioEvent):
+    pass
+
+
+@dataclass(frozen=True)
+class JobProgress(StudioEvent):
+    step: int
+    total_steps: int
+    preview: Any = None
+
+
+@dataclass(frozen=True)
+class JobDone(StudioEvent):
+    job: J.Job
+    images: tuple[SavedImage, ...]
+    grid: Path | None
+    parameters: tuple[str, ...]
+    seconds: float
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class JobFailed(StudioEvent):
+    message: str
+
+
+@dataclass(frozen=True)
+class JobCancelled(StudioEvent):
+    pass
+
+
+Listener = Callable[[StudioEvent], Awaitable[None] | None]
+
+
+def new_job_id() -> str:
+    """Short enough to type in /queue cancel, long enough never to collide (40 bits)."""
+    return secrets.token_hex(5)
+
+
+def parameters_text(job: J.Job, seed: int, width: int, height: int, sampler_label: str) -> str:
+    """The Automatic1111-style ``parameters`` text embedded in each PNG."""
+    p = job.to_params()
+    if job.kind is J.JobKind.ANIME:
+        return format_parameters(prompt="AnimeGAN2 face2paint", negative_prompt="", steps=1, sampler="AnimeGAN2",
+                                 guidance=0.0, seed=0, width=width, height=height, model=p["style"],
+                                 extra={"easel job": job.job_id})
+    extra: dict[str, Any] = {"easel job": job.job_id, "easel kind": str(job.kind)}
+    if "strength" in p:
+        extra["Denoising strength"] = p["strength"]
+    if p.get("loras"):
+        extra["Lora"] = ", ".join(f"{n}:{w:g}" for n, w in p["loras"])
+    return format_parameters(prompt=p["prompt"], negative_prompt=p["negative_prompt"], steps=p["steps"],
+                             sampler=sampler_label, guidance=p["guidance"], seed=seed, width=width, height=height,
+                             model=p["model"], extra=extra)
+
+
+class Studio:
+    def __init__(self, config: Config, *, engine: Engine | None = None) -> None:
+        self.config = config
+        self.engine = engine or Engine(config, GpuExecutor(config, anime_factory=default_anime_factory(config)))
+        self.db: Database | None = None
+        self.outputs = OutputStore(config.path(config.storage.outputs))
+        self._listeners: list[Listener] = []
+        self._contexts: dict[str, RequestContext] = {}
+        self._pending: set[asyncio.Task[Any]] = set()
+        self.engine.add_listener(self._on_engine_event)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self, *, warm_up: bool = True) -> list[str]:
+        """Open the job log, load the model, requeue unfinished jobs. Returns the requeued ids."""
+        self.db = await Database.open(self.config.path(self.config.storage.database))
+        recovered = await self.db.jobs.recover()
+        jobs = [J.job_from_params(row.job_id, row.user_id, row.params) for row in recovered]
+        await self.engine.start(warm_up=warm_up)
+        self.engine.restore(jobs)
+        if jobs:
+            log.info("requeued %d unfinished job(s) from the job log", len(jobs))
+        return [j.job_id for j in jobs]
+
+    async def close(self) -> None:
+        await self.engine.stop()
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+        if self.db is not None:
+            await self.db.close()
+            self.db = None
+
+    @property
+    def database(self) -> Database:
+        if self.db is None:
+            raise RuntimeError("the studio is not started")
+        return self.db
+
+    # ------------------------------------------------------------------ queries for cogs
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def model_info(self, name: str = "") -> ModelInfo:
+        return self.engine.model_info(name)
+
+    def model_names(self) -> list[str]:
+        return [m.display_name for m in self.config.all_models]
+
+    def lora_names(self, model: str = "") -> list[str]:
+        return list(self.model_info(model).loras)
+
+    @staticmethod
+    def sampler_names() -> list[str]:
+        return sampler_names()
+
+    # ------------------------------------------------------------------ requests
+
+    async def store_input(self, data: bytes, suffix: str = ".png") -> str:
+        """Keep an uploaded or derived input image on disk (content-addressed); returns its path."""
+        stored = await self.outputs.save_bytes(data, suffix=suffix)
+        return str(stored.path)
+
+    async def submit(self, job: J.Job, ctx: RequestContext) -> tuple[int, int, float]:
+        """Record the job (committed) and queue it. Returns (position, queue length, eta seconds).
+
+        Raises QueueRefused before anything is written when the member or the queue is full.
+        """
+        self.engine.queue.check_room(job.owner)
+        await self.database.jobs.add(
+            job_id=job.job_id, kind=str(job.kind), user_id=ctx.user_id, guild_id=ctx.guild_id,
+            channel_id=ctx.channel_id, params=job.to_params(), interaction_id=ctx.interaction_id,
+            interaction_token=ctx.interaction_token, application_id=ctx.application_id,
+            request_message_id=ctx.request_message_id,
+        )
+        self._contexts[job.job_id] = ctx
+        try:
+            self.engine.submit(job)
+        except J.QueueRefused:
+            await self.database.jobs.set_status(job.job_id, "cancelled", error="refused: queue full")
+            raise
+        position = self.engine.position(job.job_id)
+        return position if position is not None else (0, len(self.engine.queue), 0.0)
+
+    async def cancel(self, job_id: str, user_id: int, *, is_admin: bool = False) -> bool:
+        """Cancel a member's own job (admins: anyone's). Raises JobError when it is not theirs."""
+        row = await self.database.jobs.get(job_id)
+        if row is None:
+            raise J.JobError(f"There is no job `{job_id}`.")
+        if row.user_id != user_id and not is_admin:
+            raise J.JobError("You can only cancel your own jobs.")
+        return self.engine.cancel(job_id)
+
+    # ------------------------------------------------------------------ engine events
+
+    def _on_engine_event(self, event: J.JobEvent) -> None:
+        if isinstance(event, J.Queued):
+            self._publish(JobQueued(event.job_id, event.position, event.total, event.eta_s))
+        elif isinstance(event, J.Progress):
+            self._publish(JobProgress(event.job_id, event.step, event.total_steps, event.preview))
+        else:
+            task = asyncio.get_running_loop().create_task(self._record(event))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    async def _record(self, event: J.JobEvent) -> None:
+        """Persist a state change, then tell the cogs (order matters: the log leads)."""
+        jobs = self.database.jobs
+        try:
+            if isinstance(event, J.Started):
+                await jobs.set_status(event.job_id, "running")
+                self._publish(JobStarted(event.job_id))
+            elif isinstance(event, J.Finished):
+                self._publish(await self._save_result(event.result))
+            elif isinstance(event, J.Failed):
+                await jobs.set_status(event.job_id, "failed", error=event.message)
+                self._publish(JobFailed(event.job_id, event.message))
+            elif isinstance(event, J.Cancelled):
+                await jobs.set_status(event.job_id, "cancelled")
+                self._publish(JobCancelled(event.job_id))
+        except Exception:
+            log.exception("could not record %s for job %s", type(event).__name__, event.job_id)
+
+    async def _save_result(self, result: J.JobResult) -> JobDone:
+        row = await self.database.jobs.get(result.job_id)
+        assert row is not None
+        job = J.job_from_params(row.job_id, row.user_id, row.params)
+        sampler = self._sampler_label(job)
+        texts = [parameters_text(job, seed, im.width, im.height, sampler) for im, seed in
+                 zip(result.images, result.seeds, strict=False)]
+        encoded = await asyncio.to_thread(lambda: [encode_png(im, t) for im, t in zip(result.images, texts, strict=True)])
+        saved: list[SavedImage] = []
+        for index, (image, seed, data) in enumerate(zip(result.images, result.seeds, encoded, strict=False)):
+            stored = await self.outputs.save_bytes(data, suffix=".png")
+            nsfw = bool(result.nsfw[index]) if index < len(result.nsfw) else False
+            await self.database.images.add(job_id=job.job_id, idx=index, seed=seed, path=str(stored.path),
+                                           width=image.width, height=image.height, sha256=stored.sha256,
+                                           size_bytes=stored.size, nsfw=nsfw)
+            saved.append(SavedImage(index, seed, stored.path, image.width, image.height, nsfw))
+        grid = None
+        if len(result.images) > 1:
+            grid_png = await asyncio.to_thread(lambda: encode_png(make_grid(list(result.images)), texts[0]))
+            grid = (await self.outputs.save_bytes(grid_png, suffix=".png")).path
+        await self.database.jobs.set_status(job.job_id, "done")
+        return JobDone(job.job_id, job, tuple(saved), grid, tuple(texts), result.seconds, result.note)
+
+    def _sampler_label(self, job: J.Job) -> str:
+        if not isinstance(job, J.DiffusionJob):
+            return ""
+        loaded = self.engine.executor.loaded(job.model)
+        default_class = type(loaded.default_scheduler).__name__ if loaded else ""
+        return label_for(job.scheduler, default_class)
+
+    def _publish(self, event: StudioEvent) -> None:
+        for listener in list(self._listeners):
+            try:
+                maybe = listener(event)
+            except Exception:
+                log.exception("studio listener failed on %s", type(event).__name__)
+                continue
+            if asyncio.iscoroutine(maybe):
+                task = asyncio.get_running_loop().create_task(maybe)
+                self._pending.add(task)
+                task.add_done_callback(self._pending.discard)

@@ -1,0 +1,67 @@
+"""Test-wide settings: never reach a hub, keep torch on one thread for steady timings."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+try:
+    import torch
+
+    torch.set_num_threads(1)
+except ImportError:  # pragma: no cover - torch is a hard dependency
+    pass
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight SD model folder, built once per test session."""
+    from tests.fixtures.tiny_models import ensure_tiny_sd
+
+    return ensure_tiny_sd(tmp_path_factory.mktemp("models") / "tiny-sd")
+
+
+@pytest.fixture(scope="session")
+def tiny_config(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A Config serving the tiny model on the CPU, with 64-128 px sizes and a temp database."""
+    from config import load_config
+
+    work = tmp_path_factory.mktemp("easel")
+    toml = work / "easel.toml"
+    toml.write_text(
+        f"""
+[model]
+source = "{tiny_model_dir}"
+name = "tiny"
+family = "sd15"
+size = 64
+min_size = 64
+max_size = 128
+steps = 4
+max_steps = 20
+guidance = 0.0
+
+[device]
+device = "cpu"
+previews = true
+
+[queue]
+per_user = 4
+total = 20
+max_batch = 4
+batch_wait_ms = 0
+
+[storage]
+database = "easel.db"
+outputs = "outputs"
+""",
+        encoding="utf-8",
+    )
+    return load_config(toml, environ={})

@@ -1,0 +1,242 @@
+"""The engine end to end on the tiny model: fair order, batching, progress, cancellation, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from config import Config
+from inference import executor as executor_module
+from inference.engine import Engine
+from inference.executor import GpuExecutor
+from inference.jobs import (
+    Cancelled,
+    Failed,
+    Finished,
+    ImageToImageJob,
+    InpaintJob,
+    JobEvent,
+    JobKind,
+    Progress,
+    Queued,
+    Started,
+    TextToImageJob,
+)
+
+
+class Recorder:
+    """Collects engine events and lets a test await a job's final outcome."""
+
+    def __init__(self) -> None:
+        self.events: list[JobEvent] = []
+        self.threads: set[int] = set()
+        self._done: dict[str, asyncio.Future[JobEvent]] = {}
+
+    def __call__(self, event: JobEvent) -> None:
+        self.threads.add(threading.get_ident())
+        self.events.append(event)
+        if isinstance(event, Finished | Failed | Cancelled):
+            self.future(event.job_id).set_result(event)
+
+    def future(self, job_id: str) -> asyncio.Future[JobEvent]:
+        if job_id not in self._done:
+            self._done[job_id] = asyncio.get_running_loop().create_future()
+        return self._done[job_id]
+
+    async def outcome(self, job_id: str) -> JobEvent:
+        return await asyncio.wait_for(self.future(job_id), timeout=60)
+
+    def of(self, job_id: str, kind: type[JobEvent]) -> list[JobEvent]:
+        return [e for e in self.events if e.job_id == job_id and isinstance(e, kind)]
+
+
+def t2i(job_id: str, owner: int = 1, seed: int = 7, **kw: object) -> TextToImageJob:
+    params = {"prompt": "a photo of a red fox", "width": 64, "height": 64, "steps": 3, "guidance": 0.0,
+              "model": "tiny", "seed": seed}
+    params.update(kw)
+    return TextToImageJob(job_id=job_id, owner=owner, **params)  # type: ignore[arg-type]
+
+
+def pixels(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("RGB"), dtype=np.int16)
+
+
+@pytest.fixture
+async def engine(tiny_config: Config):
+    eng = Engine(tiny_config, GpuExecutor(tiny_config))
+    rec = Recorder()
+    eng.add_listener(rec)
+    await eng.start(warm_up=False)
+    eng.recorder = rec  # type: ignore[attr-defined]
+    yield eng
+    await eng.stop()
+
+
+async def test_same_seed_gives_identical_images(engine: Engine) -> None:
+    rec: Recorder = engine.recorder  # type: ignore[attr-defined]
+    engine.submit(t2i("a", seed=42))
+    first = await rec.outcome("a")
+    engine.submit(t2i("b", seed=42))
+    second = await rec.outcome("b")
+    engine.submit(t2i("c", seed=43))
+    third = await rec.outcome("c")
+    assert isinstance(first, Finished) and isinstance(second, Finished) and isinstance(third, Finished)
+    assert np.array_equal(pixels(first.result.images[0]), pixels(second.result.images[0]))
+    assert not np.array_equal(pixels(first.result.images[0]), pixels(third.result.images[0]))
+    assert first.result.seeds == (42,)
+
+
+async def test_batched_images_match_the_same_jobs_run_alone(tiny_config: Config) -> None:
+    jobs = [t2i(f"j{i}", owner=i, seed=100 + i) for i in range(4)]
+    alone: dict[str, np.ndarray] = {}
+    single = Engine(dataclasses.replace(tiny_config, queue=dataclasses.replace(tiny_config.queue, max_batch=1)),
+                    GpuExecutor(tiny_config))
+    rec = Recorder()
+    single.add_listener(rec)
+    await single.start(warm_up=False)
+    for job in jobs:
+        single.submit(job)
+    for job in jobs:
+        out = await rec.outcome(job.job_id)
+        assert isinstance(out, Finished)
+        alone[job.job_id] = pixels(out.result.images[0])
+    await single.stop()
+
+    batched = Engine(tiny_config, GpuExecutor(tiny_config))
+    batched.policy.single[("imagine", "tiny", 64, 64, 3)] = 1.0  # force one batch of 4
+    calls: list[int] = []
+    original = executor_module.run_diffusion_batch
+
+    def counting(model, batch, on_step):  # type: ignore[no-untyped-def]
+        calls.append(len(batch))
+        return original(model, batch, on_step)
+
+    executor_module.run_diffusion_batch = counting
+    try:
+        rec = Recorder()
+        batched.add_listener(rec)
+        for job in jobs:
+            batched.submit(job)
+        await batched.start(warm_up=False)
+        worst = 0
+        for job in jobs:
+            out = await rec.outcome(job.job_id)
+            assert isinstance(out, Finished)
+            worst = max(worst, int(np.abs(pixels(out.result.images[0]) - alone[job.job_id]).max()))
+    finally:
+        executor_module.run_diffusion_batch = original
+        await batched.stop()
+    assert calls == [4]
+    assert worst <= 1
+
+
+async def test_a_job_that_raises_leaves_the_executor_serving_the_next(engine: Engine, monkeypatch) -> None:
+    rec: Recorder = engine.recorder  # type: ignore[attr-defined]
+    original = executor_module.run_diffusion_batch
+
+    def exploding(model, batch, on_step):  # type: ignore[no-untyped-def]
+        if batch[0].job.prompt == "explode":
+            raise RuntimeError("boom")
+        return original(model, batch, on_step)
+
+    monkeypatch.setattr(executor_module, "run_diffusion_batch", exploding)
+    engine.submit(t2i("bad", prompt="explode"))
+    engine.submit(t2i("good", owner=2))
+    bad = await rec.outcome("bad")
+    good = await rec.outcome("good")
+    assert isinstance(bad, Failed) and "bad" in bad.message and "Traceback" not in bad.message
+    assert isinstance(good, Finished)
+
+
+async def test_progress_events_arrive_in_order_on_the_loop_thread(engine: Engine) -> None:
+    rec: Recorder = engine.recorder  # type: ignore[attr-defined]
+    engine.submit(t2i("p", steps=5))
+    assert isinstance(await rec.outcome("p"), Finished)
+    steps = [e.step for e in rec.of("p", Progress)]  # type: ignore[attr-defined]
+    assert steps == [1, 2, 3, 4, 5]
+    assert rec.threads == {threading.get_ident()}
+    kinds = [type(e) for e in rec.events if e.job_id == "p"]
+    assert kinds.index(Started) < kinds.index(Progress) < kinds.index(Finished)
+    assert engine.executor.thread_ident != threading.get_ident()
+
+
+async def test_cancel_a_queued_job(engine: Engine) -> None:
+    rec: Recorder = engine.recorder  # type: ignore[attr-defined]
+    engine.submit(t2i("first", steps=10))
+    engine.submit(t2i("second", steps=10))
+    engine.submit(t2i("third", owner=2))
+    await asyncio.sleep(0)
+    assert engine.cancel("third")
+    assert isinstance(await rec.outcome("third"), Cancelled)
+    assert not rec.of("third", Started)
+    assert isinstance(await rec.outcome("first"), Finished)
+    assert not engine.cancel("no-such-job")
+
+
+async def test_cancel_a_running_job_between_steps(engine: Engine) -> None:
+    rec: Recorder = engine.recorder  # type: ignore[attr-defined]
+    engine.submit(t2i("long", steps=20))
+    while not rec.of("long", Progress):
+        await asyncio.sleep(0.01)
+    assert engine.cancel("long")
+    out = await rec.outcome("long")
+    assert isinstance(out, Cancelled)
+    assert len(rec.of("long", Progress)) < 20
+    engine.submit(t2i("after", owner=2))
+    assert isinstance(await rec.outcome("after"), Finished)
+
+
+async def test_queue_positions_are_reported(engine: Engine) -> None:
+    rec: Recorder = engine.recorder  # type: ignore[attr-defined]
+    for i in range(3):
+        engine.submit(t2i(f"q{i}", owner=10 + i, steps=2))
+    queued = [e for e in rec.events if isinstance(e, Queued)]
+    assert {e.job_id for e in queued} >= {"q0", "q1", "q2"}
+    for i in range(3):
+        await rec.outcome(f"q{i}")
+
+
+async def test_image_to_image_and_inpainting_run_from_files(engine: Engine, tmp_path: Path) -> None:
+    rec: Recorder = engine.recorder  # type: ignore[attr-defined]
+    src = tmp_path / "src.png"
+    Image.new("RGB", (96, 80), (200, 40, 40)).save(src)
+    mask = tmp_path / "mask.png"
+    m = Image.new("L", (96, 80), 0)
+    m.paste(255, (0, 0, 48, 80))
+    m.save(mask)
+    engine.submit(ImageToImageJob(job_id="v", owner=1, prompt="a fox", init_image=str(src), width=64, height=64,
+                                  steps=4, strength=0.5, model="tiny", seed=1))
+    engine.submit(InpaintJob(job_id="i", owner=2, prompt="a fox", init_image=str(src), mask_image=str(mask),
+                             width=64, height=64, steps=4, model="tiny", seed=1))
+    engine.submit(ImageToImageJob(job_id="gone", owner=3, init_image=str(tmp_path / "missing.png"), width=64,
+                                  height=64, steps=4, model="tiny"))
+    v, i, gone = (await rec.outcome(j) for j in ("v", "i", "gone"))
+    assert isinstance(v, Finished) and v.result.images[0].size == (64, 64)
+    assert isinstance(i, Finished) and i.result.images[0].size == (64, 64)
+    assert isinstance(gone, Failed) and "could not be read" in gone.message
+
+
+async def test_variation_and_inpainting_share_the_base_weights(engine: Engine) -> None:
+    model = engine.executor.loaded("tiny")
+    assert model is not None
+    base = model.pipes[JobKind.IMAGINE]
+    for kind in (JobKind.VARY, JobKind.PAINT):
+        pipe = model.pipes[kind]
+        assert pipe is not base
+        assert pipe.unet is base.unet and pipe.vae is base.vae and pipe.text_encoder is base.text_encoder
+
+
+async def test_grid_jobs_use_one_seed_per_image(engine: Engine) -> None:
+    rec: Recorder = engine.recorder  # type: ignore[attr-defined]
+    engine.submit(t2i("grid", seed=5, count=3))
+    engine.submit(t2i("cell", owner=2, seed=6))
+    grid, cell = await rec.outcome("grid"), await rec.outcome("cell")
+    assert isinstance(grid, Finished) and isinstance(cell, Finished)
+    assert grid.result.seeds == (5, 6, 7) and len(grid.result.images) == 3
+    assert int(np.abs(pixels(grid.result.images[1]) - pixels(cell.result.images[0])).max()) <= 1

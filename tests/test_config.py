@@ -1,0 +1,78 @@
+"""Configuration: defaults, TOML, environment overrides, and errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from config import ConfigError, load_config, read_token
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "easel.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_serve_a_new_admin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(environ={})
+    assert cfg.model.source == "stabilityai/sd-turbo"
+    assert cfg.model.display_name == "sd-turbo"
+    assert cfg.storage.database == "easel.db" and cfg.path(cfg.storage.database) == tmp_path / "easel.db"
+    assert cfg.device.device == "auto"
+
+
+def test_the_shipped_example_config_is_valid() -> None:
+    cfg = load_config(ROOT / "easel.example.toml", environ={})
+    assert cfg.queue.per_user == 4 and cfg.model.safety_checker is False
+
+
+def test_environment_overrides_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "[queue]\nper_user = 2\n")
+    cfg = load_config(path, environ={"EASEL_QUEUE__PER_USER": "3", "EASEL_DEVICE__PREVIEWS": "off"})
+    assert cfg.queue.per_user == 3
+    assert cfg.device.previews is False
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "expected"),
+    [
+        ("[queue]\nper_user = 'many'\n", {}, "queue.per_user: expected a whole number"),
+        ("[queue]\nper_user = 0\n", {}, "queue.per_user"),
+        ("[device]\ndevice = 'tpu'\n", {}, "device.device: 'tpu' is not one of"),
+        ("[model]\nsource = './missing-model'\n", {}, "model.source: './missing-model' does not exist"),
+        ("[model]\nsorce = 'x'\n", {}, "model.sorce: unknown key in [model]"),
+        ("[model\n", {}, "not valid TOML"),
+        ("", {"EASEL_QUEUE__MAX_BATCH": "99"}, "queue.max_batch"),
+        ("[storage]\ndatabase = 'no/such/folder/easel.db'\n", {}, "storage.database: folder"),
+        ("[model]\nsize = 100\n", {}, "model.size"),
+    ],
+)
+def test_bad_values_name_the_key_and_the_reason(tmp_path: Path, text: str, env: dict[str, str], expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), environ=env)
+    assert expected in str(info.value)
+
+
+def test_an_explicit_missing_config_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.toml", environ={})
+
+
+def test_token_comes_from_environment_or_dotenv(tmp_path: Path) -> None:
+    assert read_token({"DISCORD_TOKEN": " abc "}, dotenv=tmp_path / ".env") == "abc"
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("# secrets\nexport DISCORD_TOKEN='from-file'\n", encoding="utf-8")
+    assert read_token({}, dotenv=dotenv) == "from-file"
+    with pytest.raises(ConfigError, match="DISCORD_TOKEN is not set"):
+        read_token({}, dotenv=tmp_path / "missing.env")
+
+
+def test_models_with_the_same_name_are_refused(tmp_path: Path) -> None:
+    text = "[model]\nsource = 'org/a'\nname = 'x'\n[[models]]\nsource = 'org/b'\nname = 'x'\n"
+    with pytest.raises(ConfigError, match="used by two models"):
+        load_config(write(tmp_path, text), environ={})
