@@ -216,7 +216,7 @@ async def test_image_to_image_and_inpainting_run_from_files(engine: Engine, tmp_
                              width=64, height=64, steps=4, model="tiny", seed=1))
     engine.submit(ImageToImageJob(job_id="gone", owner=3, init_image=str(tmp_path / "missing.png"), width=64,
                                   height=64, steps=4, model="tiny"))
-    v, i, gone = (await rec.outcome(j) for j in ("v", "i", "gone"))
+    v, i, gone = [await rec.outcome(j) for j in ("v", "i", "gone")]
     assert isinstance(v, Finished) and v.result.images[0].size == (64, 64)
     assert isinstance(i, Finished) and i.result.images[0].size == (64, 64)
     assert isinstance(gone, Failed) and "could not be read" in gone.message
