@@ -19,6 +19,7 @@ import discord
 from discord.ext import commands
 
 if TYPE_CHECKING:
+    from cogs.delivery import Delivery
     from config import Config
     from studio import Studio
 
@@ -143,6 +144,7 @@ class EaselBot(commands.Bot):
         self.studio = studio or Studio(config)
         self.extensions_to_load = tuple(extensions)
         self.started_at = time.time()
+        self.delivery: Delivery  # set by the delivery cog, which every request goes through
 
     async def setup_hook(self) -> None:
         await self.studio.start()

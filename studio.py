@@ -29,7 +29,7 @@ from config import Config
 from inference import jobs as J
 from inference.engine import Engine
 from inference.executor import GpuExecutor, default_anime_factory
-from inference.imaging import encode_png, format_parameters, make_grid
+from inference.imaging import encode_png, format_parameters
 from inference.samplers import label_for, sampler_names
 from inference.validation import ModelInfo
 from storage import Database, OutputStore
@@ -89,7 +89,6 @@ class JobProgress(StudioEvent):
 class JobDone(StudioEvent):
     job: J.Job
     images: tuple[SavedImage, ...]
-    grid: Path | None
     parameters: tuple[str, ...]
     seconds: float
     note: str = ""
@@ -269,12 +268,8 @@ class Studio:
                                            width=image.width, height=image.height, sha256=stored.sha256,
                                            size_bytes=stored.size, nsfw=nsfw)
             saved.append(SavedImage(index, seed, stored.path, image.width, image.height, nsfw))
-        grid = None
-        if len(result.images) > 1:
-            grid_png = await asyncio.to_thread(lambda: encode_png(make_grid(list(result.images)), texts[0]))
-            grid = (await self.outputs.save_bytes(grid_png, suffix=".png")).path
         await self.database.jobs.set_status(job.job_id, "done")
-        return JobDone(job.job_id, job, tuple(saved), grid, tuple(texts), result.seconds, result.note)
+        return JobDone(job.job_id, job, tuple(saved), tuple(texts), result.seconds, result.note)
 
     def _sampler_label(self, job: J.Job) -> str:
         if not isinstance(job, J.DiffusionJob):

@@ -1,0 +1,289 @@
+"""The poster: keeps each job's status message current and posts the result exactly once.
+
+It listens to the studio. A job announced by a command has a status message (the deferred
+interaction, or a reply for reactions); progress edits are throttled to one per
+``discord.progress_interval_s``; the result replaces the status. Jobs without a status message
+(restarted bot, requeued job) are posted to their channel as a reply quoting the request.
+
+Exactly once: ``begin_delivery`` atomically claims a finished job before posting and
+``mark_delivered`` records the message id. A job found ``delivering`` at start-up (the bot died
+between posting and recording) is looked up in its channel's recent messages before anything is
+posted again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord.ext import commands
+from PIL import Image
+
+from cogs.utils.buttons import result_view
+from cogs.utils.inputs import png_file
+from cogs.utils.origin import ChannelStatus, Origin, StatusMessage
+from cogs.utils.text import NO_MENTIONS, duration, fit_message, progress_text, queued_text, quote
+from inference.imaging import encode_png, fit_for_upload, make_grid, read_parameters, thumbnail_png
+from inference.jobs import AnimeJob, DiffusionJob, Job, job_from_params
+from studio import JobCancelled, JobDone, JobProgress, JobQueued, JobStarted, StudioEvent
+
+if TYPE_CHECKING:
+    from bot import EaselBot
+    from storage import JobRow
+
+log = logging.getLogger(__name__)
+
+DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
+HISTORY_SCAN = 50  # messages looked at to find a result posted just before a crash
+POST_ATTEMPTS = 3
+
+
+@dataclass
+class Tracked:
+    job_id: str
+    spoiler: bool = False
+    policy: str = "off"
+    status: asyncio.Future[StatusMessage | None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    origin: Origin | None = None
+    text: str = ""
+    preview: Any = None
+    dirty: asyncio.Event = field(default_factory=asyncio.Event)
+    updater: asyncio.Task[None] | None = None
+
+
+def caption(job: Job, seeds: list[int], seconds: float | None, note: str = "") -> str:
+    by = f"<@{job.owner}>"
+    took = f"{duration(seconds)} \u00b7 " if seconds is not None else ""
+    if isinstance(job, AnimeJob):
+        head = f"\U0001f338 AnimeGAN2 `{job.style}` for {by}"
+        tail = f"{took}job `{job.job_id}`"
+    else:
+        assert isinstance(job, DiffusionJob)
+        head = f"**{quote(job.prompt)}** for {by}"
+        tail = (f"seed `{', '.join(map(str, seeds)) or job.seed}` \u00b7 {job.steps} steps \u00b7 "
+                f"{job.width}x{job.height} \u00b7 {took}job `{job.job_id}`")
+    lines = [head, tail]
+    if note:
+        lines.append(f"\u2139\ufe0f {quote(note, 300)}")
+    return "\n".join(lines)
+
+
+def grid_png(paths: list[Path]) -> bytes:
+    """The grid posted for count > 1, carrying the first image's parameters."""
+    images = []
+    for path in paths:
+        with Image.open(path) as im:
+            images.append(im.convert("RGB"))
+    return encode_png(make_grid(images), read_parameters(paths[0].read_bytes()))
+
+
+class Delivery(commands.Cog):
+    def __init__(self, bot: EaselBot) -> None:
+        self.bot = bot
+        self.tracked: dict[str, Tracked] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._redelivery: asyncio.Task[None] | None = None
+        self.interval = bot.config.discord.progress_interval_s
+
+    async def cog_load(self) -> None:
+        self.bot.delivery = self
+        self.bot.studio.add_listener(self.on_studio_event)
+        self._redelivery = asyncio.create_task(self._redeliver_after_ready())
+
+    async def cog_unload(self) -> None:
+        if self._redelivery is not None:
+            self._redelivery.cancel()
+        for t in self.tracked.values():
+            if t.updater is not None:
+                t.updater.cancel()
+
+    # ------------------------------------------------------------------ tracking
+
+    def expect(self, job_id: str, *, spoiler: bool = False, policy: str = "off") -> None:
+        self.tracked[job_id] = Tracked(job_id, spoiler=spoiler, policy=policy)
+
+    def drop(self, job_id: str) -> None:
+        self.tracked.pop(job_id, None)
+
+    def attach(self, job_id: str, status: StatusMessage | None, origin: Origin) -> None:
+        t = self.tracked.get(job_id)
+        if t is None:
+            return
+        t.origin = origin
+        if not t.status.done():
+            t.status.set_result(status)
+        if status is not None and t.updater is None:
+            t.updater = asyncio.create_task(self._keep_current(t, status))
+
+    # ------------------------------------------------------------------ events
+
+    def on_studio_event(self, event: StudioEvent) -> None:
+        t = self.tracked.get(event.job_id)
+        if isinstance(event, JobQueued | JobStarted | JobProgress):
+            if t is None:
+                return
+            if isinstance(event, JobQueued):
+                t.text = queued_text(event.job_id, event.position, event.total, event.eta_s)
+            elif isinstance(event, JobStarted):
+                t.text = progress_text(event.job_id, 0, 1)
+            else:
+                t.text = progress_text(event.job_id, event.step, event.total_steps)
+                t.preview = event.preview if self.bot.config.device.previews else None
+            t.dirty.set()
+            return
+        self._spawn(self._finish(event, t))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _keep_current(self, t: Tracked, status: StatusMessage) -> None:
+        """Edit the status message when something changed, at most once per interval."""
+        while True:
+            await t.dirty.wait()
+            t.dirty.clear()
+            files = None
+            if t.preview is not None:
+                data = await asyncio.to_thread(thumbnail_png, t.preview, 256)
+                files = [png_file(data, "preview.png")]
+            try:
+                await status.edit(t.text, files=files)
+            except discord.HTTPException as exc:
+                log.info("job %s: progress edit failed (%s)", t.job_id, exc)
+            await asyncio.sleep(self.interval)
+
+    async def _finish(self, event: StudioEvent, t: Tracked | None) -> None:
+        status: StatusMessage | None = None
+        if t is not None:
+            status = await t.status
+            if t.updater is not None:
+                t.updater.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t.updater
+            self.tracked.pop(event.job_id, None)
+        try:
+            if isinstance(event, JobCancelled):
+                if status is not None:
+                    await status.edit(f"\u2716\ufe0f Cancelled \u00b7 job `{event.job_id}`", files=[])
+                return
+            await self.deliver(event.job_id, status, t, event if isinstance(event, JobDone) else None)
+        except Exception:
+            log.exception("job %s: delivery failed; it will be retried at the next start", event.job_id)
+
+    # ------------------------------------------------------------------ posting
+
+    async def deliver(self, job_id: str, status: StatusMessage | None, t: Tracked | None = None,
+                      done: JobDone | None = None) -> None:
+        db = self.bot.studio.database
+        if not await db.jobs.begin_delivery(job_id):
+            return  # already delivered (or being delivered) elsewhere
+        row = await db.jobs.get(job_id)
+        assert row is not None
+        for attempt in range(1, POST_ATTEMPTS + 1):
+            try:
+                if status is None:
+                    status = await self._channel_status(row)
+                content, files, view = await self._render(row, t, done)
+                await status.edit(content, files=files, view=view)
+                break
+            except discord.HTTPException as exc:
+                log.warning("job %s: posting failed (attempt %d): %s", job_id, attempt, exc)
+                if attempt == POST_ATTEMPTS:
+                    await db.jobs.release_delivery(job_id)
+                    return
+                await asyncio.sleep(attempt)
+        assert status is not None and status.message_id is not None
+        await db.jobs.mark_delivered(job_id, channel_id=status.channel_id, message_id=status.message_id)
+        await db.images.set_message(job_id, status.message_id)
+
+    async def _channel_status(self, row: JobRow) -> StatusMessage:
+        """A fresh reply in the request's channel (the interaction token is gone)."""
+        channel = self.bot.get_channel(row.channel_id) or await self.bot.fetch_channel(row.channel_id)
+        assert isinstance(channel, discord.abc.Messageable)
+        reference = None
+        if row.request_message_id:
+            reference = discord.MessageReference(message_id=row.request_message_id, channel_id=row.channel_id,
+                                                 fail_if_not_exists=False)
+        text = f"\u23f3 Finishing job `{row.job_id}` for <@{row.user_id}>\u2026"
+        message = await channel.send(text, reference=reference or discord.utils.MISSING, allowed_mentions=NO_MENTIONS)
+        return ChannelStatus(message)
+
+    async def _render(self, row: JobRow, t: Tracked | None,
+                      done: JobDone | None) -> tuple[str, list[discord.File], discord.ui.View | None]:
+        if row.error:
+            return f"\u26a0\ufe0f {quote(row.error, 1500)} \u00b7 job `{row.job_id}`", [], None
+        job = job_from_params(row.job_id, row.user_id, row.params)
+        images = sorted(await self.bot.studio.database.images.for_job(row.job_id), key=lambda r: r.idx)
+        if not images:
+            return f"\u26a0\ufe0f The images of job `{row.job_id}` are no longer stored.", [], None
+        seconds = done.seconds if done else (row.finished_at - row.started_at if row.finished_at and row.started_at
+                                             else None)
+        content = caption(job, [im.seed for im in images], seconds, done.note if done else "")
+        nsfw = (t.spoiler if t else False) or any(im.nsfw for im in images)
+        policy = t.policy if t else "spoiler"
+        if nsfw and policy == "block":
+            return content + "\n\U0001f6ab The result was flagged as NSFW and is not shown in this channel.", [], None
+        paths = [Path(im.path) for im in images]
+        if len(paths) > 1:
+            data = await asyncio.to_thread(grid_png, paths)
+        else:
+            data = await asyncio.to_thread(paths[0].read_bytes)
+        limit = self._upload_limit(row, t)
+        fitted, filename = await asyncio.to_thread(fit_for_upload, data, limit, stem=f"easel-{row.job_id}")
+        if not filename.endswith(".png"):
+            content += "\n\u2139\ufe0f Re-encoded to fit Discord's upload limit; the original PNG is kept by the bot."
+        files = [png_file(fitted, filename, spoiler=nsfw and policy != "off")]
+        return fit_message(content), files, result_view(row.job_id, len(images), kind=str(job.kind))
+
+    def _upload_limit(self, row: JobRow, t: Tracked | None) -> int:
+        if t is not None and t.origin is not None:
+            return t.origin.upload_limit
+        guild = self.bot.get_guild(row.guild_id) if row.guild_id else None
+        return guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT
+
+    # ------------------------------------------------------------------ after a restart
+
+    async def _redeliver_after_ready(self) -> None:
+        await self.bot.wait_until_ready()
+        try:
+            await self.redeliver()
+        except Exception:
+            log.exception("redelivery of finished jobs failed")
+
+    async def redeliver(self) -> None:
+        db = self.bot.studio.database
+        for row in await db.jobs.undelivered():
+            if row.job_id in self.tracked:
+                continue
+            if row.status == "delivering":
+                message = await self._find_posted(row)
+                if message is not None:
+                    await db.jobs.mark_delivered(row.job_id, channel_id=message.channel.id, message_id=message.id)
+                    await db.images.set_message(row.job_id, message.id)
+                    continue
+                await db.jobs.release_delivery(row.job_id)
+            log.info("posting the result of job %s that was not delivered before the restart", row.job_id)
+            await self.deliver(row.job_id, None)
+
+    async def _find_posted(self, row: JobRow) -> discord.Message | None:
+        """Our message for this job, if it reached Discord before the crash."""
+        try:
+            channel = self.bot.get_channel(row.channel_id) or await self.bot.fetch_channel(row.channel_id)
+            assert isinstance(channel, discord.abc.Messageable)
+            async for message in channel.history(limit=HISTORY_SCAN):
+                if message.author.id == getattr(self.bot.user, "id", None) and f"job `{row.job_id}`" in message.content \
+                        and message.attachments:
+                    return message
+        except discord.HTTPException as exc:
+            log.warning("job %s: could not read channel history (%s)", row.job_id, exc)
+        return None
+
+
+async def setup(bot: EaselBot) -> None:
+    await bot.add_cog(Delivery(bot))

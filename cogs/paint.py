@@ -1,0 +1,88 @@
+"""/paint: inpainting. What to repaint comes from a mask upload, named regions or a box."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+from PIL import Image
+
+from cogs.utils.inputs import decode, decode_mask_for, keep, read_attachment
+from cogs.utils.launch import launch
+from cogs.utils.origin import InteractionOrigin, Origin
+from inference.imaging import ImageInputError, box_mask, feather, parse_box, region_mask
+from inference.jobs import JobError
+from inference.validation import MAX_SEED, build_paint
+
+if TYPE_CHECKING:
+    from bot import EaselBot
+
+HOW_TO_CHOOSE = ("Choose what to repaint: upload a `mask` (white = repaint), or give a `region` such as "
+                 "`top-left`, `centre` or grid cells `A1`..`C3` (A-C columns, 1-3 rows), or a `box` in percent "
+                 "`x,y,width,height`.")
+
+
+def build_mask(size: tuple[int, int], *, mask: Image.Image | None, region: str | None, box: str | None) -> Image.Image:
+    """The repaint mask (white = repaint), feathered so the new part blends in."""
+    if mask is None and region:
+        mask = region_mask(region, size)
+    elif mask is None and box:
+        mask = box_mask(parse_box(box), size)
+    if mask is None:
+        raise JobError(HOW_TO_CHOOSE)
+    return feather(mask)
+
+
+async def paint_request(bot: EaselBot, origin: Origin, source: Image.Image, prompt: str | None, *,
+                        mask_upload: bytes | None = None, region: str | None = None, box: str | None = None,
+                        strength: float | None = None, seed: int | None = None) -> str | None:
+    """Shared by /paint and the "Paint..." context menu."""
+    limits = bot.config.limits
+    try:
+        mask = await decode_mask_for(mask_upload, source.size, limits) if mask_upload else None
+        mask = await asyncio.to_thread(build_mask, source.size, mask=mask, region=region, box=box)
+        path = await keep(bot.studio, source)
+        mask_path = await keep(bot.studio, mask)
+    except (ImageInputError, JobError) as exc:
+        await origin.error(str(exc))
+        return None
+    info = bot.studio.model_info()
+    return await launch(bot, origin, lambda job_id: build_paint(
+        job_id, origin.user.id, info, init_image=path, mask_image=mask_path, source_size=source.size, prompt=prompt,
+        strength=strength, seed=seed, max_prompt_chars=limits.max_prompt_chars))
+
+
+class Paint(commands.Cog):
+    def __init__(self, bot: EaselBot) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="paint", description="Repaint part of an image")
+    @app_commands.describe(image="The image to paint on", prompt="What to paint there",
+                           mask="A mask image: white = repaint, black = keep",
+                           region="Regions to repaint: left, top-right, centre, A1..C3 (several allowed)",
+                           box="A box in percent: x,y,width,height (e.g. 25,25,50,50)",
+                           strength="How much to change the area (0.05-1)", seed="Seed for repeatable results")
+    async def paint(self, interaction: discord.Interaction, image: discord.Attachment,
+                    prompt: app_commands.Range[str, 1, 4000], mask: discord.Attachment | None = None,
+                    region: app_commands.Range[str, 1, 100] | None = None,
+                    box: app_commands.Range[str, 1, 40] | None = None,
+                    strength: app_commands.Range[float, 0.05, 1.0] | None = None,
+                    seed: app_commands.Range[int, 0, MAX_SEED] | None = None) -> None:
+        origin = InteractionOrigin(interaction)
+        await origin.acknowledge()
+        limits = self.bot.config.limits
+        try:
+            source = await decode(await read_attachment(image, limits), limits)
+            mask_data = await read_attachment(mask, limits, "mask") if mask is not None else None
+        except ImageInputError as exc:
+            await origin.error(str(exc))
+            return
+        await paint_request(self.bot, origin, source, prompt, mask_upload=mask_data, region=region, box=box,
+                            strength=strength, seed=seed)
+
+
+async def setup(bot: EaselBot) -> None:
+    await bot.add_cog(Paint(bot))

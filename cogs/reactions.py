@@ -1,0 +1,102 @@
+"""Emoji reactions as commands, on our results and on any image in an enabled channel.
+
+🔁 reroll (our results), 🎨 vary, 🌸 anime, ✉️ DM me the image with its parameters, ❌ delete
+(the requester, or members with Manage Messages). Reactions arrive raw: the message may not be
+cached, so it is fetched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+from discord.ext import commands
+
+from cogs.utils import actions
+from cogs.utils.inputs import image_attachment, image_of_message, png_file, read_attachment
+from cogs.utils.launch import check_channel
+from cogs.utils.origin import MessageOrigin
+from cogs.utils.text import NO_MENTIONS, fit_message, quote
+from inference.imaging import ImageInputError, encode_png, read_parameters
+from inference.jobs import JobError
+
+if TYPE_CHECKING:
+    from bot import EaselBot
+
+log = logging.getLogger(__name__)
+
+REROLL, VARY, ANIME, MAIL, DELETE = "\U0001f501", "\U0001f3a8", "\U0001f338", "\u2709\ufe0f", "\u274c"
+EMOJIS = {REROLL, VARY, ANIME, MAIL, DELETE, "\u2709"}
+
+
+class Reactions(commands.Cog):
+    def __init__(self, bot: EaselBot) -> None:
+        self.bot = bot
+
+    @commands.Cog.listener()
+    async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
+        emoji = str(payload.emoji)
+        if emoji not in EMOJIS or payload.user_id == getattr(self.bot.user, "id", None):
+            return
+        try:
+            await self.handle(payload, emoji)
+        except Exception:
+            log.exception("reaction %s on message %s failed", emoji, payload.message_id)
+
+    async def handle(self, payload: discord.RawReactionActionEvent, emoji: str) -> None:
+        channel = self.bot.get_channel(payload.channel_id) or await self.bot.fetch_channel(payload.channel_id)
+        if not isinstance(channel, discord.abc.Messageable):
+            return
+        message = await channel.fetch_message(payload.message_id)
+        user = payload.member or await self.bot.fetch_user(payload.user_id)
+        row = await self.bot.studio.database.jobs.by_message(message.id)
+        ours = row is not None and message.author.id == getattr(self.bot.user, "id", None)
+        if not ours and image_attachment(message) is None:
+            return  # not an image: the reaction is just a reaction
+        origin = MessageOrigin(message, user)
+        try:
+            await check_channel(self.bot, origin)
+            if emoji == REROLL:
+                if row is None:
+                    raise JobError("🔁 rerolls work on my own results.")
+                await actions.rerun(self.bot, origin, row.job_id, same_seed=False)
+            elif emoji == VARY:
+                await actions.from_message(self.bot, origin, message, "vary")
+            elif emoji == ANIME:
+                await actions.from_message(self.bot, origin, message, "anime")
+            elif emoji in (MAIL, "\u2709"):
+                await self.mail(message, user)
+            elif emoji == DELETE and ours and row is not None:
+                await self.delete(message, user, row.user_id, payload)
+        except (JobError, ImageInputError) as exc:
+            await origin.error(str(exc))
+
+    async def mail(self, message: discord.Message, user: discord.abc.User) -> None:
+        """DM the image with its generation parameters (read from the PNG itself)."""
+        image, _job = await image_of_message(self.bot.studio, message, self.bot.config.limits)
+        attachment = image_attachment(message)
+        original = await read_attachment(attachment, self.bot.config.limits) if attachment else None
+        params = read_parameters(original) if original else None
+        data = original if original and params else await asyncio.to_thread(encode_png, image)
+        text = "Here is the image you asked for."
+        if params:
+            text += f"\n```\n{fit_message(params.replace('`', 'ˋ'), 1800)}\n```"
+        try:
+            await user.send(text, file=png_file(data, "easel.png"), allowed_mentions=NO_MENTIONS)
+        except discord.Forbidden:
+            raise JobError("I cannot send you direct messages: allow DMs from server members and try again.") from None
+
+    async def delete(self, message: discord.Message, user: discord.abc.User, owner: int,
+                     payload: discord.RawReactionActionEvent) -> None:
+        member = payload.member
+        allowed = user.id == owner or (member is not None and isinstance(message.channel, discord.abc.GuildChannel)
+                                       and message.channel.permissions_for(member).manage_messages)
+        if not allowed:
+            raise JobError(f"Only the member who asked for {quote('this image')} (or a moderator) can delete it.")
+        await message.delete()
+
+
+async def setup(bot: EaselBot) -> None:
+    await bot.add_cog(Reactions(bot))

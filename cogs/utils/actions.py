@@ -1,0 +1,169 @@
+"""What buttons, reactions and context menus do. Each action is one function taking an Origin,
+so a 🔁 reaction and a Reroll button run the very same code."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import random
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import discord
+
+from cogs.utils.buttons import single_view
+from cogs.utils.inputs import decode, image_of_message, keep, png_file
+from cogs.utils.launch import launch
+from cogs.utils.origin import InteractionOrigin, Origin
+from cogs.utils.text import NO_MENTIONS, quote
+from inference.imaging import ImageInputError, fit_for_upload
+from inference.jobs import DiffusionJob, Job, JobError, job_from_params
+from inference.validation import MAX_SEED, Draft, build_anime, build_vary
+
+if TYPE_CHECKING:
+    from bot import EaselBot
+    from storage import JobRow
+
+log = logging.getLogger(__name__)
+
+
+async def job_row(bot: EaselBot, job_id: str) -> JobRow:
+    row = await bot.studio.database.jobs.get(job_id)
+    if row is None:
+        raise JobError("I no longer have that job (it may have been deleted).")
+    return row
+
+
+def original_job(row: JobRow) -> Job:
+    return job_from_params(row.job_id, row.user_id, row.params)
+
+
+async def result_image_path(bot: EaselBot, job_id: str, index: int) -> Path:
+    rows = {r.idx: r for r in await bot.studio.database.images.for_job(job_id)}
+    row = rows.get(index)
+    if row is None or not Path(row.path).exists():
+        raise JobError("That image is no longer stored here (it may have been deleted or pruned).")
+    return Path(row.path)
+
+
+# ---------------------------------------------------------------------------- new jobs
+
+
+async def rerun(bot: EaselBot, origin: Origin, job_id: str, *, same_seed: bool) -> str | None:
+    """Reroll (new seed) or redo (same seed) a job with the member as its owner."""
+    row = await job_row(bot, job_id)
+    job = original_job(row)
+
+    def build(new_id: str) -> Draft:
+        changes: dict[str, object] = {"job_id": new_id, "owner": origin.user.id}
+        if isinstance(job, DiffusionJob) and not same_seed:
+            changes["seed"] = random.randint(0, MAX_SEED)
+        return Draft(dataclasses.replace(job, **changes))
+
+    return await launch(bot, origin, build)
+
+
+async def vary_file(bot: EaselBot, origin: Origin, path: str, size: tuple[int, int], *,
+                    prompt: str = "", model: str = "", count: int = 1) -> str | None:
+    info = bot.studio.model_info(model)
+    limits = bot.config.limits
+    return await launch(bot, origin, lambda jid: build_vary(
+        jid, origin.user.id, info, init_image=path, source_size=size, prompt=prompt or None, count=count,
+        max_prompt_chars=limits.max_prompt_chars))
+
+
+async def anime_file(bot: EaselBot, origin: Origin, path: str, style: str | None = None,
+                     whole_image: bool = False) -> str | None:
+    from inference.anime import STYLES
+
+    return await launch(bot, origin, lambda jid: build_anime(
+        jid, origin.user.id, init_image=path, style=style or bot.config.anime.default_style, styles=STYLES,
+        whole_image=whole_image))
+
+
+async def vary_result(bot: EaselBot, origin: Origin, job_id: str, index: int) -> str | None:
+    row = await job_row(bot, job_id)
+    job = original_job(row)
+    path = await result_image_path(bot, job_id, index)
+    image = await decode(await asyncio.to_thread(path.read_bytes), bot.config.limits)
+    prompt = job.prompt if isinstance(job, DiffusionJob) else ""
+    model = job.model if isinstance(job, DiffusionJob) else ""
+    return await vary_file(bot, origin, str(path), image.size, prompt=prompt, model=model)
+
+
+async def anime_result(bot: EaselBot, origin: Origin, job_id: str, index: int) -> str | None:
+    path = await result_image_path(bot, job_id, index)
+    return await anime_file(bot, origin, str(path))
+
+
+async def from_message(bot: EaselBot, origin: Origin, message: discord.Message, what: str) -> str | None:
+    """Vary or anime the image of any message (our results come from disk)."""
+    image, _job = await image_of_message(bot.studio, message, bot.config.limits)
+    path = await keep(bot.studio, image)
+    if what == "anime":
+        return await anime_file(bot, origin, path)
+    return await vary_file(bot, origin, path, image.size)
+
+
+# ---------------------------------------------------------------------------- buttons
+
+
+def can_manage(interaction: discord.Interaction) -> bool:
+    perms = interaction.permissions
+    return bool(perms.manage_messages or perms.manage_guild)
+
+
+async def on_button(bot: EaselBot, interaction: discord.Interaction, action: str, job_id: str,
+                    index: int | None) -> None:
+    origin = InteractionOrigin(interaction, request_message_id=interaction.message.id if interaction.message else None)
+    try:
+        if action in ("r", "redo"):
+            await origin.acknowledge()
+            await rerun(bot, origin, job_id, same_seed=action == "redo")
+        elif action == "v":
+            await origin.acknowledge()
+            await vary_result(bot, origin, job_id, index or 0)
+        elif action == "a":
+            await origin.acknowledge()
+            await anime_result(bot, origin, job_id, index or 0)
+        elif action == "u":
+            await upscale(bot, interaction, job_id, index or 0)
+        elif action == "x":
+            await delete_result(bot, interaction, job_id)
+        elif action == "c":
+            await cancel(bot, interaction, job_id)
+    except (JobError, ImageInputError) as exc:
+        await origin.error(str(exc))
+
+
+async def upscale(bot: EaselBot, interaction: discord.Interaction, job_id: str, index: int) -> None:
+    """U1-U4: post one image of a grid alone, full size, with its own buttons."""
+    await interaction.response.defer(thinking=True)
+    path = await result_image_path(bot, job_id, index)
+    row = await job_row(bot, job_id)
+    images = {r.idx: r for r in await bot.studio.database.images.for_job(job_id)}
+    data = await asyncio.to_thread(path.read_bytes)
+    limit = getattr(interaction, "filesize_limit", 0) or 10 * 1024 * 1024
+    data, filename = await asyncio.to_thread(fit_for_upload, data, limit, stem=f"easel-{job_id}-{index + 1}")
+    prompt = row.params.get("prompt", "")
+    seed = images[index].seed if index in images else 0
+    await interaction.edit_original_response(
+        content=f"**{quote(prompt)}** \u00b7 image {index + 1} \u00b7 seed `{seed}` \u00b7 job `{job_id}`",
+        attachments=[png_file(data, filename)], view=single_view(job_id, index), allowed_mentions=NO_MENTIONS)
+
+
+async def delete_result(bot: EaselBot, interaction: discord.Interaction, job_id: str) -> None:
+    row = await job_row(bot, job_id)
+    if interaction.user.id != row.user_id and not can_manage(interaction):
+        raise JobError("Only the member who asked for this image (or a moderator) can delete it.")
+    await interaction.response.defer()
+    if interaction.message is not None:
+        await interaction.message.delete()
+
+
+async def cancel(bot: EaselBot, interaction: discord.Interaction, job_id: str) -> None:
+    is_admin = bool(interaction.permissions.manage_guild)
+    cancelled = await bot.studio.cancel(job_id, interaction.user.id, is_admin=is_admin)
+    text = f"Cancelling job `{job_id}`." if cancelled else f"Job `{job_id}` has already finished."
+    await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)

@@ -1,0 +1,84 @@
+"""Buttons under results, restart-proof: ``discord.ui.DynamicItem`` with templated custom ids.
+
+``easel:<action>:<job id>[:<image index>]``. The bot re-creates the item from the id alone, so a
+result posted last month still works after any number of restarts.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+if TYPE_CHECKING:
+    from bot import EaselBot
+
+ACTIONS = {
+    "u": "post that image alone at full size",
+    "v": "variations of that image",
+    "r": "same settings, new seed",
+    "a": "AnimeGAN2 filter",
+    "x": "delete the message",
+    "c": "cancel the job",
+    "redo": "run again with the very same settings",
+}
+
+
+def custom_id(action: str, job_id: str, index: int | None = None) -> str:
+    return f"easel:{action}:{job_id}" + (f":{index}" if index is not None else "")
+
+
+class EaselButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
+                  template=r"easel:(?P<action>u|v|r|a|x|c|redo):(?P<job>[0-9a-f]{4,32})(?::(?P<index>[0-9]))?"):
+    def __init__(self, action: str, job_id: str, index: int | None = None, *, label: str | None = None,
+                 emoji: str | None = None, style: discord.ButtonStyle = discord.ButtonStyle.secondary,
+                 row: int | None = None) -> None:
+        super().__init__(discord.ui.Button(label=label, emoji=emoji, style=style, row=row,
+                                           custom_id=custom_id(action, job_id, index)))
+        self.action = action
+        self.job_id = job_id
+        self.index = index
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button[Any],
+                             match: re.Match[str], /) -> EaselButton:
+        index = match["index"]
+        return cls(match["action"], match["job"], int(index) if index is not None else None)
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        from cogs.utils import actions
+
+        bot: EaselBot = interaction.client  # type: ignore[assignment]
+        await actions.on_button(bot, interaction, self.action, self.job_id, self.index)
+
+
+def result_view(job_id: str, count: int, *, kind: str) -> discord.ui.View:
+    """U1-U4 / V1-V4 for grids, then reroll, anime and delete."""
+    view = discord.ui.View(timeout=None)
+    if count > 1:
+        for i in range(count):
+            view.add_item(EaselButton("u", job_id, i, label=f"U{i + 1}", row=0))
+        for i in range(count):
+            view.add_item(EaselButton("v", job_id, i, label=f"V{i + 1}", row=1))
+    elif kind != "anime":
+        view.add_item(EaselButton("v", job_id, 0, label="Vary", emoji="\U0001f3a8", row=0))
+    if kind != "anime":
+        view.add_item(EaselButton("r", job_id, label="Reroll", emoji="\U0001f501", row=2))
+        view.add_item(EaselButton("a", job_id, 0, label="Anime", emoji="\U0001f338", row=2))
+    view.add_item(EaselButton("x", job_id, label="Delete", emoji="\u274c", style=discord.ButtonStyle.danger, row=2))
+    return view
+
+
+def single_view(job_id: str, index: int) -> discord.ui.View:
+    """Under one image picked from a grid (U button)."""
+    view = discord.ui.View(timeout=None)
+    view.add_item(EaselButton("v", job_id, index, label="Vary", emoji="\U0001f3a8"))
+    view.add_item(EaselButton("a", job_id, index, label="Anime", emoji="\U0001f338"))
+    return view
+
+
+def cancel_view(job_id: str) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(EaselButton("c", job_id, label="Cancel", emoji="\u2716\ufe0f"))
+    return view
