@@ -10,6 +10,7 @@ whose message is one line an admin can act on.
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,12 +58,21 @@ class LoadedModel:
         return self._schedulers[name]
 
 
+def _local_path(value: str, base_dir: Path) -> Path | None:
+    """``value`` as a path resolved against the config's folder, or None when it is a hub id.
+
+    ``models/my-model`` reads like a hub id (``org/name``); it is a path when it exists there.
+    """
+    path = Path(value).expanduser()
+    path = path if path.is_absolute() else base_dir / path
+    return path if is_local_source(value) or path.exists() else None
+
+
 def _source_kind(model: ModelConfig, base_dir: Path) -> tuple[str, str]:
     """``("file"|"folder"|"hub", resolved source)``; raises for a local path that is not there."""
-    if not is_local_source(model.source):
+    path = _local_path(model.source, base_dir)
+    if path is None:
         return "hub", model.source
-    path = Path(model.source).expanduser()
-    path = path if path.is_absolute() else base_dir / path
     if path.is_file():
         return "file", str(path)
     if path.is_dir():
@@ -71,6 +81,17 @@ def _source_kind(model: ModelConfig, base_dir: Path) -> tuple[str, str]:
                                  "(no model_index.json)")
         return "folder", str(path)
     raise ModelLoadError(f"model {model.display_name!r}: {path} does not exist")
+
+
+def _single_file_config(model: ModelConfig, base_dir: Path) -> str:
+    """The ``config=`` for ``from_single_file``: a hub id, or a local diffusers folder checked here."""
+    path = _local_path(model.single_file_config, base_dir)
+    if path is None:
+        return model.single_file_config
+    if not (path / "model_index.json").is_file():
+        what = "is not a diffusers model folder (no model_index.json)" if path.is_dir() else "does not exist"
+        raise ModelLoadError(f"model {model.display_name!r}: single_file_config {path} {what}")
+    return str(path)
 
 
 def _safety_kwargs(model: ModelConfig) -> dict[str, Any]:
@@ -92,12 +113,7 @@ def _load_base(model: ModelConfig, kind: str, source: str, dtype: torch.dtype, b
         cls = StableDiffusionXLPipeline if family.startswith("sdxl") else StableDiffusionPipeline
         kwargs: dict[str, Any] = {"dtype": dtype}
         if model.single_file_config:
-            cfg_kind = "hub" if not is_local_source(model.single_file_config) else "folder"
-            cfg = model.single_file_config
-            if cfg_kind == "folder":
-                p = Path(cfg).expanduser()
-                cfg = str(p if p.is_absolute() else base_dir / p)
-            kwargs["config"] = cfg
+            kwargs["config"] = _single_file_config(model, base_dir)
         if not family.startswith("sdxl"):
             kwargs.update(_safety_kwargs(model))
         return cls.from_single_file(source, **kwargs)
@@ -147,21 +163,31 @@ def _apply_device_options(pipe: Any, device: torch.device, opts: DeviceConfig) -
 def _load_loras(pipe: Any, model: ModelConfig, base_dir: Path) -> dict[str, str]:
     adapters: dict[str, str] = {}
     for i, lora in enumerate(model.loras):
-        source = lora.source
-        if is_local_source(source):
-            p = Path(source).expanduser()
-            source = str(p if p.is_absolute() else base_dir / p)
-            if not Path(source).exists():
-                raise ModelLoadError(f"LoRA {lora.name!r}: {source} does not exist")
+        path = _local_path(lora.source, base_dir)
+        if path is not None and not path.exists():
+            raise ModelLoadError(f"LoRA {lora.name!r}: {path} does not exist")
         adapter = f"lora{i}"
         try:
-            pipe.load_lora_weights(source, adapter_name=adapter)
-        except (OSError, ValueError, KeyError) as exc:
-            raise ModelLoadError(f"LoRA {lora.name!r} could not be loaded from {lora.source}: {_first_line(exc)}") from None
+            with warnings.catch_warnings():
+                # peft warns on every adapter after the first; several LoRAs per model are intended.
+                warnings.filterwarnings("ignore", message="Already found a `peft_config`", category=UserWarning)
+                pipe.load_lora_weights(str(path) if path else lora.source, adapter_name=adapter)
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise ModelLoadError(f"LoRA {lora.name!r} could not be loaded from {lora.source}: {_lora_reason(exc)}") from None
         adapters[lora.name] = adapter
     if adapters:
         pipe.disable_lora()
     return adapters
+
+
+def _lora_reason(exc: BaseException) -> str:
+    """Why a LoRA file was refused, in words an admin can act on."""
+    text = str(exc)
+    if "size mismatch" in text or "not found in the base model" in text:
+        return "it does not fit this model (was it made for another base model, such as SDXL instead of SD 1.5?)"
+    if "Invalid LoRA checkpoint" in text:
+        return "the file holds no LoRA weights (is it a full model rather than a LoRA?)"
+    return _first_line(exc)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -175,6 +201,7 @@ def load_model(model: ModelConfig, device_cfg: DeviceConfig, base_dir: Path = Pa
     Runs on the inference thread (it is torch work); at start-up ``--check`` calls it directly.
     """
     from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
+    from diffusers.loaders.single_file_utils import SingleFileComponentError
 
     try:
         device = resolve_device(device_cfg.device)
@@ -186,16 +213,19 @@ def load_model(model: ModelConfig, device_cfg: DeviceConfig, base_dir: Path = Pa
         base = _load_base(model, kind, source, dtype, base_dir)
     except ModelLoadError:
         raise
-    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError, SingleFileComponentError) as exc:
         hint = " (is the hub reachable, or the id right?)" if kind == "hub" else ""
+        if kind == "file" and not model.single_file_config:
+            hint = " (set single_file_config to the diffusers folder or hub id this checkpoint belongs to)"
         raise ModelLoadError(f"model {model.display_name!r} could not be loaded from {model.source}{hint}: "
                              f"{_first_line(exc)}") from None
     check_tokenizer(base, model.display_name)
     family = model.family
     if family == "auto":
         family = detect_family(model.source, type(base).__name__ if kind != "folder" else pipeline_class_of(Path(source)))
-    _apply_device_options(base, device, device_cfg)
+    # LoRAs go in before the pipeline is moved, offloaded or compiled, so each of those sees them.
     loras = _load_loras(base, model, base_dir)
+    _apply_device_options(base, device, device_cfg)
     pipes: dict[JobKind, Any] = {JobKind.IMAGINE: base}
     pipes[JobKind.VARY] = AutoPipelineForImage2Image.from_pipe(base)
     if model.inpaint_source:

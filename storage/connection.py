@@ -1,0 +1,106 @@
+"""The one SQLite connection of the process, shared by the job log, images and settings.
+
+aiosqlite runs every statement on its own worker thread, so nothing here blocks the event loop.
+The connection is in autocommit mode (``isolation_level=None``): a single statement commits by
+itself, and multi-statement changes use :meth:`Connection.transaction` (``BEGIN IMMEDIATE`` …
+``COMMIT``). Every use goes through one :class:`asyncio.Lock`: with a single connection, a
+statement issued by one coroutine while another has a transaction open would silently join (and
+be rolled back with) that transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiosqlite
+
+Params = Sequence[Any] | dict[str, Any]
+
+
+class Connection:
+    """A locked, autocommit aiosqlite connection with small helpers."""
+
+    def __init__(self, raw: aiosqlite.Connection) -> None:
+        self._raw = raw
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the database is closed")
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        """Run one statement (committed at once); returns the number of rows it changed."""
+        async with self.locked() as raw:
+            return await changed(raw, sql, params)
+
+    async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
+        async with self.locked() as raw:
+            return await fetchone(raw, sql, params)
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+        async with self.locked() as raw:
+            return await fetchall(raw, sql, params)
+
+    @asynccontextmanager
+    async def locked(self) -> AsyncIterator[aiosqlite.Connection]:
+        """Exclusive use of the connection without a transaction (e.g. two reads that belong together)."""
+        async with self._lock:
+            self._check_open()
+            yield self._raw
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back if the body raises (or is cancelled).
+
+        IMMEDIATE takes the write lock up front, so a second process writing the same file waits
+        (busy_timeout) at BEGIN instead of failing half-way through.
+        """
+        async with self._lock:
+            self._check_open()
+            await self._raw.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._raw
+            except BaseException:
+                if self._raw.in_transaction:  # SQLite may already have rolled back (e.g. disk full)
+                    await self._raw.execute("ROLLBACK")
+                raise
+            await self._raw.execute("COMMIT")
+
+    async def close(self) -> None:
+        """Close the connection once the statements already waiting for the lock have run."""
+        async with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            await self._raw.close()
+
+
+async def changed(raw: aiosqlite.Connection, sql: str, params: Params = ()) -> int:
+    """Run a write statement; returns the rows it changed. One trip to the worker thread: a DML
+    statement without RETURNING is finished (and, outside a transaction, committed) by execute."""
+    cursor = await raw.execute(sql, params)
+    return cursor.rowcount
+
+
+async def fetchone(raw: aiosqlite.Connection, sql: str, params: Params = ()) -> sqlite3.Row | None:
+    """The first row of a query that returns at most a few (also ``INSERT … RETURNING``)."""
+    rows = await raw.execute_fetchall(sql, params)
+    return next(iter(rows), None)
+
+
+async def fetchall(raw: aiosqlite.Connection, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+    """Every row, executed and fetched in one trip to the worker thread."""
+    return list(await raw.execute_fetchall(sql, params))
+
+
+async def executemany(raw: aiosqlite.Connection, sql: str, rows: Iterable[Params]) -> None:
+    await raw.executemany(sql, rows)

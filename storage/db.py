@@ -1,0 +1,85 @@
+"""The database: one aiosqlite connection in WAL mode, migrated at open, with the job log,
+images and settings hanging off it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import aiosqlite
+
+from storage import migrations
+from storage.connection import Connection, fetchone
+from storage.images import Images
+from storage.jobs import JobLog
+from storage.retention import ForgetReport, PruneReport, forget_user, prune_finished
+from storage.settings import Settings
+
+log = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_MS = 5000
+DAY = 86_400.0
+
+
+class Database:
+    """Open with ``await Database.open(path)``; close with ``await db.close()``."""
+
+    def __init__(self, conn: Connection, path: Path, *, clock: Callable[[], float], fts: bool) -> None:
+        self._conn = conn
+        self.path = path
+        self._clock = clock
+        self.jobs = JobLog(conn, clock=clock, fts=fts)
+        self.images = Images(conn)
+        self.settings = Settings(conn, clock=clock)
+
+    @classmethod
+    async def open(cls, path: str | Path, *, clock: Callable[[], float] = time.time) -> Database:
+        """Open (creating folder and file if needed) and migrate to the newest schema.
+
+        ``synchronous=NORMAL`` in WAL mode: a commit survives the process being killed; only a
+        power loss can take back the last commits. ``clock`` gives Unix times (tests inject one).
+        """
+        path = Path(path)
+        await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+        known = await asyncio.to_thread(migrations.load)
+        raw = await aiosqlite.connect(path, isolation_level=None)
+        try:
+            raw.row_factory = sqlite3.Row
+            await raw.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
+            mode = await fetchone(raw, "PRAGMA journal_mode = WAL")
+            if mode is None or str(mode[0]).lower() != "wal":
+                log.warning("SQLite would not use WAL for %s (journal mode %s)", path, mode[0] if mode else "?")
+            await raw.execute("PRAGMA foreign_keys = ON")
+            await raw.execute("PRAGMA synchronous = NORMAL")
+            await migrations.apply(raw, known)
+            fts = await fetchone(raw, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jobs_fts'")
+        except BaseException:
+            await raw.close()
+            raise
+        if fts is None:
+            log.warning("this SQLite has no FTS5: /history search falls back to LIKE")
+        return cls(Connection(raw), path, clock=clock, fts=fts is not None)
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+    async def schema_version(self) -> int:
+        row = await self._conn.fetchone("PRAGMA user_version")
+        return int(row[0]) if row is not None else 0
+
+    async def forget(self, user_id: int) -> ForgetReport:
+        """Delete a member's jobs, images and preferences, and the files no one else uses."""
+        return await forget_user(self._conn, user_id)
+
+    async def prune(self, older_than_days: float, *, now: float | None = None) -> PruneReport:
+        """Delete delivered/failed/cancelled jobs finished more than ``older_than_days`` ago, with
+        their images and unshared files. Queued, running and undelivered results are kept."""
+        if isinstance(older_than_days, bool) or not math.isfinite(older_than_days) or older_than_days <= 0:
+            raise ValueError(f"older_than_days must be a positive number of days, not {older_than_days!r}")
+        now = self._clock() if now is None else now
+        return await prune_finished(self._conn, now - older_than_days * DAY)

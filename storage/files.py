@@ -1,0 +1,149 @@
+"""The outputs folder: content-addressed files written atomically.
+
+A file is named by the SHA-256 of its bytes, ``<folder>/<sha[:2]>/<sha><suffix>``: saving the
+same bytes twice stores them once, and a name always matches its content. It is written to a temp
+file in the same folder, flushed and fsynced, then ``os.replace``d onto its name, so the folder
+never holds a half-written file under a final name; a crash leaves at most a temp file, which
+:meth:`OutputStore.sweep_temp` removes at start-up. Blocking IO runs in ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+TEMP_PREFIX = ".easel-"
+TEMP_SUFFIX = ".tmp"
+_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,10}$")
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    path: Path
+    sha256: str
+    size: int
+
+
+class OutputStore:
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+
+    def path_for(self, sha256: str, suffix: str = ".png") -> Path:
+        return self.folder / sha256[:2] / f"{sha256}{_check_suffix(suffix)}"
+
+    async def save_bytes(self, data: bytes, suffix: str = ".png") -> StoredFile:
+        """Store ``data``; returns where. Saving bytes already stored only refreshes the file's mtime
+        (which tells a concurrent forget/prune that the file is wanted again)."""
+        suffix = _check_suffix(suffix)
+        return await asyncio.to_thread(self._save, bytes(data), suffix)
+
+    def _save(self, data: bytes, suffix: str) -> StoredFile:
+        digest = hashlib.sha256(data).hexdigest()
+        final = self.path_for(digest, suffix)
+        stored = StoredFile(final, digest, len(data))
+        try:
+            os.utime(final)
+            return stored
+        except FileNotFoundError:
+            pass
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX, dir=final.parent)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.chmod(temp, 0o644)  # mkstemp makes 0600; outputs are meant to be readable
+            os.replace(temp, final)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+            raise
+        _fsync_folder(final.parent)
+        return stored
+
+    async def read(self, path: str | Path) -> bytes:
+        """The bytes of a stored file; FileNotFoundError when it was removed (forget, prune)."""
+        return await asyncio.to_thread(Path(path).read_bytes)
+
+    async def remove(self, paths: Iterable[str | Path]) -> tuple[Path, ...]:
+        """Delete files (missing ones are ignored); returns those actually deleted."""
+        return await asyncio.to_thread(remove_files, list(paths))
+
+    def sweep_temp(self) -> int:
+        """Delete temp files a crash left behind; returns how many. Blocking: call at start-up,
+        before any save (in a thread from async code, see :meth:`prepare`)."""
+        if not self.folder.is_dir():
+            return 0
+        pattern = f"{TEMP_PREFIX}*{TEMP_SUFFIX}"
+        removed = 0
+        for temp in [*self.folder.glob(pattern), *self.folder.glob(f"*/{pattern}")]:
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+                removed += 1
+        if removed:
+            log.info("removed %d unfinished temp file(s) from %s", removed, self.folder)
+        return removed
+
+    async def prepare(self) -> int:
+        """Create the folder and sweep leftover temp files; returns how many were swept."""
+        def run() -> int:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            return self.sweep_temp()
+
+        return await asyncio.to_thread(run)
+
+
+def remove_files(paths: Iterable[str | Path], *, untouched_since: float | None = None) -> tuple[Path, ...]:
+    """Delete files, ignoring missing ones; returns those deleted (blocking).
+
+    ``untouched_since``: keep a file whose mtime is at or after this time. ``save_bytes`` touches a
+    file it is asked to store again, so a file that was unreferenced when forget/prune looked but
+    has since been reused (same content) is not deleted under its new owner.
+    """
+    removed: list[Path] = []
+    for item in paths:
+        path = Path(item)
+        try:
+            if untouched_since is not None and path.stat().st_mtime >= untouched_since:
+                log.info("keeping %s: it was stored again meanwhile", path)
+                continue
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as err:
+            log.warning("could not delete %s: %s", path, err)
+            continue
+        removed.append(path)
+    return tuple(removed)
+
+
+def _check_suffix(suffix: str) -> str:
+    suffix = suffix if suffix.startswith(".") else f".{suffix}"
+    if not _SUFFIX.match(suffix):
+        raise ValueError(f"file suffix must be like '.png', not {suffix!r}")
+    return suffix.lower()
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable (POSIX; a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

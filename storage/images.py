@@ -1,0 +1,49 @@
+"""Result images: one row per image of a job, pointing at its file in the outputs folder.
+
+Buttons on old results read the source image from this path, not from Discord's expiring CDN.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from storage.connection import Connection
+from storage.rows import ImageRow, image_from_row
+
+
+class Images:
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    async def add(self, *, job_id: str, idx: int, seed: int, path: str | Path, width: int, height: int, sha256: str,
+                  size_bytes: int, nsfw: bool = False) -> None:
+        """Record image ``idx`` of a job. Idempotent on (job_id, idx): a rerun replaces the file
+        details and keeps the posted message id."""
+        if idx < 0:
+            raise ValueError("image index must not be negative")
+        try:
+            await self._conn.execute(
+                "INSERT INTO images (job_id, idx, seed, path, width, height, sha256, size_bytes, nsfw)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (job_id, idx) DO UPDATE SET seed = excluded.seed, path = excluded.path,"
+                " width = excluded.width, height = excluded.height, sha256 = excluded.sha256,"
+                " size_bytes = excluded.size_bytes, nsfw = excluded.nsfw",
+                (job_id, idx, seed, str(path), width, height, sha256, size_bytes, int(bool(nsfw))),
+            )
+        except sqlite3.IntegrityError as err:
+            raise LookupError(f"there is no job {job_id}") from err
+
+    async def for_job(self, job_id: str) -> list[ImageRow]:
+        rows = await self._conn.fetchall("SELECT * FROM images WHERE job_id = ? ORDER BY idx", (job_id,))
+        return [image_from_row(r) for r in rows]
+
+    async def set_message(self, job_id: str, message_id: int) -> int:
+        """Record the message the job's images were posted in; returns how many images it holds."""
+        return await self._conn.execute("UPDATE images SET message_id = ? WHERE job_id = ?", (message_id, job_id))
+
+    async def by_message(self, message_id: int) -> list[ImageRow]:
+        rows = await self._conn.fetchall(
+            "SELECT * FROM images WHERE message_id = ? ORDER BY job_id, idx", (message_id,)
+        )
+        return [image_from_row(r) for r in rows]

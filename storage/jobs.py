@@ -1,0 +1,220 @@
+"""The job log: every request, committed before the member is told it is queued.
+
+Life of a job: ``queued → running → done | failed | cancelled``; a finished job with something
+to post (``done``/``failed``) then goes ``delivering → delivered`` through :meth:`JobLog.begin_delivery`
+and :meth:`JobLog.mark_delivered`, which make posting happen at most once per process and leave a
+trace (``delivering``) when a crash hits between posting and recording.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from storage.connection import Connection, changed, executemany, fetchall, fetchone
+from storage.rows import DELIVERABLE, STATUSES, HistoryPage, JobRow, job_from_row
+from storage.search import history_filter
+
+INPUT_ROLES = ("init_image", "mask_image")  # params keys naming input files the job owns
+MAX_PAGE = 100
+
+
+class JobLog:
+    def __init__(self, conn: Connection, *, clock: Callable[[], float] = time.time, fts: bool = True) -> None:
+        self._conn = conn
+        self._clock = clock
+        self.fts = fts  # False: prompt search falls back to LIKE
+
+    # ------------------------------------------------------------------ writing
+
+    async def add(self, *, job_id: str, kind: str, user_id: int, guild_id: int | None, channel_id: int,
+                  params: dict[str, Any], interaction_id: int | None = None, interaction_token: str | None = None,
+                  application_id: int | None = None, request_message_id: int | None = None) -> JobRow:
+        """Record a new ``queued`` job and its input files; committed when this returns."""
+        prompt = params.get("prompt")
+        inputs = [(job_id, role, str(params[role])) for role in INPUT_ROLES if params.get(role)]
+        try:
+            params_json = json.dumps(params, separators=(",", ":"))
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"job {job_id}: parameters are not JSON-serialisable ({err})") from err
+        insert = (
+            "INSERT INTO jobs (job_id, kind, user_id, guild_id, channel_id, interaction_id, interaction_token,"
+            " application_id, request_message_id, params, prompt, status, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?) RETURNING *"
+        )
+        values = (job_id, kind, user_id, guild_id, channel_id, interaction_id, interaction_token, application_id,
+                  request_message_id, params_json, prompt if isinstance(prompt, str) else None, self._clock())
+        try:
+            if not inputs:  # one statement: committed by itself
+                row = await self._conn.fetchone(insert, values)
+            else:
+                async with self._conn.transaction() as raw:
+                    row = await fetchone(raw, insert, values)
+                    await executemany(raw, "INSERT INTO job_files (job_id, role, path) VALUES (?, ?, ?)", inputs)
+        except sqlite3.IntegrityError as err:
+            raise ValueError(f"job {job_id} is already in the job log") from err
+        assert row is not None
+        return job_from_row(row)
+
+    async def add_file(self, job_id: str, path: str | Path, *, role: str) -> None:
+        """Record another file the job owns (e.g. ``role="grid"``) so forget/prune delete it too."""
+        try:
+            await self._conn.execute(
+                "INSERT INTO job_files (job_id, role, path) VALUES (?, ?, ?)"
+                " ON CONFLICT (job_id, role) DO UPDATE SET path = excluded.path",
+                (job_id, role, str(path)),
+            )
+        except sqlite3.IntegrityError as err:
+            raise LookupError(f"there is no job {job_id}") from err
+
+    async def files(self, job_id: str) -> dict[str, Path]:
+        """The job's own files by role (inputs, grid); result images are in ``Images``."""
+        rows = await self._conn.fetchall("SELECT role, path FROM job_files WHERE job_id = ?", (job_id,))
+        return {row["role"]: Path(row["path"]) for row in rows}
+
+    async def set_status(self, job_id: str, status: str, *, error: str | None = None) -> None:
+        """Move a job to ``queued``, ``running``, ``done``, ``failed`` or ``cancelled``.
+
+        Sets ``started_at`` on running and ``finished_at`` on done/failed/cancelled. A ``delivered``
+        job never moves back (the call does nothing). Delivery has its own atomic methods:
+        ``begin_delivery``/``mark_delivered``/``release_delivery``.
+        """
+        if status not in STATUSES:
+            raise ValueError(f"unknown job status {status!r} (one of {', '.join(STATUSES)})")
+        if status in ("delivering", "delivered"):
+            raise ValueError(f"status {status!r} is set by begin_delivery/mark_delivered, not set_status")
+        now = self._clock()
+        async with self._conn.locked() as raw:
+            count = await changed(
+                raw,
+                "UPDATE jobs SET status = :status,"
+                " error = CASE WHEN :status IN ('queued', 'running') THEN NULL ELSE coalesce(:error, error) END,"
+                " started_at = CASE :status WHEN 'running' THEN :now WHEN 'queued' THEN NULL ELSE started_at END,"
+                " finished_at = CASE WHEN :status IN ('done', 'failed', 'cancelled') THEN :now"
+                "   WHEN :status IN ('queued', 'running') THEN NULL ELSE finished_at END,"
+                " prior_status = NULL"
+                " WHERE job_id = :job_id AND status != 'delivered'",
+                {"status": status, "error": error, "now": now, "job_id": job_id},
+            )
+            if count == 0 and await fetchone(raw, "SELECT 1 FROM jobs WHERE job_id = ?", (job_id,)) is None:
+                raise LookupError(f"there is no job {job_id}")
+
+    # ------------------------------------------------------------------ start-up and delivery
+
+    async def recover(self) -> list[JobRow]:
+        """Jobs to put back in the queue after a restart, in their original order.
+
+        ``running`` jobs were interrupted mid-way: they go back to ``queued`` and run again.
+        """
+        async with self._conn.transaction() as raw:
+            await raw.execute("UPDATE jobs SET status = 'queued', started_at = NULL WHERE status = 'running'")
+            rows = await fetchall(raw, "SELECT * FROM jobs WHERE status = 'queued' ORDER BY seq")
+        return [job_from_row(r) for r in rows]
+
+    async def begin_delivery(self, job_id: str) -> bool:
+        """Claim the right to post a finished job's result: ``done|failed → delivering``.
+
+        One UPDATE guarded by the current status, so of any number of callers exactly one gets
+        True. False: the job is already being (or was) delivered, or has not finished.
+        """
+        count = await self._conn.execute(
+            "UPDATE jobs SET prior_status = status, status = 'delivering'"
+            f" WHERE job_id = ? AND status IN {_sql_list(DELIVERABLE)}",
+            (job_id,),
+        )
+        return count == 1
+
+    async def mark_delivered(self, job_id: str, *, channel_id: int, message_id: int) -> None:
+        """Record in one statement that the result is message ``message_id`` and the job ``delivered``.
+
+        Calling it again for a delivered job does nothing (the first message stays recorded).
+        """
+        async with self._conn.locked() as raw:
+            count = await changed(
+                raw,
+                "UPDATE jobs SET status = 'delivered', delivered_at = ?, result_channel_id = ?,"
+                " result_message_id = ?, prior_status = NULL"
+                f" WHERE job_id = ? AND status IN ('delivering', {_sql_items(DELIVERABLE)})",
+                (self._clock(), channel_id, message_id, job_id),
+            )
+            if count == 0:
+                row = await fetchone(raw, "SELECT status FROM jobs WHERE job_id = ?", (job_id,))
+                if row is None:
+                    raise LookupError(f"there is no job {job_id}")
+                if row["status"] != "delivered":
+                    raise ValueError(f"job {job_id} is {row['status']}: there is no result to deliver yet")
+
+    async def release_delivery(self, job_id: str) -> bool:
+        """Posting failed: ``delivering`` goes back to the status it had (done/failed) to be tried again."""
+        count = await self._conn.execute(
+            "UPDATE jobs SET status = prior_status, prior_status = NULL"
+            f" WHERE job_id = ? AND status = 'delivering' AND prior_status IN {_sql_list(DELIVERABLE)}",
+            (job_id,),
+        )
+        return count == 1
+
+    async def undelivered(self) -> list[JobRow]:
+        """Finished jobs whose result has not been recorded as posted, oldest first.
+
+        ``done``/``failed``: never posted; call ``begin_delivery`` and post. ``delivering``: the
+        process stopped between posting and ``mark_delivered``, so the message may already be in
+        the channel. The poster must look there first (a message by the bot that references the
+        job id, e.g. in its buttons' ``custom_id``) and call ``mark_delivered`` with it if found;
+        only if none is found does it post (and then ``mark_delivered``). ``row.outcome`` says
+        whether to post images or the error.
+        """
+        rows = await self._conn.fetchall(
+            f"SELECT * FROM jobs WHERE status IN ('delivering', {_sql_items(DELIVERABLE)}) ORDER BY seq"
+        )
+        return [job_from_row(r) for r in rows]
+
+    # ------------------------------------------------------------------ reading
+
+    async def get(self, job_id: str) -> JobRow | None:
+        row = await self._conn.fetchone("SELECT * FROM jobs WHERE job_id = ?", (job_id,))
+        return job_from_row(row) if row is not None else None
+
+    async def by_message(self, message_id: int) -> JobRow | None:
+        """The job whose result was posted as ``message_id`` (job's result message or an image's)."""
+        row = await self._conn.fetchone(
+            "SELECT * FROM jobs WHERE result_message_id = :m"
+            " OR job_id IN (SELECT job_id FROM images WHERE message_id = :m) ORDER BY seq LIMIT 1",
+            {"m": message_id},
+        )
+        return job_from_row(row) if row is not None else None
+
+    async def history(self, *, user_id: int | None = None, guild_id: int | None = None, kind: str | None = None,
+                      search: str | None = None, limit: int = 10, offset: int = 0) -> HistoryPage:
+        """One page of jobs, newest first, scoped to a member (``user_id``) and/or a guild (``guild_id``)."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise ValueError(f"limit must be between 1 and {MAX_PAGE}")
+        if offset < 0:
+            raise ValueError("offset must not be negative")
+        filt = history_filter(user_id=user_id, guild_id=guild_id, kind=kind, search=search, fts=self.fts)
+        if filt is None:
+            return HistoryPage([], 0)
+        async with self._conn.locked() as raw:
+            rows = await fetchall(raw, f"SELECT * FROM jobs WHERE {filt.where} ORDER BY seq DESC LIMIT ? OFFSET ?",
+                                  [*filt.params, limit, offset])
+            total = await fetchone(raw, f"SELECT count(*) FROM jobs WHERE {filt.where}", filt.params)
+        return HistoryPage([job_from_row(r) for r in rows], int(total[0]) if total else 0)
+
+    async def counts(self) -> dict[str, int]:
+        """Jobs per status, every status present (0 when none)."""
+        rows = await self._conn.fetchall("SELECT status, count(*) AS n FROM jobs GROUP BY status")
+        counts = dict.fromkeys(STATUSES, 0)
+        counts.update({row["status"]: row["n"] for row in rows})
+        return counts
+
+
+def _sql_items(values: tuple[str, ...]) -> str:
+    """Constant status names as SQL literals (never member input)."""
+    return ", ".join(f"'{v}'" for v in values)
+
+
+def _sql_list(values: tuple[str, ...]) -> str:
+    return f"({_sql_items(values)})"

@@ -1,0 +1,133 @@
+"""Delivery happens exactly once, even across a crash between posting and recording."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from storage import Database
+from tests.storage.helpers import Clock, add_job, finish
+
+
+async def test_only_one_of_many_concurrent_posters_gets_the_job(db: Database) -> None:
+    await add_job(db, "j1")
+    await finish(db, "j1")
+    claims = await asyncio.gather(*(db.jobs.begin_delivery("j1") for _ in range(10)))
+    assert claims.count(True) == 1
+    row = await db.jobs.get("j1")
+    assert row is not None and row.status == "delivering" and row.outcome == "done"
+
+
+@pytest.mark.parametrize("status", ["queued", "running", "cancelled"])
+async def test_an_unfinished_or_cancelled_job_cannot_be_delivered(db: Database, status: str) -> None:
+    await add_job(db, "j1")
+    if status != "queued":
+        await db.jobs.set_status("j1", status)
+    assert await db.jobs.begin_delivery("j1") is False
+    assert (await db.jobs.get("j1")).status == status  # type: ignore[union-attr]
+
+
+async def test_begin_delivery_of_an_unknown_job_is_false(db: Database) -> None:
+    assert await db.jobs.begin_delivery("ghost") is False
+
+
+async def test_normal_delivery_records_the_message(db: Database, clock: Clock) -> None:
+    await add_job(db, "j1")
+    await finish(db, "j1")
+    assert await db.jobs.begin_delivery("j1")
+    clock.advance(2)
+    await db.jobs.mark_delivered("j1", channel_id=100, message_id=4242)
+    row = await db.jobs.get("j1")
+    assert row is not None and (row.status, row.result_channel_id, row.result_message_id) == ("delivered", 100, 4242)
+    assert row.delivered_at == clock.now and row.prior_status is None
+    assert await db.jobs.undelivered() == []
+    assert await db.jobs.begin_delivery("j1") is False
+
+
+async def test_crash_between_posting_and_recording_is_never_posted_twice(db_path: Path) -> None:
+    db = await Database.open(db_path)
+    await add_job(db, "j1")
+    await add_job(db, "j2")
+    await finish(db, "j1")
+    await finish(db, "j2", "failed", error="The GPU ran out of memory.")
+    assert await db.jobs.begin_delivery("j1")
+    posted_message_id = 555  # the poster posted to Discord… and the process dies before mark_delivered
+    # (no close: a killed process never closes; a second connection is what the restarted bot opens)
+
+    restarted = await Database.open(db_path)
+    try:
+        pending = await restarted.jobs.undelivered()
+        assert [(r.job_id, r.status, r.outcome) for r in pending] == [("j1", "delivering", "done"),
+                                                                      ("j2", "failed", "failed")]
+        # j1 may already be in the channel: nobody may claim it for a fresh post
+        assert await restarted.jobs.begin_delivery("j1") is False
+        # the poster finds its message in the channel and records it instead of posting again
+        await restarted.jobs.mark_delivered("j1", channel_id=100, message_id=posted_message_id)
+        # j2 was never posted: it is claimed and posted normally, error intact
+        assert await restarted.jobs.begin_delivery("j2")
+        await restarted.jobs.mark_delivered("j2", channel_id=100, message_id=556)
+        assert await restarted.jobs.undelivered() == []
+        j2 = await restarted.jobs.get("j2")
+        assert j2 is not None and j2.error == "The GPU ran out of memory." and j2.status == "delivered"
+    finally:
+        await restarted.close()
+        await db.close()
+
+
+async def test_a_failed_post_is_released_and_tried_again(db: Database) -> None:
+    await add_job(db, "j1")
+    await finish(db, "j1", "failed", error="bad mask")
+    assert await db.jobs.begin_delivery("j1")
+    assert await db.jobs.release_delivery("j1") is True
+    row = await db.jobs.get("j1")
+    assert row is not None and row.status == "failed" and row.error == "bad mask" and row.prior_status is None
+    assert await db.jobs.begin_delivery("j1")
+
+
+@pytest.mark.parametrize("status", ["queued", "done", "delivered"])
+async def test_release_only_undoes_a_claim(db: Database, status: str) -> None:
+    await add_job(db, "j1")
+    if status != "queued":
+        await finish(db, "j1")
+    if status == "delivered":
+        assert await db.jobs.begin_delivery("j1")
+        await db.jobs.mark_delivered("j1", channel_id=1, message_id=2)
+    assert await db.jobs.release_delivery("j1") is False
+    assert (await db.jobs.get("j1")).status == status  # type: ignore[union-attr]
+
+
+async def test_marking_twice_keeps_the_first_message(db: Database) -> None:
+    await add_job(db, "j1")
+    await finish(db, "j1")
+    assert await db.jobs.begin_delivery("j1")
+    await db.jobs.mark_delivered("j1", channel_id=1, message_id=10)
+    await db.jobs.mark_delivered("j1", channel_id=1, message_id=11)
+    assert (await db.jobs.get("j1")).result_message_id == 10  # type: ignore[union-attr]
+
+
+async def test_a_finished_job_can_be_marked_without_a_claim(db: Database) -> None:
+    await add_job(db, "j1")
+    await finish(db, "j1")
+    await db.jobs.mark_delivered("j1", channel_id=1, message_id=10)
+    assert (await db.jobs.get("j1")).status == "delivered"  # type: ignore[union-attr]
+
+
+async def test_marking_an_unfinished_job_is_refused(db: Database) -> None:
+    await add_job(db, "j1")
+    with pytest.raises(ValueError, match="j1 is queued"):
+        await db.jobs.mark_delivered("j1", channel_id=1, message_id=10)
+    with pytest.raises(LookupError, match="no job ghost"):
+        await db.jobs.mark_delivered("ghost", channel_id=1, message_id=10)
+
+
+async def test_undelivered_lists_results_in_order(db: Database) -> None:
+    for job_id in ("a", "b", "c", "d", "e"):
+        await add_job(db, job_id)
+    await finish(db, "d")
+    await finish(db, "b", "failed")
+    await finish(db, "c", "cancelled")  # cancelled: nothing to post
+    await finish(db, "a")
+    assert await db.jobs.begin_delivery("a")
+    assert [r.job_id for r in await db.jobs.undelivered()] == ["a", "b", "d"]

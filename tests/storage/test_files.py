@@ -1,0 +1,141 @@
+"""The outputs folder: content-addressed names, and never a half-written file under a final name."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from storage import OutputStore, StoredFile
+from storage import files as files_module
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = b"\x89PNG\r\n\x1a\n pretend image bytes"
+SHA = hashlib.sha256(DATA).hexdigest()
+
+
+def everything(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def temp_files(folder: Path) -> list[Path]:
+    return [p for p in everything(folder) if p.name.startswith(files_module.TEMP_PREFIX)]
+
+
+async def test_files_are_named_by_their_content(outputs: OutputStore) -> None:
+    stored = await outputs.save_bytes(DATA)
+    assert stored == StoredFile(outputs.folder / SHA[:2] / f"{SHA}.png", SHA, len(DATA))
+    assert stored.path.read_bytes() == DATA
+    assert await outputs.read(stored.path) == DATA
+    assert stored.path.stat().st_mode & 0o777 == 0o644
+    assert everything(outputs.folder) == [stored.path]
+
+
+async def test_saving_the_same_bytes_twice_stores_them_once(outputs: OutputStore) -> None:
+    first = await outputs.save_bytes(DATA)
+    os.utime(first.path, (1_000_000, 1_000_000))
+    second = await outputs.save_bytes(DATA)
+    assert second == first and everything(outputs.folder) == [first.path]
+    assert first.path.stat().st_mtime > 1_000_000  # touched: tells a running forget the file is wanted
+
+
+async def test_concurrent_saves_of_the_same_bytes(outputs: OutputStore) -> None:
+    results = await asyncio.gather(*(outputs.save_bytes(DATA) for _ in range(8)))
+    assert len(set(results)) == 1 and everything(outputs.folder) == [results[0].path]
+
+
+@pytest.mark.parametrize(("suffix", "name"), [(".webp", f"{SHA}.webp"), ("JPG", f"{SHA}.jpg")])
+async def test_suffixes(outputs: OutputStore, suffix: str, name: str) -> None:
+    assert (await outputs.save_bytes(DATA, suffix=suffix)).path.name == name
+
+
+@pytest.mark.parametrize("suffix", ["/../../etc", ".", ".p n g", ".toolongsuffix"])
+async def test_bad_suffixes_are_refused(outputs: OutputStore, suffix: str) -> None:
+    with pytest.raises(ValueError, match="suffix"):
+        await outputs.save_bytes(DATA, suffix=suffix)
+    assert not outputs.folder.exists()
+
+
+@pytest.mark.parametrize("fail_in", ["replace", "fsync", "write"])
+async def test_a_failure_mid_write_leaves_neither_final_nor_temp_file(outputs: OutputStore,
+                                                                        monkeypatch: pytest.MonkeyPatch,
+                                                                        fail_in: str) -> None:
+    def boom(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    if fail_in == "write":
+        real_fdopen = os.fdopen
+
+        class HalfWriter:
+            def __init__(self, *args: object, **kwargs: object) -> None:
+                self._file = real_fdopen(*args, **kwargs)  # type: ignore[call-overload]
+
+            def __enter__(self) -> HalfWriter:
+                return self
+
+            def __exit__(self, *exc: object) -> None:
+                self._file.close()
+
+            def write(self, data: bytes) -> None:
+                self._file.write(data[: len(data) // 2])
+                boom()
+
+        monkeypatch.setattr(files_module.os, "fdopen", HalfWriter)
+    else:
+        monkeypatch.setattr(files_module.os, fail_in, boom)
+    with pytest.raises(OSError, match="No space left"):
+        await outputs.save_bytes(DATA)
+    assert everything(outputs.folder) == []
+    monkeypatch.undo()
+    assert (await outputs.save_bytes(DATA)).path.read_bytes() == DATA
+
+
+async def test_a_crash_mid_write_leaves_only_a_temp_file_which_is_swept(outputs: OutputStore) -> None:
+    """A child process dies (os._exit) after writing the temp file, before the rename."""
+    script = textwrap.dedent(f"""
+        import asyncio, os
+        from storage import OutputStore, files
+
+        files.os.replace = lambda *a: os._exit(3)
+        asyncio.run(OutputStore({str(outputs.folder)!r}).save_bytes({DATA!r}))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 3, result.stderr
+    leftovers = temp_files(outputs.folder)
+    assert len(leftovers) == 1 and leftovers == everything(outputs.folder)
+    assert not outputs.path_for(SHA).exists()
+
+    (outputs.folder / "keep.txt").write_text("not a temp file")
+    assert await outputs.prepare() == 1
+    assert everything(outputs.folder) == [outputs.folder / "keep.txt"]
+    assert outputs.sweep_temp() == 0
+
+
+def test_sweeping_a_folder_that_does_not_exist_yet(tmp_path: Path) -> None:
+    assert OutputStore(tmp_path / "nothing").sweep_temp() == 0
+
+
+async def test_prepare_creates_the_folder(tmp_path: Path) -> None:
+    store = OutputStore(tmp_path / "new" / "outputs")
+    assert await store.prepare() == 0 and store.folder.is_dir()
+
+
+async def test_remove_ignores_missing_files(outputs: OutputStore) -> None:
+    a = (await outputs.save_bytes(b"a")).path
+    b = (await outputs.save_bytes(b"b")).path
+    assert await outputs.remove([a, str(b), outputs.folder / "never.png"]) == (a, b)
+    assert everything(outputs.folder) == []
+
+
+async def test_reading_a_removed_file_raises_file_not_found(outputs: OutputStore) -> None:
+    stored = await outputs.save_bytes(DATA)
+    await outputs.remove([stored.path])
+    with pytest.raises(FileNotFoundError):
+        await outputs.read(stored.path)

@@ -1,0 +1,60 @@
+"""Result image rows: idempotent on (job, index), found by job and by the message they were posted in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from storage import Database, ImageRow
+from tests.storage.helpers import add_job
+
+
+async def add(db: Database, job_id: str, idx: int, path: str = "/o/a.png", **extra: object) -> None:
+    fields: dict[str, object] = {"seed": 100 + idx, "width": 64, "height": 48, "sha256": "ab" * 32,
+                                 "size_bytes": 1234, **extra}
+    await db.images.add(job_id=job_id, idx=idx, path=path, **fields)  # type: ignore[arg-type]
+
+
+async def test_images_come_back_in_index_order(db: Database) -> None:
+    await add_job(db, "j1")
+    await add(db, "j1", 1, "/o/b.png", nsfw=True)
+    await add(db, "j1", 0, "/o/a.png")
+    rows = await db.images.for_job("j1")
+    assert rows == [
+        ImageRow("j1", 0, 100, Path("/o/a.png"), 64, 48, "ab" * 32, 1234, False, None),
+        ImageRow("j1", 1, 101, Path("/o/b.png"), 64, 48, "ab" * 32, 1234, True, None),
+    ]
+    assert await db.images.for_job("j2") == []
+
+
+async def test_adding_an_image_twice_keeps_one_row_and_its_message(db: Database) -> None:
+    await add_job(db, "j1")
+    await add(db, "j1", 0, "/o/a.png")
+    assert await db.images.set_message("j1", 777) == 1
+    await add(db, "j1", 0, "/o/rerun.png", size_bytes=99)
+    (row,) = await db.images.for_job("j1")
+    assert (row.path, row.size_bytes, row.message_id) == (Path("/o/rerun.png"), 99, 777)
+
+
+async def test_images_are_found_by_their_message(db: Database) -> None:
+    await add_job(db, "j1")
+    await add_job(db, "j2")
+    for idx in range(3):
+        await add(db, "j1", idx)
+    await add(db, "j2", 0)
+    assert await db.images.set_message("j1", 900) == 3
+    assert [r.idx for r in await db.images.by_message(900)] == [0, 1, 2]
+    assert await db.images.by_message(901) == []
+    assert await db.images.set_message("ghost", 902) == 0
+
+
+async def test_an_image_needs_its_job(db: Database) -> None:
+    with pytest.raises(LookupError, match="no job ghost"):
+        await add(db, "ghost", 0)
+
+
+async def test_a_negative_index_is_refused(db: Database) -> None:
+    await add_job(db, "j1")
+    with pytest.raises(ValueError, match="must not be negative"):
+        await add(db, "j1", -1)

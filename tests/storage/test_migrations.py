@@ -1,0 +1,200 @@
+"""Schema migrations: from an empty file, from every earlier version, and the ways they can fail."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import aiosqlite
+import pytest
+
+from storage import Database
+from storage import migrations as M
+
+LATEST = len(M.load())
+
+
+def tables(path: Path) -> set[str]:
+    with sqlite3.connect(path) as conn:
+        return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'trigger')")}
+
+
+async def migrate_to(path: Path, version: int) -> None:
+    """Build the schema an older easel left behind."""
+    raw = await aiosqlite.connect(path, isolation_level=None)
+    try:
+        assert await M.apply(raw, M.load(), target=version) == version
+    finally:
+        await raw.close()
+
+
+def insert_old_data(path: Path, version: int) -> None:
+    """Rows as an easel at ``version`` wrote them (plain SQL: that code no longer exists)."""
+    with sqlite3.connect(path) as conn:
+        if version >= 1:
+            conn.execute(
+                "INSERT INTO jobs (job_id, kind, user_id, guild_id, channel_id, params, prompt, status, created_at)"
+                " VALUES ('old1', 'imagine', 7, 70, 700, ?, 'an old lighthouse', 'queued', 1.0)",
+                (json.dumps({"prompt": "an old lighthouse", "seed": 3}),),
+            )
+            conn.execute(
+                "INSERT INTO images (job_id, idx, seed, path, width, height, sha256, size_bytes)"
+                " VALUES ('old1', 0, 3, '/o/ab/ab.png', 64, 64, 'ab', 10)"
+            )
+            conn.execute("INSERT INTO guild_settings (guild_id, nsfw_policy, updated_at) VALUES (70, 'allow', 1.0)")
+            conn.execute("INSERT INTO guild_channels (guild_id, channel_id) VALUES (70, 700)")
+        if version >= 2:
+            conn.execute("INSERT INTO user_prefs (user_id, default_aspect, dm_results, updated_at)"
+                         " VALUES (7, '16:9', 1, 1.0)")
+
+
+async def test_there_are_several_real_migrations() -> None:
+    assert LATEST >= 3
+    names = [m.name for m in M.load()]
+    assert names[:3] == ["0001_initial", "0002_user_prefs", "0003_prompt_search"]
+
+
+async def test_open_creates_folder_file_and_newest_schema(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "deeper" / "easel.db"
+    db = await Database.open(path)
+    try:
+        assert await db.schema_version() == LATEST
+        assert db.jobs.fts
+    finally:
+        await db.close()
+    assert {"jobs", "job_files", "images", "guild_settings", "guild_channels", "user_prefs", "jobs_fts",
+            "jobs_fts_insert", "jobs_fts_delete", "jobs_fts_update"} <= tables(path)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_reopening_an_up_to_date_database_changes_nothing(db_path: Path) -> None:
+    for _ in range(2):
+        db = await Database.open(db_path)
+        assert await db.schema_version() == LATEST
+        await db.close()
+
+
+@pytest.mark.parametrize("version", range(LATEST))
+async def test_upgrade_from_every_earlier_version_keeps_data(db_path: Path, version: int) -> None:
+    db_path.parent.mkdir(parents=True)
+    await migrate_to(db_path, version)
+    insert_old_data(db_path, version)
+
+    db = await Database.open(db_path)
+    try:
+        assert await db.schema_version() == LATEST
+        if version >= 1:
+            job = await db.jobs.get("old1")
+            assert job is not None and job.prompt == "an old lighthouse" and job.params["seed"] == 3
+            assert [im.path for im in await db.images.for_job("old1")] == [Path("/o/ab/ab.png")]
+            guild = await db.settings.guild(70)
+            assert guild.nsfw_policy == "allow" and guild.enabled_channels == (700,)
+            # jobs from before the search index existed are found by it
+            page = await db.jobs.history(user_id=7, search="lighthouse")
+            assert [r.job_id for r in page.rows] == ["old1"]
+            assert [r.job_id for r in await db.jobs.recover()] == ["old1"]
+        if version >= 2:
+            prefs = await db.settings.user(7)
+            assert prefs.default_aspect == "16:9" and prefs.dm_results is True
+        # the upgraded schema takes new data
+        await db.jobs.add(job_id="new1", kind="imagine", user_id=7, guild_id=70, channel_id=700,
+                          params={"prompt": "a new lighthouse"})
+        assert {r.job_id for r in (await db.jobs.history(user_id=7, search="lighthouse")).rows} >= {"new1"}
+    finally:
+        await db.close()
+
+
+async def test_two_processes_opening_an_empty_file_at_once_both_succeed(db_path: Path) -> None:
+    first, second = await asyncio.gather(Database.open(db_path), Database.open(db_path))
+    try:
+        assert await first.schema_version() == await second.schema_version() == LATEST
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_database_newer_than_the_code_is_refused(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    with sqlite3.connect(db_path) as conn:
+        conn.execute(f"PRAGMA user_version = {LATEST + 5}")
+    with pytest.raises(M.MigrationError, match="newer than this easel"):
+        await Database.open(db_path)
+
+
+async def test_a_failing_migration_leaves_the_previous_version(tmp_path: Path) -> None:
+    folder = tmp_path / "migrations"
+    shutil.copytree(M.FOLDER, folder)
+    (folder / f"{LATEST + 1:04d}_broken.sql").write_text(
+        "CREATE TABLE half_done (a INTEGER);\nINSERT INTO no_such_table VALUES (1);\n", encoding="utf-8")
+    path = tmp_path / "easel.db"
+    raw = await aiosqlite.connect(path, isolation_level=None)
+    try:
+        with pytest.raises(M.MigrationError, match="broken failed: no such table"):
+            await M.apply(raw, M.load(folder))
+        assert await M.user_version(raw) == LATEST
+    finally:
+        await raw.close()
+    assert "half_done" not in tables(path)
+
+
+async def test_without_fts5_the_search_migration_is_skipped(db_path: Path, no_fts5: None) -> None:
+    db = await Database.open(db_path)
+    try:
+        assert await db.schema_version() == LATEST
+        assert not db.jobs.fts
+    finally:
+        await db.close()
+    assert "jobs_fts" not in tables(db_path)
+
+
+async def test_fts5_is_detected_on_this_sqlite(tmp_path: Path) -> None:
+    raw = await aiosqlite.connect(tmp_path / "probe.db", isolation_level=None)
+    try:
+        assert await M.has_feature(raw, "fts5") is True
+        with pytest.raises(ValueError, match="unknown feature"):
+            await M.has_feature(raw, "time-travel")
+    finally:
+        await raw.close()
+
+
+def test_statements_are_split_with_trigger_bodies_whole() -> None:
+    search = next(m for m in M.load() if m.name == "0003_prompt_search")
+    assert search.requires == ("fts5",)
+    assert len(search.statements) == 5
+    assert all(s.rstrip().endswith(";") for s in search.statements)
+    update_trigger = next(s for s in search.statements if "jobs_fts_update" in s)
+    assert update_trigger.count("INSERT INTO jobs_fts") == 2 and update_trigger.endswith("END;")
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"0001_a.sql": "CREATE TABLE a (x);", "0003_c.sql": "CREATE TABLE c (x);"}, "expected migration number 0002"),
+        ({"0001_a.sql": "CREATE TABLE a (x);", "0001_b.sql": "CREATE TABLE b (x);"}, "expected migration number 0002"),
+        ({"0002_a.sql": "CREATE TABLE a (x);"}, "expected migration number 0001"),
+        ({"1_a.sql": "CREATE TABLE a (x);"}, "named like"),
+        ({"0001_a.sql": "CREATE TABLE a (x)"}, "not terminated"),
+        ({"0001_a.sql": "-- nothing here\n"}, "holds no SQL"),
+        ({"0001_a.sql": "-- requires: fts5, warp-drive\nCREATE TABLE a (x);"}, "unknown required feature"),
+    ],
+)
+def test_bad_migration_folders_are_refused(tmp_path: Path, files: dict[str, str], message: str) -> None:
+    for name, sql in files.items():
+        (tmp_path / name).write_text(sql, encoding="utf-8")
+    with pytest.raises(M.MigrationError, match=message):
+        M.load(tmp_path)
+
+
+async def test_an_in_memory_database_works_and_says_it_has_no_wal(caplog: pytest.LogCaptureFixture) -> None:
+    db = await Database.open(":memory:")
+    try:
+        assert await db.schema_version() == LATEST
+        await db.jobs.add(job_id="m1", kind="imagine", user_id=1, guild_id=None, channel_id=2, params={})
+        assert (await db.jobs.get("m1")) is not None
+    finally:
+        await db.close()
+    assert "would not use WAL" in caplog.text
