@@ -133,7 +133,7 @@ class EaselBot(commands.Bot):
     """The Discord client: owns the studio (engine + job log) and loads one cog per feature."""
 
     def __init__(self, config: Config, *, studio: Studio | None = None,
-                 extensions: Sequence[str] = EXTENSIONS) -> None:
+                 extensions: Sequence[str] = EXTENSIONS, start_studio: bool = True) -> None:
         from studio import Studio
 
         intents = discord.Intents.default()
@@ -144,10 +144,12 @@ class EaselBot(commands.Bot):
         self.studio = studio or Studio(config)
         self.extensions_to_load = tuple(extensions)
         self.started_at = time.time()
+        self.start_studio = start_studio  # False: the caller starts it (in-process tests)
         self.delivery: Delivery  # set by the delivery cog, which every request goes through
 
     async def setup_hook(self) -> None:
-        await self.studio.start()
+        if self.start_studio:
+            await self.studio.start()
         for name in self.extensions_to_load:
             await self.load_extension(name)
         if self.config.discord.sync_commands:
@@ -161,6 +163,12 @@ class EaselBot(commands.Bot):
         log.info("logged in as %s (%s) in %d guild(s)", self.user, getattr(self.user, "id", "?"), len(self.guilds))
 
     async def close(self) -> None:
+        """Stop the GPU work first (running jobs go back to the queue at the next start), then
+        posting, then Discord, then the job log."""
+        await self.studio.engine.stop()
+        delivery = getattr(self, "delivery", None)
+        if delivery is not None:
+            await delivery.close()
         await super().close()
         await self.studio.close()
 

@@ -138,12 +138,17 @@ class Studio:
         self._listeners: list[Listener] = []
         self._contexts: dict[str, RequestContext] = {}
         self._pending: set[asyncio.Task[Any]] = set()
+        self._started = asyncio.Event()
+        self._on_started: list[Callable[[], Any]] = []
         self.engine.add_listener(self._on_engine_event)
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self, *, warm_up: bool = True) -> list[str]:
         """Open the job log, load the model, requeue unfinished jobs. Returns the requeued ids."""
+        if self.db is not None:
+            return []
+        await self.outputs.prepare()
         self.db = await Database.open(self.config.path(self.config.storage.database))
         recovered = await self.db.jobs.recover()
         jobs = [J.job_from_params(row.job_id, row.user_id, row.params) for row in recovered]
@@ -151,7 +156,14 @@ class Studio:
         self.engine.restore(jobs)
         if jobs:
             log.info("requeued %d unfinished job(s) from the job log", len(jobs))
+        self._started.set()
+        for callback in self._on_started:
+            callback()
         return [j.job_id for j in jobs]
+
+    @property
+    def started(self) -> bool:
+        return self._started.is_set()
 
     async def close(self) -> None:
         await self.engine.stop()
@@ -168,6 +180,13 @@ class Studio:
         return self.db
 
     # ------------------------------------------------------------------ queries for cogs
+
+    def when_started(self, callback: Callable[[], Any]) -> None:
+        """Run ``callback`` once the job log is open (now, if it already is)."""
+        if self.started:
+            callback()
+        else:
+            self._on_started.append(callback)
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)

@@ -9,7 +9,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from cogs.utils.actions import anime_file
-from cogs.utils.inputs import decode, keep, read_attachment
+from cogs.utils.inputs import load_and_keep
 from cogs.utils.origin import InteractionOrigin
 from inference.anime import STYLES
 from inference.imaging import ImageInputError
@@ -29,11 +29,9 @@ class Anime(commands.Cog):
     async def anime(self, interaction: discord.Interaction, image: discord.Attachment, style: str | None = None,
                     whole_image: bool = False) -> None:
         origin = InteractionOrigin(interaction)
-        await origin.acknowledge()
         limits = self.bot.config.limits
         try:
-            source = await decode(await read_attachment(image, limits), limits)
-            path = await keep(self.bot.studio, source)
+            _source, path = await origin.in_time(load_and_keep(self.bot.studio, image, limits))
         except ImageInputError as exc:
             await origin.error(str(exc))
             return

@@ -52,7 +52,7 @@ class Tracked:
     origin: Origin | None = None
     text: str = ""
     preview: Any = None
-    dirty: asyncio.Event = field(default_factory=asyncio.Event)
+    dirty: bool = False
     updater: asyncio.Task[None] | None = None
 
 
@@ -87,20 +87,22 @@ class Delivery(commands.Cog):
         self.bot = bot
         self.tracked: dict[str, Tracked] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._redelivery: asyncio.Task[None] | None = None
+        self._redelivery_scheduled = False
         self.interval = bot.config.discord.progress_interval_s
 
     async def cog_load(self) -> None:
         self.bot.delivery = self
         self.bot.studio.add_listener(self.on_studio_event)
-        self._redelivery = asyncio.create_task(self._redeliver_after_ready())
 
     async def cog_unload(self) -> None:
-        if self._redelivery is not None:
-            self._redelivery.cancel()
-        for t in self.tracked.values():
-            if t.updater is not None:
-                t.updater.cancel()
+        await self.close()
+
+    async def close(self) -> None:
+        """Stop posting (shutdown). Finished jobs not yet posted are posted by the next start."""
+        tasks = [*self._tasks, *(t.updater for t in self.tracked.values() if t.updater is not None)]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     # ------------------------------------------------------------------ tracking
 
@@ -117,8 +119,7 @@ class Delivery(commands.Cog):
         t.origin = origin
         if not t.status.done():
             t.status.set_result(status)
-        if status is not None and t.updater is None:
-            t.updater = asyncio.create_task(self._keep_current(t, status))
+        self._poke(t)
 
     # ------------------------------------------------------------------ events
 
@@ -134,7 +135,8 @@ class Delivery(commands.Cog):
             else:
                 t.text = progress_text(event.job_id, event.step, event.total_steps)
                 t.preview = event.preview if self.bot.config.device.previews else None
-            t.dirty.set()
+            t.dirty = True
+            self._poke(t)
             return
         self._spawn(self._finish(event, t))
 
@@ -143,11 +145,17 @@ class Delivery(commands.Cog):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _poke(self, t: Tracked) -> None:
+        """Make sure an edit is on its way if the status changed and nobody is editing."""
+        if not t.dirty or not t.status.done() or t.status.result() is None:
+            return
+        if t.updater is None or t.updater.done():
+            t.updater = asyncio.create_task(self._keep_current(t, t.status.result()))
+
     async def _keep_current(self, t: Tracked, status: StatusMessage) -> None:
-        """Edit the status message when something changed, at most once per interval."""
-        while True:
-            await t.dirty.wait()
-            t.dirty.clear()
+        """Edit the status message while something changed, at most once per interval."""
+        while t.dirty:
+            t.dirty = False
             files = None
             if t.preview is not None:
                 data = await asyncio.to_thread(thumbnail_png, t.preview, 256)
@@ -249,8 +257,14 @@ class Delivery(commands.Cog):
 
     # ------------------------------------------------------------------ after a restart
 
-    async def _redeliver_after_ready(self) -> None:
-        await self.bot.wait_until_ready()
+    @commands.Cog.listener()
+    async def on_ready(self) -> None:
+        """Once per process, after the first connection: post what a previous run did not."""
+        if not self._redelivery_scheduled:
+            self._redelivery_scheduled = True
+            self.bot.studio.when_started(lambda: self._spawn(self._redeliver()))
+
+    async def _redeliver(self) -> None:
         try:
             await self.redeliver()
         except Exception:

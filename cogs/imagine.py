@@ -62,7 +62,6 @@ class Imagine(commands.Cog):
                       seed: app_commands.Range[int, 0, MAX_SEED] | None = None, model: str | None = None,
                       scheduler: str | None = None, lora: str | None = None) -> None:
         origin = InteractionOrigin(interaction)
-        await origin.acknowledge()
         studio = self.bot.studio
         limits = self.bot.config.limits
         settings = await guild_settings(self.bot, origin)

@@ -10,7 +10,7 @@ from discord import app_commands
 from discord.ext import commands
 from PIL import Image
 
-from cogs.utils.inputs import decode, decode_mask_for, keep, read_attachment
+from cogs.utils.inputs import decode_mask_for, keep, load, read_attachment
 from cogs.utils.launch import launch
 from cogs.utils.origin import InteractionOrigin, Origin
 from inference.imaging import ImageInputError, box_mask, feather, parse_box, region_mask
@@ -42,10 +42,10 @@ async def paint_request(bot: EaselBot, origin: Origin, source: Image.Image, prom
     """Shared by /paint and the "Paint..." context menu."""
     limits = bot.config.limits
     try:
-        mask = await decode_mask_for(mask_upload, source.size, limits) if mask_upload else None
-        mask = await asyncio.to_thread(build_mask, source.size, mask=mask, region=region, box=box)
-        path = await keep(bot.studio, source)
-        mask_path = await keep(bot.studio, mask)
+        mask = await origin.in_time(decode_mask_for(mask_upload, source.size, limits)) if mask_upload else None
+        mask = await origin.in_time(asyncio.to_thread(build_mask, source.size, mask=mask, region=region, box=box))
+        path = await origin.in_time(keep(bot.studio, source))
+        mask_path = await origin.in_time(keep(bot.studio, mask))
     except (ImageInputError, JobError) as exc:
         await origin.error(str(exc))
         return None
@@ -72,11 +72,10 @@ class Paint(commands.Cog):
                     strength: app_commands.Range[float, 0.05, 1.0] | None = None,
                     seed: app_commands.Range[int, 0, MAX_SEED] | None = None) -> None:
         origin = InteractionOrigin(interaction)
-        await origin.acknowledge()
         limits = self.bot.config.limits
         try:
-            source = await decode(await read_attachment(image, limits), limits)
-            mask_data = await read_attachment(mask, limits, "mask") if mask is not None else None
+            source = await origin.in_time(load(image, limits))
+            mask_data = await origin.in_time(read_attachment(mask, limits, "mask")) if mask is not None else None
         except ImageInputError as exc:
             await origin.error(str(exc))
             return

@@ -8,7 +8,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from cogs.utils.inputs import decode, keep, read_attachment
+from cogs.utils.inputs import load_and_keep
 from cogs.utils.launch import launch
 from cogs.utils.origin import InteractionOrigin
 from inference.imaging import ImageInputError
@@ -32,11 +32,9 @@ class Vary(commands.Cog):
                    seed: app_commands.Range[int, 0, MAX_SEED] | None = None,
                    count: app_commands.Range[int, 1, MAX_COUNT] = 1) -> None:
         origin = InteractionOrigin(interaction)
-        await origin.acknowledge()
         limits = self.bot.config.limits
         try:
-            source = await decode(await read_attachment(image, limits), limits)
-            path = await keep(self.bot.studio, source)
+            source, path = await origin.in_time(load_and_keep(self.bot.studio, image, limits))
         except ImageInputError as exc:
             await origin.error(str(exc))
             return

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -70,6 +71,7 @@ class Engine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.served = 0
         self.failed = 0
+        self._stopped = False
         self.started_monotonic = time.monotonic()
         self.queue.add_listener(self._on_queue_change)
 
@@ -78,6 +80,9 @@ class Engine:
     async def start(self, *, warm_up: bool = True) -> None:
         """Load the default model on the GPU thread (and warm it up), then start serving."""
         self._loop = asyncio.get_running_loop()
+        # Events from the GPU thread run in the context the engine was started in, like the rest
+        # of the engine's callbacks (a thread's own context is empty).
+        self._context = contextvars.copy_context()
         await asyncio.wrap_future(self.executor.submit(self.executor.model, ""))
         if warm_up:
             await asyncio.wrap_future(self.executor.submit(self._warm_up))
@@ -95,6 +100,11 @@ class Engine:
         run_diffusion_batch(model, [PreparedJob(job)], lambda *_: True)
 
     async def stop(self) -> None:
+        """Stop serving. Running jobs are abandoned, not failed: the job log still has them as
+        running, so the next start runs them again."""
+        if self._stopped:
+            return
+        self._stopped = True
         if self._dispatcher is not None:
             self._dispatcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -166,7 +176,7 @@ class Engine:
 
     def _emit_threadsafe(self, event: JobEvent) -> None:
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._emit, event)
+        self._loop.call_soon_threadsafe(self._emit, event, context=self._context)
 
     def _eta(self, position: int) -> float:
         ahead = self.queue.order()[: max(0, position - 1)]

@@ -229,7 +229,8 @@ def default_anime_factory(config: Config) -> Callable[[], Any]:
         from inference.anime import AnimeStylizer, WeightStore
         from inference.devices import resolve_device
 
-        store = WeightStore(Path(config.path(config.anime.cache_dir)), overrides=dict(config.anime.weights),
+        store = WeightStore(Path(config.path(config.anime.cache_dir)),
+                            overrides={k: str(config.path(v)) for k, v in config.anime.weights.items()},
                             sha256=dict(config.anime.sha256))
         return AnimeStylizer(store, device=str(resolve_device(config.anime.device)))
 

@@ -49,6 +49,16 @@ async def decode_mask_for(data: bytes, size: tuple[int, int], limits: LimitsConf
                                    max_pixels=limits.max_input_pixels)
 
 
+async def load(attachment: discord.Attachment, limits: LimitsConfig, what: str = "image") -> Image.Image:
+    return await decode(await read_attachment(attachment, limits, what), limits, what)
+
+
+async def load_and_keep(studio: Studio, attachment: discord.Attachment,
+                        limits: LimitsConfig) -> tuple[Image.Image, str]:
+    image = await load(attachment, limits)
+    return image, await keep(studio, image)
+
+
 async def keep(studio: Studio, image: Image.Image) -> str:
     """Store a (decoded, normalised) input image; returns the path a job refers to."""
     data = await asyncio.to_thread(encode_png, image)

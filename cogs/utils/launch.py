@@ -67,8 +67,13 @@ def nsfw_policy(settings: GuildSettings | None, origin: Origin) -> str:
 
 
 async def launch(bot: EaselBot, origin: Origin, build: Callable[[str], Draft | Awaitable[Draft]]) -> str | None:
-    """Validate, record, queue and announce a job. Returns its id, or None after telling the member why not."""
+    """Validate, record, queue and announce a job. Returns its id, or None after telling the member why not.
+
+    Everything that can refuse a request runs before the interaction is deferred, so refusals
+    are ephemeral.
+    """
     job_id = new_job_id()
+    delivery = bot.delivery
     try:
         settings = await check_channel(bot, origin)
         built = build(job_id)
@@ -84,7 +89,8 @@ async def launch(bot: EaselBot, origin: Origin, build: Callable[[str], Draft | A
         cap = settings.per_user_cap if settings is not None else None
         if cap is not None and bot.studio.engine.queue.pending_for(origin.user.id) >= cap:
             raise QueueRefused(f"This server allows {cap} job(s) per member at a time. Wait for one to finish.")
-        delivery = bot.delivery
+        bot.studio.engine.queue.check_room(origin.user.id)
+        await origin.acknowledge()
         delivery.expect(job_id, spoiler=spoiler, policy=policy)
         try:
             position, total, eta = await bot.studio.submit(job, origin.context())

@@ -8,8 +8,11 @@ a :class:`StatusMessage` it can edit without knowing which it is.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable
+from typing import TypeVar
 
 import discord
 
@@ -17,6 +20,7 @@ from cogs.utils.text import NO_MENTIONS, fit_message
 from studio import RequestContext
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 ERROR_REPLY_SECONDS = 20
 
@@ -73,7 +77,9 @@ class InteractionStatus(StatusMessage):
         try:
             message = await self.interaction.edit_original_response(**kwargs)  # type: ignore[arg-type]
             self.message_id = message.id
-        except (discord.NotFound, discord.Unauthorized) as exc:
+        except discord.HTTPException as exc:
+            if exc.status not in (401, 404):
+                raise
             log.info("interaction token of message %s expired (%s); posting to the channel", self.message_id, exc)
             channel = self.interaction.channel
             if not isinstance(channel, discord.abc.Messageable):
@@ -86,6 +92,9 @@ class InteractionStatus(StatusMessage):
                                       reference=reference or discord.utils.MISSING, allowed_mentions=NO_MENTIONS)
             self._fallback = ChannelStatus(sent)
             self.message_id = sent.id
+
+
+ACK_BUDGET_S = 1.5  # Discord wants an answer within 3 s of the click
 
 
 class Origin(ABC):
@@ -108,6 +117,15 @@ class Origin(ABC):
 
     @abstractmethod
     def context(self) -> RequestContext: ...
+
+    async def in_time(self, awaitable: Awaitable[T]) -> T:
+        """Await slow input (downloads, decoding) without missing Discord's 3-second deadline:
+        if it is not ready within the budget, acknowledge first and keep waiting."""
+        task = asyncio.ensure_future(awaitable)
+        done, _ = await asyncio.wait({task}, timeout=ACK_BUDGET_S)
+        if not done:
+            await self.acknowledge()
+        return await task
 
     @property
     def upload_limit(self) -> int:
@@ -133,17 +151,16 @@ class InteractionOrigin(Origin):
             await self.interaction.response.defer(thinking=True)
 
     async def error(self, text: str) -> None:
-        """Errors are ephemeral; a deferred public 'thinking' message is removed first."""
+        """Ephemeral when we have not answered yet (the usual case: requests are checked before
+        deferring). After a public defer Discord turns the first followup into the deferred
+        message, so the error replaces the "thinking" message instead."""
         text = fit_message(text)
         response = self.interaction.response
         if not response.is_done():
             await response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
             return
-        try:
-            await self.interaction.delete_original_response()
-        except discord.HTTPException:
-            pass
-        await self.interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+        await self.interaction.edit_original_response(content=fit_message(f"\u26a0\ufe0f {text}"), attachments=[],
+                                                      view=None, allowed_mentions=NO_MENTIONS)
 
     async def open_status(self, text: str) -> StatusMessage:
         status = InteractionStatus(self.interaction)
