@@ -219,7 +219,7 @@ class Delivery(commands.Cog):
             reference = discord.MessageReference(message_id=row.request_message_id, channel_id=row.channel_id,
                                                  fail_if_not_exists=False)
         text = f"\u23f3 Finishing job `{row.job_id}` for <@{row.user_id}>\u2026"
-        message = await channel.send(text, reference=reference or discord.utils.MISSING, allowed_mentions=NO_MENTIONS)
+        message = await channel.send(text, reference=reference, allowed_mentions=NO_MENTIONS)
         return ChannelStatus(message)
 
     async def _render(self, row: JobRow, t: Tracked | None,

@@ -118,14 +118,12 @@ async def on_button(bot: EaselBot, interaction: discord.Interaction, action: str
                     index: int | None) -> None:
     origin = InteractionOrigin(interaction, request_message_id=interaction.message.id if interaction.message else None)
     try:
+        # New jobs: launch() checks everything and only then acknowledges (refusals stay ephemeral).
         if action in ("r", "redo"):
-            await origin.acknowledge()
             await rerun(bot, origin, job_id, same_seed=action == "redo")
         elif action == "v":
-            await origin.acknowledge()
-            await vary_result(bot, origin, job_id, index or 0)
+            await origin.in_time(vary_result(bot, origin, job_id, index or 0))
         elif action == "a":
-            await origin.acknowledge()
             await anime_result(bot, origin, job_id, index or 0)
         elif action == "u":
             await upscale(bot, interaction, job_id, index or 0)

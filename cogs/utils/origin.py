@@ -88,8 +88,8 @@ class InteractionStatus(StatusMessage):
             if self.message_id is not None:
                 reference = discord.MessageReference(message_id=self.message_id, channel_id=self.channel_id,
                                                      fail_if_not_exists=False)
-            sent = await channel.send(fit_message(content), files=files or [], view=view or discord.utils.MISSING,
-                                      reference=reference or discord.utils.MISSING, allowed_mentions=NO_MENTIONS)
+            sent = await channel.send(fit_message(content), files=files or [], view=view,
+                                      reference=reference, allowed_mentions=NO_MENTIONS)
             self._fallback = ChannelStatus(sent)
             self.message_id = sent.id
 

@@ -56,7 +56,7 @@ async def final(result: Any, timeout: float = 60.0) -> Any:
 async def final_in(channel: Any, timeout: float = 60.0, *, after: int = 0) -> discord.Message:
     """The latest bot message in a channel that shows a finished job."""
     def check() -> discord.Message | None:
-        for message in reversed(channel.messages):
+        for message in reversed(channel.history()):
             if message.id > after and message.author.bot and is_final(message.content, message):
                 return message
         return None

@@ -1,0 +1,131 @@
+"""Going on from a result: U/V/reroll/anime/delete buttons; and delivery that survives expired
+tokens, Discord's upload limit and restarts (exactly once)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from cogs.utils.origin import InteractionOrigin
+from config import Config
+from tests.cogs.conftest import eventually
+from tests.cogs.helpers import button_ids, final, final_in, gpu_busy, image_of, make_world, refusal
+
+
+@pytest.fixture
+def bot_config(bot_config: Config, tmp_path: Path) -> Config:
+    from inference.anime import Generator
+
+    weights = tmp_path / "face_paint_512_v2.pt"
+    torch.save(Generator().state_dict(), weights)
+    return dataclasses.replace(bot_config, anime=dataclasses.replace(
+        bot_config.anime, weights={"face_paint_512_v2": str(weights)}, device="cpu"))
+
+
+def button(message, prefix: str) -> str:
+    return next(i for i in button_ids(message) if i.startswith(prefix))
+
+
+async def test_upscale_posts_one_grid_image_alone_at_full_size(simcord_env) -> None:
+    w = make_world(simcord_env)
+    grid = await final(await w.alice.slash(w.channel, "imagine", prompt="two birds", count=2, seed=10))
+    clicked = await w.alice.click(grid, custom_id=button(grid, "easel:u:") .replace(":0", ":1"))
+    single = await eventually(lambda: clicked.response if clicked.response and clicked.response.attachments else None)
+    assert (await image_of(single)).size == (64, 64)
+    assert "image 2" in single.content and "seed `11`" in single.content
+    assert any(i.startswith("easel:v:") and i.endswith(":1") for i in button_ids(single))
+
+
+async def test_variation_reroll_and_anime_buttons_start_new_jobs(simcord_env) -> None:
+    w = make_world(simcord_env)
+    first = await final(await w.alice.slash(w.channel, "imagine", prompt="a lighthouse", seed=7))
+    for prefix, expect in (("easel:v:", "a lighthouse"), ("easel:r:", "a lighthouse"), ("easel:a:", "AnimeGAN2")):
+        clicked = await w.bob.click(first, custom_id=button(first, prefix))
+        message = await final(clicked)
+        assert expect in message.content and message.attachments
+        if prefix == "easel:r:":
+            assert "seed `7`" not in message.content  # a reroll takes a new seed
+            assert f"<@{w.bob.id}>" in message.content  # and belongs to whoever clicked
+
+
+async def test_only_the_requester_or_a_moderator_can_delete(simcord_env) -> None:
+    w = make_world(simcord_env)
+    result = await final(await w.alice.slash(w.channel, "imagine", prompt="mine"))
+    denied = await w.bob.click(result, custom_id=button(result, "easel:x:"))
+    assert "Only the member who asked" in refusal(denied)
+    assert any(m.id == result.id for m in w.channel.history())
+    await w.admin.click(result, custom_id=button(result, "easel:x:"))
+    assert not any(m.id == result.id for m in w.channel.history())
+
+
+async def test_buttons_on_a_deleted_job_say_so(simcord_env, simcord_bot) -> None:
+    w = make_world(simcord_env)
+    result = await final(await w.alice.slash(w.channel, "imagine", prompt="soon gone"))
+    await simcord_bot.studio.database.forget(w.alice.id)
+    clicked = await w.alice.click(result, custom_id=button(result, "easel:r:"))
+    assert "no longer have that job" in refusal(clicked)
+
+
+async def test_an_expired_interaction_token_sends_the_result_to_the_channel(simcord_env, simcord_bot) -> None:
+    w = make_world(simcord_env)
+    with gpu_busy(simcord_bot):
+        result = await w.alice.slash(w.channel, "imagine", prompt="a slow one")
+        assert "Queued" in result.response.content
+        simcord_env.inject_error("PATCH", "/webhooks/*", status=401, code=50027, message="Invalid Webhook Token",
+                                 times=None)
+    posted = await final_in(w.channel, after=result.response.id)
+    assert "a slow one" in posted.content and posted.attachments
+    assert posted.reference is not None and posted.reference.message_id == result.response.id
+    row = (await simcord_bot.studio.database.jobs.history(user_id=w.alice.id)).rows[0]
+    assert row.status == "delivered" and row.result_message_id == posted.id
+
+
+async def test_results_are_fitted_under_the_upload_limit(simcord_env, monkeypatch) -> None:
+    monkeypatch.setattr(InteractionOrigin, "upload_limit", property(lambda self: 4000))
+    w = make_world(simcord_env)
+    message = await final(await w.alice.slash(w.channel, "imagine", prompt="noise", seed=1))
+    attachment = message.attachments[0]
+    assert attachment.size <= 4000 and not attachment.filename.endswith(".png")
+    assert "Re-encoded to fit" in message.content
+
+
+async def test_after_a_restart_finished_jobs_are_posted_exactly_once(simcord_env, simcord_bot) -> None:
+    w = make_world(simcord_env)
+    bot = simcord_bot
+    db = bot.studio.database
+    first = await final(await w.alice.slash(w.channel, "imagine", prompt="already posted"))
+    done = await final(await w.alice.slash(w.channel, "imagine", prompt="never posted"))
+    posted_before = len([m for m in w.channel.history() if m.author.bot])
+    # Pretend the bot died: one job finished but never posted, one posted but not recorded.
+    rows = {r.prompt: r for r in (await db.jobs.history(user_id=w.alice.id)).rows}
+    conn = db.jobs._conn  # noqa: SLF001 - rewinding the job log to the moment of the crash
+    await conn.execute("UPDATE jobs SET status='done', delivered_at=NULL, result_message_id=NULL "
+                       "WHERE job_id=?", (rows["never posted"].job_id,))
+    await conn.execute("UPDATE jobs SET status='delivering', prior_status='done', delivered_at=NULL, "
+                       "result_message_id=NULL WHERE job_id=?", (rows["already posted"].job_id,))
+    await bot.delivery.redeliver()
+    messages = [m for m in w.channel.history() if m.author.bot]
+    assert len(messages) == posted_before + 1  # only the never-posted one was posted again
+    again = messages[-1]
+    assert f"job `{rows['never posted'].job_id}`" in again.content and again.attachments
+    assert (await db.jobs.get(rows["already posted"].job_id)).result_message_id == first.id
+    assert (await db.jobs.get(rows["never posted"].job_id)).status == "delivered"
+    await bot.delivery.redeliver()
+    assert len([m for m in w.channel.history() if m.author.bot]) == posted_before + 1
+    assert done.id != again.id
+
+
+async def test_a_cancelled_job_says_so_in_its_status_message(simcord_env, simcord_bot) -> None:
+    w = make_world(simcord_env)
+    with gpu_busy(simcord_bot):
+        await w.bob.slash(w.channel, "imagine", prompt="ahead")
+        result = await w.alice.slash(w.channel, "imagine", prompt="never mind")
+        job_id = result.response.content.split("job `")[1].split("`")[0]
+        assert await simcord_bot.studio.cancel(job_id, w.alice.id)
+    await eventually(lambda: "Cancelled" in result.response.content)
+    assert (await simcord_bot.studio.database.jobs.get(job_id)).status == "cancelled"
+    await asyncio.sleep(0)
