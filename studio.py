@@ -36,6 +36,8 @@ from storage import Database, OutputStore
 
 log = logging.getLogger(__name__)
 
+RETENTION_INTERVAL_S = 6 * 3600
+
 
 @dataclass(frozen=True)
 class RequestContext:
@@ -140,6 +142,7 @@ class Studio:
         self._pending: set[asyncio.Task[Any]] = set()
         self._started = asyncio.Event()
         self._on_started: list[Callable[[], Any]] = []
+        self._retention: asyncio.Task[None] | None = None
         self.engine.add_listener(self._on_engine_event)
 
     # ------------------------------------------------------------------ lifecycle
@@ -156,6 +159,8 @@ class Studio:
         self.engine.restore(jobs)
         if jobs:
             log.info("requeued %d unfinished job(s) from the job log", len(jobs))
+        if self.config.storage.retention_days > 0:
+            self._retention = asyncio.create_task(self._prune_forever(), name="easel-retention")
         self._started.set()
         for callback in self._on_started:
             callback()
@@ -165,7 +170,25 @@ class Studio:
     def started(self) -> bool:
         return self._started.is_set()
 
+    async def prune_once(self) -> None:
+        days = self.config.storage.retention_days
+        report = await self.database.prune(days)
+        if report.jobs or report.files:
+            log.info("retention: removed %d job(s) and %d file(s) older than %d day(s)", report.jobs,
+                     len(report.files), days)
+
+    async def _prune_forever(self) -> None:
+        """Retention runs in the background: at start, then every few hours; errors never stop it."""
+        while True:
+            try:
+                await self.prune_once()
+            except Exception:
+                log.exception("retention pruning failed; will try again later")
+            await asyncio.sleep(RETENTION_INTERVAL_S)
+
     async def close(self) -> None:
+        if self._retention is not None:
+            self._retention.cancel()
         await self.engine.stop()
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
