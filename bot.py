@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -98,6 +100,10 @@ def run(config_path: str | None) -> int:
 
     async def serve() -> None:
         async with EaselBot(config) as bot:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):  # stop cleanly: running jobs are requeued next start
+                with contextlib.suppress(NotImplementedError):
+                    loop.add_signal_handler(sig, lambda: asyncio.ensure_future(bot.close()))
             await bot.start(token)
 
     try:
