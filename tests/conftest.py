@@ -65,3 +65,13 @@ outputs = "outputs"
         encoding="utf-8",
     )
     return load_config(toml, environ={})
+
+
+@pytest.fixture(scope="session")
+def anime_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Random-weight AnimeGAN2 weights as a local file (the real ones need a download)."""
+    from inference.anime import Generator
+
+    path = tmp_path_factory.mktemp("anime") / "face_paint_512_v2.pt"
+    torch.save(Generator().state_dict(), path)
+    return path

@@ -22,13 +22,15 @@ from config import Config
 
 
 @pytest.fixture
-def bot_config(tiny_config: Config, tmp_path: Path) -> Config:
-    """A fresh database and outputs folder per test; progress edits without waiting."""
+def bot_config(tiny_config: Config, tmp_path: Path, anime_weights: Path) -> Config:
+    """A fresh database and outputs folder per test; progress edits without waiting; local
+    AnimeGAN2 weights for the default style only (the others are "unavailable", as offline)."""
     return dataclasses.replace(
         tiny_config,
         base_dir=tmp_path,
         discord=dataclasses.replace(tiny_config.discord, progress_interval_s=0.0, nsfw_words=("nsfwword",)),
-        anime=dataclasses.replace(tiny_config.anime, cache_dir=str(tmp_path / "anime")),
+        anime=dataclasses.replace(tiny_config.anime, cache_dir=str(tmp_path / "anime"), device="cpu",
+                                  weights={"face_paint_512_v2": str(anime_weights)}),
     )
 
 

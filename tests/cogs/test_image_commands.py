@@ -2,28 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from config import Config
 from tests.cogs.helpers import final, image_of, make_world, png, refusal
-
-
-@pytest.fixture
-def bot_config(bot_config: Config, tmp_path: Path) -> Config:
-    """Random-weight AnimeGAN2 weights as a local file (no download in tests)."""
-    from inference.anime import Generator
-
-    weights = tmp_path / "face_paint_512_v2.pt"
-    torch.save(Generator().state_dict(), weights)
-    return dataclasses.replace(bot_config, anime=dataclasses.replace(
-        bot_config.anime, weights={"face_paint_512_v2": str(weights)}, device="cpu"))
 
 
 async def test_vary_makes_a_variation_with_the_source_aspect(simcord_env) -> None:

@@ -4,26 +4,10 @@ tokens, Discord's upload limit and restarts (exactly once)."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-from pathlib import Path
-
-import pytest
-import torch
 
 from cogs.utils.origin import InteractionOrigin
-from config import Config
 from tests.cogs.conftest import eventually
 from tests.cogs.helpers import button_ids, final, final_in, gpu_busy, image_of, make_world, refusal
-
-
-@pytest.fixture
-def bot_config(bot_config: Config, tmp_path: Path) -> Config:
-    from inference.anime import Generator
-
-    weights = tmp_path / "face_paint_512_v2.pt"
-    torch.save(Generator().state_dict(), weights)
-    return dataclasses.replace(bot_config, anime=dataclasses.replace(
-        bot_config.anime, weights={"face_paint_512_v2": str(weights)}, device="cpu"))
 
 
 def button(message, prefix: str) -> str:
