@@ -66,9 +66,16 @@ class EaselAdmin(commands.GroupCog, group_name="easel", group_description="Set u
         where = ", ".join(f"<#{c}>" for c in current.enabled_channels) or "every channel"
         text = (f"**easel settings**{' (updated)' if changes else ''}\n"
                 f"Channels: {where}\nNSFW outside age-restricted channels: {current.nsfw_policy}\n"
-                f"Jobs per member: {current.per_user_cap or self.bot.config.queue.per_user}\n"
+                f"Jobs per member: {self._cap_text(current.per_user_cap)}\n"
                 f"Default model: {current.default_model or self.bot.config.model.display_name}")
         await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+
+    def _cap_text(self, cap: int | None) -> str:
+        """The bot's own per-member limit always applies, so a higher server cap changes nothing."""
+        limit = self.bot.config.queue.per_user
+        if cap is not None and cap > limit:
+            return f"{limit} (this bot allows at most {limit})"
+        return str(cap or limit)
 
     @settings.autocomplete("default_model")
     async def _models(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:

@@ -10,7 +10,7 @@ from discord.ext import commands
 
 from cogs.paint import paint_request
 from cogs.utils import actions
-from cogs.utils.inputs import image_attachment, image_of_message, read_attachment
+from cogs.utils.inputs import image_attachment, image_of_message, keep, read_attachment
 from cogs.utils.origin import InteractionOrigin
 from cogs.utils.text import NO_MENTIONS, fit_message
 from inference.imaging import ImageInputError, read_parameters
@@ -21,9 +21,11 @@ if TYPE_CHECKING:
 
 
 class PaintModal(discord.ui.Modal, title="Paint on this image"):
-    prompt: discord.ui.TextInput[PaintModal] = discord.ui.TextInput(label="What to paint", max_length=1000)
+    prompt: discord.ui.TextInput[PaintModal] = discord.ui.TextInput(
+        label="What to paint", max_length=1000, custom_id="easel:paint:prompt")
     region: discord.ui.TextInput[PaintModal] = discord.ui.TextInput(
-        label="Where: regions or a box", placeholder="e.g. top-left, B2 C2, or box 25,25,50,50", max_length=100)
+        label="Where: regions or a box", placeholder="e.g. top-left, B2 C2, or box 25,25,50,50", max_length=100,
+        custom_id="easel:paint:region")
 
     def __init__(self, bot: EaselBot, message: discord.Message) -> None:
         super().__init__()
@@ -32,14 +34,14 @@ class PaintModal(discord.ui.Modal, title="Paint on this image"):
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
         origin = InteractionOrigin(interaction, request_message_id=self.message.id)
-        await origin.acknowledge()
         try:
-            source, _job = await image_of_message(self.bot.studio, self.message, self.bot.config.limits)
+            source, _job = await origin.in_time(image_of_message(self.bot.studio, self.message,
+                                                                 self.bot.config.limits))
         except ImageInputError as exc:
             await origin.error(str(exc))
             return
         where = self.region.value.strip()
-        box = where[3:].strip() if where.lower().startswith("box") else None
+        box = where[3:].strip(" :") if where.lower().startswith("box") else None
         await paint_request(self.bot, origin, source, self.prompt.value, region=None if box else where, box=box)
 
 
@@ -62,12 +64,21 @@ class ContextMenus(commands.Cog):
             self.bot.tree.remove_command(menu.name, type=menu.type)
 
     async def _run(self, interaction: discord.Interaction, message: discord.Message, what: str) -> None:
+        """Refusals come before deferring (ephemeral); a slow download defers in time."""
         origin = InteractionOrigin(interaction, request_message_id=message.id)
-        await origin.acknowledge()
         try:
-            await actions.from_message(self.bot, origin, message, what)
+            image, job_id = await origin.in_time(image_of_message(self.bot.studio, message, self.bot.config.limits))
+            if what == "vary" and job_id is not None:  # one of our results: keep its prompt, like the Vary button
+                await actions.vary_result(self.bot, origin, job_id, 0)
+                return
+            path = await origin.in_time(keep(self.bot.studio, image))
         except (JobError, ImageInputError) as exc:
             await origin.error(str(exc))
+            return
+        if what == "anime":
+            await actions.anime_file(self.bot, origin, path)
+        else:
+            await actions.vary_file(self.bot, origin, path, image.size)
 
     async def vary(self, interaction: discord.Interaction, message: discord.Message) -> None:
         await self._run(interaction, message, "vary")

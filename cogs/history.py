@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,15 @@ class HistoryView(discord.ui.View):
     def __init__(self, bot: EaselBot, owner: int, query: dict[str, Any], title: str) -> None:
         super().__init__(timeout=600)
         self.bot, self.owner, self.query, self.title, self.offset = bot, owner, query, title, 0
+        self.interaction: discord.Interaction | None = None  # the /history that showed it, to edit on timeout
+
+    async def on_timeout(self) -> None:
+        """Paging stops working here: grey it out rather than let a click fail. Redo keeps working
+        (restart-proof buttons)."""
+        self.previous.disabled = self.next.disabled = True
+        if self.interaction is not None:
+            with contextlib.suppress(discord.HTTPException):
+                await self.interaction.edit_original_response(view=self)
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         if interaction.user.id != self.owner:
@@ -70,18 +80,43 @@ class HistoryView(discord.ui.View):
         await interaction.response.edit_message(embed=await self.load(), view=self)
 
 
+def busy_text(bot: EaselBot, user_id: int) -> str | None:
+    """Forgetting a member with jobs in the queue would leave those jobs nowhere to record their result."""
+    pending = bot.studio.engine.queue.pending_for(user_id)
+    if not pending:
+        return None
+    return (f"You have {pending} job(s) in the queue. Cancel them with `/queue` or wait for them to finish, "
+            "then use `/forget` again.")
+
+
 class ForgetView(discord.ui.View):
     def __init__(self, bot: EaselBot, owner: int) -> None:
         super().__init__(timeout=120)
         self.bot, self.owner = bot, owner
+        self.interaction: discord.Interaction | None = None  # the /forget that asked, to edit on timeout
+
+    async def on_timeout(self) -> None:
+        if self.interaction is not None:
+            with contextlib.suppress(discord.HTTPException):
+                await self.interaction.edit_original_response(
+                    content="Nothing was deleted: the question expired. Use `/forget` again if you meant it.",
+                    view=None)
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        return interaction.user.id == self.owner
+        if interaction.user.id != self.owner:
+            await interaction.response.send_message("Only the member who asked to be forgotten can confirm this.",
+                                                    ephemeral=True)
+            return False
+        return True
 
     @discord.ui.button(label="Yes, delete everything", style=discord.ButtonStyle.danger)
     async def confirm(self, interaction: discord.Interaction, _button: discord.ui.Button[ForgetView]) -> None:
-        report = await self.bot.studio.database.forget(self.owner)
         self.stop()
+        busy = busy_text(self.bot, self.owner)
+        if busy is not None:
+            await interaction.response.edit_message(content=f"Nothing was deleted. {busy}", view=None)
+            return
+        report = await self.bot.studio.database.forget(self.owner)
         await interaction.response.edit_message(
             content=f"Done: deleted {report.jobs} job(s), {report.images} image record(s) and {len(report.files)} "
                     "file(s). Messages already posted in channels stay until someone deletes them.", view=None)
@@ -118,12 +153,19 @@ class History(commands.Cog):
         view = HistoryView(self.bot, interaction.user.id, query, title)
         embed = await view.load()
         await interaction.response.send_message(embed=embed, view=view, ephemeral=True, allowed_mentions=NO_MENTIONS)
+        view.interaction = interaction
 
     @app_commands.command(name="forget", description="Delete your prompts, jobs and images from this bot")
     async def forget(self, interaction: discord.Interaction) -> None:
+        busy = busy_text(self.bot, interaction.user.id)
+        if busy is not None:
+            await interaction.response.send_message(busy, ephemeral=True)
+            return
+        view = ForgetView(self.bot, interaction.user.id)
         await interaction.response.send_message(
             "This deletes every job, prompt and stored image of yours from this bot, on every server. Sure?",
-            view=ForgetView(self.bot, interaction.user.id), ephemeral=True)
+            view=view, ephemeral=True)
+        view.interaction = interaction
 
 
 async def setup(bot: EaselBot) -> None:

@@ -3,6 +3,10 @@
 🔁 reroll (our results), 🎨 vary, 🌸 anime, ✉️ DM me the image with its parameters, ❌ delete
 (the requester, or members with Manage Messages). Reactions arrive raw: the message may not be
 cached, so it is fetched.
+
+Members react to each other's pictures all the time, so in a channel easel is not enabled in,
+reactions on members' images are ignored; on one of our results there the member is told where
+easel works. ❌ on our results works everywhere: cleaning up is never refused by channel.
 """
 
 from __future__ import annotations
@@ -15,10 +19,10 @@ import discord
 from discord.ext import commands
 
 from cogs.utils import actions
-from cogs.utils.inputs import image_attachment, image_of_message, png_file, read_attachment
-from cogs.utils.launch import check_channel
+from cogs.utils.inputs import decode, image_attachment, image_of_message, png_file, read_attachment
+from cogs.utils.launch import NotHere, check_channel
 from cogs.utils.origin import MessageOrigin
-from cogs.utils.text import NO_MENTIONS, fit_message, quote
+from cogs.utils.text import NO_MENTIONS, fit_message
 from inference.imaging import ImageInputError, encode_png, read_parameters
 from inference.jobs import JobError
 
@@ -57,34 +61,48 @@ class Reactions(commands.Cog):
             return  # not an image: the reaction is just a reaction
         origin = MessageOrigin(message, user)
         try:
-            await check_channel(self.bot, origin)
+            if emoji == DELETE:
+                if ours and row is not None:  # cleaning up works everywhere, enabled channel or not
+                    await self.delete(message, user, row.user_id, payload)
+                return
+            try:
+                await check_channel(self.bot, origin)
+            except NotHere:
+                if not ours:
+                    return  # members react to each other's pictures everywhere: only enabled channels are ours
+                raise
             if emoji == REROLL:
-                if row is None:
-                    raise JobError("🔁 rerolls work on my own results.")
+                if not ours or row is None:
+                    raise JobError("\U0001f501 rerolls work on my own results.")
                 await actions.rerun(self.bot, origin, row.job_id, same_seed=False)
+            elif emoji == VARY and ours and row is not None:
+                await actions.vary_result(self.bot, origin, row.job_id, 0)  # keeps the prompt, like the Vary button
             elif emoji == VARY:
                 await actions.from_message(self.bot, origin, message, "vary")
             elif emoji == ANIME:
                 await actions.from_message(self.bot, origin, message, "anime")
             elif emoji in (MAIL, "\u2709"):
                 await self.mail(message, user)
-            elif emoji == DELETE and ours and row is not None:
-                await self.delete(message, user, row.user_id, payload)
         except (JobError, ImageInputError) as exc:
             await origin.error(str(exc))
 
     async def mail(self, message: discord.Message, user: discord.abc.User) -> None:
-        """DM the image with its generation parameters (read from the PNG itself)."""
-        image, _job = await image_of_message(self.bot.studio, message, self.bot.config.limits)
+        """DM the image with its generation parameters (read from the file itself, so other tools'
+        PNGs work too). Without parameters a clean PNG of the image is sent."""
+        limits = self.bot.config.limits
         attachment = image_attachment(message)
-        original = await read_attachment(attachment, self.bot.config.limits) if attachment else None
-        params = read_parameters(original) if original else None
-        data = original if original and params else await asyncio.to_thread(encode_png, image)
+        data = await read_attachment(attachment, limits) if attachment is not None else None
+        params = read_parameters(data) if data is not None else None
+        filename = attachment.filename if attachment is not None and params else "easel.png"
+        if not params:
+            image = await decode(data, limits) if data is not None else \
+                (await image_of_message(self.bot.studio, message, limits))[0]
+            data = await asyncio.to_thread(encode_png, image)
         text = "Here is the image you asked for."
         if params:
             text += f"\n```\n{fit_message(params.replace('`', 'ˋ'), 1800)}\n```"
         try:
-            await user.send(text, file=png_file(data, "easel.png"), allowed_mentions=NO_MENTIONS)
+            await user.send(text, file=png_file(data, filename), allowed_mentions=NO_MENTIONS)
         except discord.Forbidden:
             raise JobError("I cannot send you direct messages: allow DMs from server members and try again.") from None
 
@@ -94,7 +112,7 @@ class Reactions(commands.Cog):
         allowed = user.id == owner or (member is not None and isinstance(message.channel, discord.abc.GuildChannel)
                                        and message.channel.permissions_for(member).manage_messages)
         if not allowed:
-            raise JobError(f"Only the member who asked for {quote('this image')} (or a moderator) can delete it.")
+            raise JobError("Only the member who asked for this image (or a moderator) can delete it.")
         await message.delete()
 
 
