@@ -10,7 +10,7 @@ from typing import Any
 
 from storage.connection import Connection, changed, executemany, fetchone
 
-NSFW_POLICIES: tuple[str, ...] = ("block", "nsfw-channels", "allow")
+NSFW_POLICIES: tuple[str, ...] = ("block", "spoiler", "off")
 _ASPECT = re.compile(r"^[1-9]\d{0,2}:[1-9]\d{0,2}$")
 MAX_NAME = 200
 
@@ -24,7 +24,8 @@ _GUILD_ROW = (
 class GuildSettings:
     guild_id: int
     enabled_channels: tuple[int, ...] = ()  # empty: every channel
-    nsfw_policy: str = "block"  # "block", "nsfw-channels" (only in age-restricted channels) or "allow"
+    # NSFW outside age-restricted channels: "block" (refuse), "spoiler" (post behind a spoiler), "off"
+    nsfw_policy: str = "block"
     per_user_cap: int | None = None  # None: the configured queue.per_user
     default_model: str | None = None
 

@@ -174,9 +174,6 @@ async def test_nsfw_words_are_blocked_outside_age_restricted_channels(simcord_en
     assert not allowed.attachments[0].is_spoiler()
 
 
-@pytest.mark.xfail(strict=True, reason="storage/settings.py NSFW_POLICIES (and the CHECK in 0001_initial.sql) "
-                   "accept block/nsfw-channels/allow, while the cogs offer and act on block/spoiler/off: "
-                   "'spoiler' cannot be stored")
 async def test_the_spoiler_policy_posts_nsfw_results_behind_a_spoiler(simcord_env) -> None:
     w = make_world(simcord_env)
     result = await settings(w.admin, w, nsfw="spoiler")
@@ -187,8 +184,6 @@ async def test_the_spoiler_policy_posts_nsfw_results_behind_a_spoiler(simcord_en
     assert not clean.attachments[0].filename.startswith("SPOILER_")
 
 
-@pytest.mark.xfail(strict=True, reason="storage/settings.py NSFW_POLICIES accept block/nsfw-channels/allow, "
-                   "while the cogs offer and act on block/spoiler/off: 'off' cannot be stored")
 async def test_the_off_policy_lets_nsfw_words_through(simcord_env) -> None:
     w = make_world(simcord_env)
     result = await settings(w.admin, w, nsfw="off")

@@ -44,7 +44,11 @@ def insert_old_data(path: Path, version: int) -> None:
                 "INSERT INTO images (job_id, idx, seed, path, width, height, sha256, size_bytes)"
                 " VALUES ('old1', 0, 3, '/o/ab/ab.png', 64, 64, 'ab', 10)"
             )
-            conn.execute("INSERT INTO guild_settings (guild_id, nsfw_policy, updated_at) VALUES (70, 'allow', 1.0)")
+            old_names = version < 4  # schema 4 renamed the NSFW policies
+            conn.execute("INSERT INTO guild_settings (guild_id, nsfw_policy, updated_at) VALUES (70, ?, 1.0)",
+                          ("allow" if old_names else "off",))
+            conn.execute("INSERT INTO guild_settings (guild_id, nsfw_policy, updated_at) VALUES (71, ?, 1.0)",
+                         ("nsfw-channels" if old_names else "block",))
             conn.execute("INSERT INTO guild_channels (guild_id, channel_id) VALUES (70, 700)")
         if version >= 2:
             conn.execute("INSERT INTO user_prefs (user_id, default_aspect, dm_results, updated_at)"
@@ -92,7 +96,11 @@ async def test_upgrade_from_every_earlier_version_keeps_data(db_path: Path, vers
             assert job is not None and job.prompt == "an old lighthouse" and job.params["seed"] == 3
             assert [im.path for im in await db.images.for_job("old1")] == [Path("/o/ab/ab.png")]
             guild = await db.settings.guild(70)
-            assert guild.nsfw_policy == "allow" and guild.enabled_channels == (700,)
+            assert guild.nsfw_policy == "off" and guild.enabled_channels == (700,)
+            assert (await db.settings.guild(71)).nsfw_policy == "block"
+            # the channel list survived the rebuild of schema 4 and still cascades with its guild
+            await db.settings.update_guild(70, enabled_channels=(700, 701))
+            assert (await db.settings.guild(70)).enabled_channels == (700, 701)
             # jobs from before the search index existed are found by it
             page = await db.jobs.history(user_id=7, search="lighthouse")
             assert [r.job_id for r in page.rows] == ["old1"]

@@ -18,10 +18,10 @@ async def test_a_guild_never_configured_gets_defaults(db: Database) -> None:
 
 async def test_guild_updates_are_partial_and_persist(db_path: Path) -> None:
     db = await Database.open(db_path)
-    first = await db.settings.update_guild(10, enabled_channels=[300, 100, 300], nsfw_policy="nsfw-channels")
-    assert first.enabled_channels == (100, 300) and first.nsfw_policy == "nsfw-channels"
+    first = await db.settings.update_guild(10, enabled_channels=[300, 100, 300], nsfw_policy="spoiler")
+    assert first.enabled_channels == (100, 300) and first.nsfw_policy == "spoiler"
     second = await db.settings.update_guild(10, per_user_cap=2, default_model=" turbo ")
-    assert second == GuildSettings(10, (100, 300), "nsfw-channels", 2, "turbo")
+    assert second == GuildSettings(10, (100, 300), "spoiler", 2, "turbo")
     assert await db.settings.guild(20) == GuildSettings(20)
     await db.close()
 
@@ -31,7 +31,7 @@ async def test_guild_updates_are_partial_and_persist(db_path: Path) -> None:
         assert settings == second
         assert settings.channel_enabled(100) and not settings.channel_enabled(200)
         cleared = await db.settings.update_guild(10, enabled_channels=[], per_user_cap=None, default_model=None)
-        assert cleared == GuildSettings(10, (), "nsfw-channels", None, None) and cleared.channel_enabled(200)
+        assert cleared == GuildSettings(10, (), "spoiler", None, None) and cleared.channel_enabled(200)
         assert await db.settings.update_guild(10) == cleared
     finally:
         await db.close()
@@ -51,7 +51,7 @@ async def test_guild_updates_are_partial_and_persist(db_path: Path) -> None:
         ({"enabled_channels": [-5]}, "channel ids"),
         ({"default_model": ""}, "default_model must be a non-empty name"),
         ({"default_model": "x" * 201}, "default_model"),
-        ({"nsfw_policy": "allow", "typo": 1}, "unknown guild setting"),
+        ({"nsfw_policy": "off", "typo": 1}, "unknown guild setting"),
     ],
 )
 async def test_bad_guild_settings_are_refused_and_nothing_is_written(db: Database, changes: dict[str, Any],
