@@ -178,7 +178,8 @@ class Delivery(commands.Cog):
         try:
             if isinstance(event, JobCancelled):
                 if status is not None:
-                    await status.edit(f"\u2716\ufe0f Cancelled \u00b7 job `{event.job_id}`", files=[])
+                    await status.edit(f"\u2716\ufe0f Cancelled \u00b7 job `{event.job_id}`", files=[],
+                                      view=discord.ui.View())
                 return
             await self.deliver(event.job_id, status, t, event if isinstance(event, JobDone) else None)
         except Exception:
@@ -223,20 +224,21 @@ class Delivery(commands.Cog):
         return ChannelStatus(message)
 
     async def _render(self, row: JobRow, t: Tracked | None,
-                      done: JobDone | None) -> tuple[str, list[discord.File], discord.ui.View | None]:
+                      done: JobDone | None) -> tuple[str, list[discord.File], discord.ui.View]:
         if row.error:
-            return f"\u26a0\ufe0f {quote(row.error, 1500)} \u00b7 job `{row.job_id}`", [], None
+            return f"\u26a0\ufe0f {quote(row.error, 1500)} \u00b7 job `{row.job_id}`", [], discord.ui.View()
         job = job_from_params(row.job_id, row.user_id, row.params)
         images = sorted(await self.bot.studio.database.images.for_job(row.job_id), key=lambda r: r.idx)
         if not images:
-            return f"\u26a0\ufe0f The images of job `{row.job_id}` are no longer stored.", [], None
+            return f"\u26a0\ufe0f The images of job `{row.job_id}` are no longer stored.", [], discord.ui.View()
         seconds = done.seconds if done else (row.finished_at - row.started_at if row.finished_at and row.started_at
                                              else None)
         content = caption(job, [im.seed for im in images], seconds, done.note if done else "")
         nsfw = (t.spoiler if t else False) or any(im.nsfw for im in images)
         policy = t.policy if t else "spoiler"
         if nsfw and policy == "block":
-            return content + "\n\U0001f6ab The result was flagged as NSFW and is not shown in this channel.", [], None
+            blocked = "\n\U0001f6ab The result was flagged as NSFW and is not shown in this channel."
+            return content + blocked, [], discord.ui.View()
         paths = [Path(im.path) for im in images]
         if len(paths) > 1:
             data = await asyncio.to_thread(grid_png, paths)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import discord
 
+from cogs.utils.buttons import cancel_view
 from cogs.utils.origin import Origin
 from cogs.utils.text import queued_text
 from inference.jobs import DiffusionJob, JobError, QueueRefused
@@ -101,7 +102,8 @@ async def launch(bot: EaselBot, origin: Origin, build: Callable[[str], Draft | A
         await origin.error(str(exc))
         return None
     try:
-        status = await origin.open_status(queued_text(job_id, position, total, eta, draft.notes))
+        status = await origin.open_status(queued_text(job_id, position, total, eta, draft.notes),
+                                          view=cancel_view(job_id))
     except discord.HTTPException:
         log.exception("job %s: could not show its status; the result will go to the channel", job_id)
         status = None

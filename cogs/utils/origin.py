@@ -112,7 +112,7 @@ class Origin(ABC):
         """A short message only the requester needs to see."""
 
     @abstractmethod
-    async def open_status(self, text: str) -> StatusMessage:
+    async def open_status(self, text: str, view: discord.ui.View | None = None) -> StatusMessage:
         """Show the first status line; returns the message later edits go to."""
 
     @abstractmethod
@@ -162,9 +162,9 @@ class InteractionOrigin(Origin):
         await self.interaction.edit_original_response(content=fit_message(f"\u26a0\ufe0f {text}"), attachments=[],
                                                       view=None, allowed_mentions=NO_MENTIONS)
 
-    async def open_status(self, text: str) -> StatusMessage:
+    async def open_status(self, text: str, view: discord.ui.View | None = None) -> StatusMessage:
         status = InteractionStatus(self.interaction)
-        await status.edit(text)
+        await status.edit(text, view=view)
         return status
 
     def context(self) -> RequestContext:
@@ -191,8 +191,9 @@ class MessageOrigin(Origin):
         await self.message.reply(fit_message(f"{self.user.mention} {text}"), delete_after=ERROR_REPLY_SECONDS,
                                  allowed_mentions=NO_MENTIONS, mention_author=False)
 
-    async def open_status(self, text: str) -> StatusMessage:
-        sent = await self.message.reply(fit_message(text), allowed_mentions=NO_MENTIONS, mention_author=False)
+    async def open_status(self, text: str, view: discord.ui.View | None = None) -> StatusMessage:
+        sent = await self.message.reply(fit_message(text), view=view or discord.ui.View(), allowed_mentions=NO_MENTIONS,
+                                        mention_author=False)
         return ChannelStatus(sent)
 
     def context(self) -> RequestContext:

@@ -109,7 +109,10 @@ async def test_a_cancelled_job_says_so_in_its_status_message(simcord_env, simcor
         await w.bob.slash(w.channel, "imagine", prompt="ahead")
         result = await w.alice.slash(w.channel, "imagine", prompt="never mind")
         job_id = result.response.content.split("job `")[1].split("`")[0]
-        assert await simcord_bot.studio.cancel(job_id, w.alice.id)
-    await eventually(lambda: "Cancelled" in result.response.content)
+        cancel = button(result.response, "easel:c:")
+        assert "You can only cancel your own jobs" in refusal(await w.bob.click(result.response, custom_id=cancel))
+        clicked = await w.alice.click(result.response, custom_id=cancel)
+        assert clicked.ephemeral and "Cancelling" in clicked.response.content
+    await eventually(lambda: "Cancelled" in result.response.content and not result.response.components)
     assert (await simcord_bot.studio.database.jobs.get(job_id)).status == "cancelled"
     await asyncio.sleep(0)
