@@ -71,6 +71,8 @@ def check(config_path: str | None) -> int:
         read_token()
     except ConfigError as exc:
         return _fail(str(exc))
+    if config.backend == "remote":
+        return _check_remote(config)
     from inference.check import run_check
     from inference.loader import ModelLoadError
 
@@ -79,11 +81,30 @@ def check(config_path: str | None) -> int:
     except ModelLoadError as exc:
         return _fail(str(exc))
     print("easel check: OK")
+    print("  backend: local")
     print(f"  device : {report.device} ({report.dtype})")
     print(f"  model  : {report.model} [{report.family}] from {report.source}")
     print(f"  load   : {report.load_s:.2f} s")
     w, h = report.image_size
     print(f"  image  : {w}x{h}, {report.steps} step(s) in {report.generate_s:.2f} s")
+    print("  token  : present (not shown)")
+    return 0
+
+
+def _check_remote(config: Config) -> int:
+    from inference.jobs import JobError
+    from inference.loader import ModelLoadError
+    from inference.remote.check import run_remote_check
+
+    try:
+        report = run_remote_check(config)
+    except (ModelLoadError, JobError) as exc:
+        return _fail(str(exc))
+    w, h = report.image_size
+    print("easel check: OK")
+    print(f"  backend: remote ({report.where})")
+    print(f"  model  : {report.model} [{report.family}] from {report.source}")
+    print(f"  image  : {w}x{h}, {report.steps} step(s) in {report.generate_s:.2f} s (one request)")
     print("  token  : present (not shown)")
     return 0
 

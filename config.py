@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import types
 import typing
@@ -21,8 +22,10 @@ from typing import Any
 MODEL_FAMILIES = ("auto", "sd15", "sd21", "sd-turbo", "sdxl", "sdxl-turbo")
 DEVICES = ("auto", "cuda", "mps", "cpu")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
-BACKENDS = ("local",)
+BACKENDS = ("local", "remote")
 ENV_PREFIX = "EASEL_"
+_PROVIDER = re.compile(r"[a-z0-9][a-z0-9-]*")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class ConfigError(ValueError):
@@ -118,6 +121,24 @@ class DiscordConfig:
 
 
 @dataclass(frozen=True)
+class RemoteConfig:
+    """The Hugging Face Inference API backend (``backend = "remote"``).
+
+    Which model to ask for is not set here: ``[model]`` (and ``[[models]]``) name it with a hub id
+    for either backend, so presets, sizes and the model picker work the same way.
+    """
+
+    provider: str = "auto"  # "auto" = the first provider enabled for the model in the token's HF settings
+    base_url: str = ""  # send every request here instead (a dedicated endpoint, or a test server)
+    token_env: str = "HF_TOKEN"  # the environment variable holding the token (never the token itself)
+    timeout_s: float = 120.0
+    retries: int = 3  # further attempts after a 429, a 503 ("model loading"), a 5xx or a dropped connection
+    backoff_s: float = 2.0  # first wait when the service gives no hint; doubles on each retry
+    max_wait_s: float = 60.0  # longest single wait; a service asking for more fails the job at once
+    concurrency: int = 2  # requests in flight at once
+
+
+@dataclass(frozen=True)
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     models: tuple[ModelConfig, ...] = ()
@@ -127,6 +148,7 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     anime: AnimeConfig = field(default_factory=AnimeConfig)
     discord: DiscordConfig = field(default_factory=DiscordConfig)
+    remote: RemoteConfig = field(default_factory=RemoteConfig)
     backend: str = "local"
     base_dir: Path = Path(".")
 
@@ -244,7 +266,9 @@ def _check(cfg: Config) -> None:
         need(m.guidance == -1.0 or 0 <= m.guidance <= 30, f"{key}.guidance: {m.guidance} must be between 0 and 30")
         for j, lora in enumerate(m.loras):
             need(0.0 <= lora.weight <= 2.0, f"{key}.loras[{j}].weight: {lora.weight} is outside 0..2")
-        if _looks_local(m.source) and not cfg.path(m.source).exists():
+        if cfg.backend == "remote":
+            _check_remote_model(cfg, m, key)
+        elif _looks_local(m.source) and not cfg.path(m.source).exists():
             raise ConfigError(f"{key}.source: {m.source!r} does not exist (a local path was given)")
     need(cfg.device.device in DEVICES, f"device.device: {cfg.device.device!r} is not one of {', '.join(DEVICES)}")
     need(cfg.device.dtype in DTYPES, f"device.dtype: {cfg.device.dtype!r} is not one of {', '.join(DTYPES)}")
@@ -261,8 +285,47 @@ def _check(cfg: Config) -> None:
     need(1 <= cfg.limits.max_prompt_chars <= 6000, "limits.max_prompt_chars: must be between 1 and 6000")
     need(0.2 <= cfg.discord.progress_interval_s <= 60, "discord.progress_interval_s: must be between 0.2 and 60")
     need(cfg.backend in BACKENDS, f"backend: {cfg.backend!r} is not one of {', '.join(BACKENDS)}")
+    _check_remote(cfg.remote, len(cfg.all_models) if cfg.backend == "remote" else 1)
     db_parent = cfg.path(cfg.storage.database).parent
     need(db_parent.is_dir(), f"storage.database: folder {str(db_parent)!r} does not exist")
+
+
+def _check_remote(r: RemoteConfig, model_count: int) -> None:
+    """Checked whatever the backend, so a mistake shows before the day someone switches."""
+
+    def need(cond: bool, message: str) -> None:
+        if not cond:
+            raise ConfigError(message)
+
+    need(r.provider == "auto" or _PROVIDER.fullmatch(r.provider) is not None,
+         f"remote.provider: {r.provider!r} is not a provider name (\"auto\", \"hf-inference\", \"fal-ai\", ...)")
+    need(not r.base_url or r.base_url.startswith(("http://", "https://")),
+         f"remote.base_url: {r.base_url!r} must start with http:// or https:// (or be empty)")
+    need(not r.base_url or model_count == 1,
+         "remote.base_url: one endpoint serves one model; remove the [[models]] entries or clear base_url")
+    need(_ENV_NAME.fullmatch(r.token_env) is not None and not r.token_env.startswith("hf_"),
+         "remote.token_env: must be the NAME of an environment variable (e.g. HF_TOKEN), not the token "
+         "itself; keep the token out of this file")
+    need(0 < r.timeout_s <= 3600, f"remote.timeout_s: {r.timeout_s:g} must be above 0 and at most 3600")
+    need(0 <= r.retries <= 10, f"remote.retries: {r.retries} must be between 0 and 10")
+    need(0 <= r.backoff_s <= 600, f"remote.backoff_s: {r.backoff_s:g} must be between 0 and 600")
+    need(r.backoff_s <= r.max_wait_s <= 3600,
+         f"remote.max_wait_s: {r.max_wait_s:g} must be at least remote.backoff_s and at most 3600")
+    need(1 <= r.concurrency <= 32, f"remote.concurrency: {r.concurrency} must be between 1 and 32")
+
+
+def _check_remote_model(cfg: Config, m: ModelConfig, key: str) -> None:
+    """What the remote backend cannot do is refused here, not silently dropped."""
+    if not cfg.remote.base_url and _looks_local(m.source):
+        raise ConfigError(f"{key}.source: the remote backend needs a hub id like 'org/name', not {m.source!r} "
+                          "(local files run only with backend = \"local\")")
+    for name, value in (("loras", m.loras), ("inpaint_source", m.inpaint_source),
+                        ("single_file_config", m.single_file_config)):
+        if value:
+            raise ConfigError(f"{key}.{name}: only the local backend can use it; remove it or set backend = \"local\"")
+    if m.safety_checker:
+        raise ConfigError(f"{key}.safety_checker: the local NSFW classifier cannot check remote images; set it "
+                          "to false with backend = \"remote\" (discord.nsfw_words still applies)")
 
 
 def _looks_local(source: str) -> bool:
@@ -299,15 +362,22 @@ def load_config(path: str | Path | None = None, environ: typing.Mapping[str, str
     return cfg
 
 
+def read_secret(name: str, environ: typing.Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")) -> str:
+    """``name`` from the environment, else from a ``.env`` file (``dotenv=None``: environment only);
+    "" when neither has it. Used for the Discord token and the remote backend's access token."""
+    environ = os.environ if environ is None else environ
+    value = environ.get(name, "").strip()
+    if not value and dotenv is not None and dotenv.exists():
+        for line in dotenv.read_text(encoding="utf-8").splitlines():
+            key, sep, rest = line.partition("=")
+            if sep and key.strip().removeprefix("export ").strip() == name:
+                value = rest.strip().strip("'\"")
+    return value
+
+
 def read_token(environ: typing.Mapping[str, str] | None = None, dotenv: Path = Path(".env")) -> str:
     """The bot token from ``DISCORD_TOKEN`` or a ``.env`` file; raises ConfigError if absent."""
-    environ = os.environ if environ is None else environ
-    token = environ.get("DISCORD_TOKEN", "").strip()
-    if not token and dotenv.exists():
-        for line in dotenv.read_text(encoding="utf-8").splitlines():
-            key, sep, value = line.partition("=")
-            if sep and key.strip().removeprefix("export ").strip() == "DISCORD_TOKEN":
-                token = value.strip().strip("'\"")
+    token = read_secret("DISCORD_TOKEN", environ, dotenv)
     if not token:
         raise ConfigError("DISCORD_TOKEN is not set: put it in the environment or in a .env file "
                           "(see README, 'Getting a bot token')")

@@ -27,8 +27,8 @@ from typing import Any
 
 from config import Config
 from inference import jobs as J
+from inference.backends import build_executor
 from inference.engine import Engine
-from inference.executor import GpuExecutor, default_anime_factory
 from inference.imaging import encode_png, format_parameters
 from inference.samplers import label_for, sampler_names
 from inference.validation import ModelInfo
@@ -134,7 +134,7 @@ def parameters_text(job: J.Job, seed: int, width: int, height: int, sampler_labe
 class Studio:
     def __init__(self, config: Config, *, engine: Engine | None = None) -> None:
         self.config = config
-        self.engine = engine or Engine(config, GpuExecutor(config, anime_factory=default_anime_factory(config)))
+        self.engine = engine or Engine(config, build_executor(config))
         self.db: Database | None = None
         self.outputs = OutputStore(config.path(config.storage.outputs))
         self._listeners: list[Listener] = []
@@ -222,6 +222,11 @@ class Studio:
 
     def lora_names(self, model: str = "") -> list[str]:
         return list(self.model_info(model).loras)
+
+    def unsupported(self, kind: J.JobKind) -> str | None:
+        """Why the configured backend cannot serve this kind of job (member-facing), or None."""
+        check = getattr(self.engine.executor, "unsupported", None)
+        return check(kind) if check is not None else None
 
     @staticmethod
     def sampler_names() -> list[str]:
@@ -317,8 +322,9 @@ class Studio:
         if not isinstance(job, J.DiffusionJob):
             return ""
         loaded = self.engine.executor.loaded(job.model)
-        default_class = type(loaded.default_scheduler).__name__ if loaded else ""
-        return label_for(job.scheduler, default_class)
+        scheduler = loaded.default_scheduler if loaded is not None else None
+        default_class = type(scheduler).__name__ if scheduler is not None else ""
+        return label_for(job.scheduler, default_class) or "Default"
 
     def _publish(self, event: StudioEvent) -> None:
         for listener in list(self._listeners):

@@ -85,7 +85,8 @@ class EaselAdmin(commands.GroupCog, group_name="easel", group_description="Set u
     async def status(self, interaction: discord.Interaction) -> None:
         s = self.bot.studio.engine.status()
         counts = await self.bot.studio.database.jobs.counts()
-        text = (f"**easel status**\nBackend: {self.bot.config.backend} \u00b7 device `{s.device}` ({s.dtype})\n"
+        where = f"device `{s.device}`" + (f" ({s.dtype})" if s.dtype != "remote" else "")
+        text = (f"**easel status**\nBackend: {self.bot.config.backend} \u00b7 {where}\n"
                 f"Models loaded: {', '.join(s.models) or 'none yet'}\n"
                 f"Queue: {s.queued} waiting, {s.running} running\n"
                 f"Served since start: {s.served} ({s.failed} failed) \u00b7 all time: "
