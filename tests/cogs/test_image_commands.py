@@ -94,3 +94,15 @@ async def test_an_oversized_upload_is_refused_before_download(simcord_env, simco
     limit = int(simcord_bot.config.limits.max_upload_mb * 1024 * 1024)
     result = await w.alice.slash(w.channel, "vary", image=("huge.png", png() + b"\0" * limit))
     assert "limit" in refusal(result)
+
+
+async def test_a_kind_the_backend_cannot_serve_is_refused_before_queueing(simcord_env, simcord_bot,
+                                                                          monkeypatch) -> None:
+    from inference.jobs import JobKind
+
+    monkeypatch.setattr(simcord_bot.studio.engine.executor, "unsupported",
+                        lambda kind: "This backend cannot paint." if kind is JobKind.PAINT else None, raising=False)
+    w = make_world(simcord_env)
+    result = await w.alice.slash(w.channel, "paint", image=("src.png", png()), prompt="a cat", region="left")
+    assert refusal(result) == "This backend cannot paint."
+    assert (await simcord_bot.studio.database.jobs.history(user_id=w.alice.id)).total == 0
