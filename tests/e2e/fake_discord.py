@@ -93,6 +93,7 @@ class Fault:
     status: int
     retry_after: float
     times: int
+    upload: str | None = None  # only requests uploading a file whose name matches this glob
 
 
 class FakeDiscord:
@@ -281,7 +282,7 @@ class FakeDiscord:
                "edited_timestamp": None, "tts": bool(payload.get("tts")), "mention_everyone": False,
                "mentions": [], "mention_roles": [], "pinned": False, "reactions": []}
         if payload.get("message_reference"):
-            msg["message_reference"] = payload["message_reference"]
+            msg["message_reference"] = self.stored_reference(payload["message_reference"], channel_id)
         if "guild_id" in channel:
             msg["guild_id"] = self.guild_id
         msg.update(extra)
@@ -296,6 +297,15 @@ class FakeDiscord:
                 event["member"] = {k: v for k, v in member.items() if k != "user"}
             self.dispatch("MESSAGE_CREATE", event)
         return msg
+
+    def stored_reference(self, reference: dict, channel_id: str) -> dict:
+        """A reply's reference as Discord stores it: snowflakes as strings (discord.py sends integers),
+        the channel filled in, and the request-only ``fail_if_not_exists`` dropped."""
+        stored = {"type": int(reference.get("type") or 0), "message_id": str(reference["message_id"]),
+                  "channel_id": str(reference.get("channel_id") or channel_id)}
+        if "guild_id" in self.channels[channel_id]:
+            stored["guild_id"] = self.guild_id
+        return stored
 
     def edit_message(self, msg: dict, payload: dict, files: dict[int, Upload]) -> dict:
         """Apply an edit in place (every reference to the message sees it); a refused edit changes nothing."""
@@ -395,13 +405,18 @@ class FakeDiscord:
         await self.gateway.drop()
 
     def fail_next(self, method: str, path_pattern: str, status: int = 429, retry_after: float = 0.2,
-                  times: int = 1) -> None:
+                  times: int = 1, upload: str | None = None) -> None:
         """Answer the next ``times`` requests matching ``method`` and the glob ``path_pattern`` (the path
-        after /api/v10, e.g. ``/webhooks/*``) with ``status``; a 429 comes with ``Via`` and ``retry_after``."""
-        self._faults.append(Fault(method.upper(), path_pattern, status, retry_after, times))
+        after /api/v10, e.g. ``/webhooks/*``) with ``status``; a 429 comes with ``Via`` and ``retry_after``.
 
-    def take_fault(self, method: str, path: str) -> Fault | None:
+        ``upload`` narrows it to requests uploading a file whose name matches that glob (e.g. a bot's
+        result, not its progress edits)."""
+        self._faults.append(Fault(method.upper(), path_pattern, status, retry_after, times, upload))
+
+    def take_fault(self, method: str, path: str, filenames: tuple[str, ...] = ()) -> Fault | None:
         for fault in self._faults:
+            if fault.upload is not None and not any(fnmatch.fnmatchcase(f, fault.upload) for f in filenames):
+                continue
             if fault.method == method and fnmatch.fnmatchcase(path, fault.pattern):
                 fault.times -= 1
                 if fault.times <= 0:

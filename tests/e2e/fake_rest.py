@@ -153,7 +153,8 @@ class RestApi:
         open_route = path.startswith(("/interactions/", "/webhooks/"))  # authorised by the token in the path
         if not open_route and request.headers.get("Authorization") != f"Bot {server.token}":
             raise ApiError(401, 0, "401: Unauthorized")
-        fault = server.take_fault(request.method, path)
+        body = await read_body(request)
+        fault = server.take_fault(request.method, path, tuple(f.filename for f in body.files.values()))
         if fault is not None:
             if fault.status == 429:
                 return web.Response(
@@ -163,7 +164,7 @@ class RestApi:
             raise ApiError(fault.status, 0, f"injected failure {fault.status}")
         for method, pattern, handler in self.routes:
             if method == request.method and (match := pattern.fullmatch(path)) is not None:
-                return await handler(match.groupdict(), await read_body(request), request)
+                return await handler(match.groupdict(), body, request)
         server.unknown_routes.append(f"{request.method} {path}")
         raise ApiError(404, 0, "404: Not Found")
 

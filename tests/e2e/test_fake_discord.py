@@ -23,13 +23,6 @@ SAMPLE_BOT = Path(__file__).with_name("sample_bot.py")
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[FakeDiscord]:
-    async with FakeDiscord() as fake:
-        yield fake
-        fake.assert_clean()
-
-
-@pytest.fixture
 async def bot(server: FakeDiscord, tmp_path: Path) -> AsyncIterator[BotProcess]:
     process = await start_bot_process(SAMPLE_BOT, rest=server.rest_url, gateway=server.gateway_url, cwd=tmp_path,
                                       env={"DISCORD_TOKEN": server.token, "SAMPLE_GUILD_ID": server.guild_id},
@@ -222,6 +215,31 @@ async def test_injected_429_carries_what_discord_py_needs(server: FakeDiscord) -
     assert status == 429 and headers["Via"] and body == {"message": "You are being rate limited.",
                                                           "retry_after": 0.5, "global": False}
     assert (await api(server, "GET", "/users/@me"))[0] == 200  # only the next one
+
+
+async def test_an_injected_fault_can_wait_for_a_named_upload(server: FakeDiscord) -> None:
+    channel = f"/channels/{server.channel_id}/messages"
+    server.fail_next("POST", "/channels/*/messages", status=429, retry_after=0.1, upload="result-*")
+
+    def with_file(name: str) -> aiohttp.FormData:
+        form = aiohttp.FormData(quote_fields=False)
+        form.add_field("payload_json", '{"content": "file"}')
+        form.add_field("files[0]", b"abc", filename=name, content_type="application/octet-stream")
+        return form
+
+    assert (await api(server, "POST", channel, json={"content": "no file"}))[0] == 200
+    assert (await api(server, "POST", channel, data=with_file("preview.png")))[0] == 200
+    assert (await api(server, "POST", channel, data=with_file("result-1.png")))[0] == 429
+    assert (await api(server, "POST", channel, data=with_file("result-1.png")))[0] == 200
+
+
+async def test_a_reply_keeps_its_reference_as_discord_stores_it(server: FakeDiscord) -> None:
+    channel = f"/channels/{server.channel_id}/messages"
+    _, first, _ = await api(server, "POST", channel, json={"content": "one"})
+    reference = {"message_id": int(first["id"]), "channel_id": int(server.channel_id), "fail_if_not_exists": False}
+    _, reply, _ = await api(server, "POST", channel, json={"content": "two", "message_reference": reference})
+    assert reply["message_reference"] == {"type": 0, "message_id": first["id"], "channel_id": server.channel_id,
+                                          "guild_id": server.guild_id}
 
 
 async def test_unknown_routes_are_recorded_and_fail_the_check(server: FakeDiscord) -> None:

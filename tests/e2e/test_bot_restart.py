@@ -1,0 +1,104 @@
+"""A crash (SIGKILL) with work in every state, then a restart on the same database: each job once.
+
+The bot is started again with the same easel.toml, so the same job log and outputs folder. Results are
+counted per job from the attachments Discord holds (``easel-<job>.png``) once the bot's job log (read
+from its SQLite file) says every job was delivered: from then on nothing can still be on its way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections import Counter
+
+import pytest
+
+from tests.e2e.client import Member
+from tests.e2e.conftest import Easel, Settings
+from tests.e2e.easel_helpers import (
+    job_id_of,
+    job_of,
+    queue_job,
+    result_job,
+    result_of,
+    results_in,
+    status_text,
+)
+from tests.e2e.fake_discord import FakeDiscord
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+# Slow enough (four 256 px passes of 25 steps) to be still running when the bot is killed.
+RUNNING = {"width": 256, "height": 256, "steps": 25, "count": 2, "guidance": 7.0}
+
+
+@pytest.fixture(scope="module")
+def easel_settings() -> Settings:
+    """No previews: a status message then carries no attachment while its job runs, so the only messages
+    with a job's id and an image that a restarted bot can find in the channel are results."""
+    return {"device": {"previews": False}}
+
+
+@pytest.fixture(scope="module")
+def server(easel_bot: Easel) -> FakeDiscord:
+    return easel_bot.server
+
+
+def job_status(easel: Easel, job: str) -> str | None:
+    """The job's status in the bot's own job log (read-only; the bot may be writing)."""
+    with contextlib.closing(sqlite3.connect(f"file:{easel.work / 'easel.db'}?mode=ro", uri=True)) as db:
+        row = db.execute("SELECT status FROM jobs WHERE job_id = ?", (job,)).fetchone()
+    return row[0] if row else None
+
+
+def delivered(server: FakeDiscord) -> Counter[str]:
+    """How many result messages Discord holds per job id."""
+    return Counter(result_job(m) for m in results_in(server))
+
+
+async def wait_all_delivered(server: FakeDiscord, easel: Easel, jobs: set[str]) -> None:
+    """Until the job log holds every job as delivered. A delivered job is never posted again, so results
+    counted after this are final."""
+    await server.wait_for(lambda: all(job_status(easel, job) == "delivered" for job in jobs), timeout=180,
+                          what=f"every job delivered; now {[job_status(easel, job) for job in sorted(jobs)]}")
+
+
+async def restart(easel: Easel) -> None:
+    await easel.kill()
+    await easel.start()
+
+
+async def test_sigkill_with_jobs_running_and_queued_then_each_is_delivered_once(server: FakeDiscord,
+                                                                               easel_bot: Easel) -> None:
+    alice, bob, carol = (Member(server, name) for name in ("alice", "bob", "carol"))
+    early = job_id_of(await result_of(server, await alice.slash("imagine", prompt="an early sun", seed=1)))
+    running = await alice.slash("imagine", prompt="a running fox", seed=2, **RUNNING)
+    await server.wait_for(lambda: "Painting" in status_text(running), what="the job to run")
+    queued = []
+    for member, n in ((bob, 1), (carol, 2), (bob, 3), (alice, 4)):
+        queued.append(job_of(await queue_job(server, member, f"a queued owl {n}", steps=4)))
+    await easel_bot.kill()
+    running_job = job_id_of(running.original)
+    assert set(delivered(server)) == {early}, "the jobs must still be unfinished when the bot is killed"
+
+    await easel_bot.start()
+    jobs = {early, running_job, *queued}
+    await wait_all_delivered(server, easel_bot, jobs)
+    assert delivered(server) == Counter({job: 1 for job in jobs})
+    assert "requeued 5 unfinished job(s)" in easel_bot.process.log()
+
+
+async def test_a_job_killed_during_its_result_upload_is_posted_after_the_restart(server: FakeDiscord,
+                                                                                 easel_bot: Easel) -> None:
+    dora = Member(server, "dora")
+    # The upload of the result gets a 429 asking to wait a minute: the job is "delivering" when killed.
+    server.fail_next("PATCH", "/webhooks/*", status=429, retry_after=60, upload="easel-*")
+    record = await dora.slash("imagine", prompt="a stuck boat", seed=3)
+    prefix = f"/webhooks/{server.application_id}/{record.token}/"
+    await server.wait_for(lambda: any(p.startswith(prefix) and s == 429 for _, p, _, s in server.requests),
+                          what="the refused upload")
+    job = job_id_of(record.original)
+    assert job_status(easel_bot, job) == "delivering"
+    await restart(easel_bot)
+    await wait_all_delivered(server, easel_bot, {job})
+    assert delivered(server)[job] == 1
