@@ -73,6 +73,15 @@ def caption(job: Job, seeds: list[int], seconds: float | None, note: str = "") -
     return "\n".join(lines)
 
 
+def is_result_of(message: discord.Message, job_id: str) -> bool:
+    """Our posted result for this job: its file (easel-<job>.*, maybe spoilered) or, for a
+    failure or a blocked result, its text without any status attachment."""
+    names = [a.filename.removeprefix("SPOILER_") for a in message.attachments]
+    if any(n.startswith(f"easel-{job_id}") for n in names):
+        return True
+    return f"job `{job_id}`" in message.content and message.content.startswith("\u26a0") and not names
+
+
 def grid_png(paths: list[Path]) -> bytes:
     """The grid posted for count > 1, carrying the first image's parameters."""
     images = []
@@ -134,7 +143,8 @@ class Delivery(commands.Cog):
                 t.text = progress_text(event.job_id, 0, 1)
             else:
                 t.text = progress_text(event.job_id, event.step, event.total_steps)
-                t.preview = event.preview if self.bot.config.device.previews else None
+                if event.preview is not None and self.bot.config.device.previews:
+                    t.preview = event.preview  # keep the last preview until a newer one comes
             t.dirty = True
             self._poke(t)
             return
@@ -293,8 +303,7 @@ class Delivery(commands.Cog):
             channel = self.bot.get_channel(row.channel_id) or await self.bot.fetch_channel(row.channel_id)
             assert isinstance(channel, discord.abc.Messageable)
             async for message in channel.history(limit=HISTORY_SCAN):
-                if message.author.id == getattr(self.bot.user, "id", None) and f"job `{row.job_id}`" in message.content \
-                        and message.attachments:
+                if message.author.id == getattr(self.bot.user, "id", None) and is_result_of(message, row.job_id):
                     return message
         except discord.HTTPException as exc:
             log.warning("job %s: could not read channel history (%s)", row.job_id, exc)

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+DISCORD_NAMES = {"manage_guild": "Manage Server", "manage_messages": "Manage Messages"}  # as Discord's UI says
+
 
 def message_for(error: Exception) -> tuple[str, bool]:
     """(text for the member, whether it was expected)."""
@@ -29,7 +31,7 @@ def message_for(error: Exception) -> tuple[str, bool]:
     if isinstance(original, JobError):
         return str(original), True
     if isinstance(error, app_commands.MissingPermissions):
-        perms = ", ".join(p.replace("_", " ").title() for p in error.missing_permissions)
+        perms = ", ".join(DISCORD_NAMES.get(p, p.replace("_", " ").title()) for p in error.missing_permissions)
         return f"You need the {perms} permission for that.", True
     if isinstance(error, app_commands.NoPrivateMessage):
         return "That command only works in a server.", True

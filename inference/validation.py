@@ -84,15 +84,16 @@ def resolve_size(preset: ModelPreset, *, aspect: str | None, width: int | None, 
         if aspect not in ASPECTS:
             raise JobError(f"Unknown aspect {aspect!r}. Choose one of: {', '.join(ASPECTS)}.")
         return preset.aspect_size(aspect)
-    w = width if width is not None else (height or preset.size)
-    h = height if height is not None else w
-    for name, value in (("width", w), ("height", h)):
+    for name, value in (("width", width), ("height", height)):
+        if value is None:
+            continue
         if value % 8:
             lower, upper = value - value % 8, value - value % 8 + 8
             raise JobError(f"The {name} must be a multiple of 8 (try {lower} or {upper}).")
         if not preset.min_size <= value <= preset.max_size:
             raise JobError(f"The {name} must be between {preset.min_size} and {preset.max_size} pixels for this model.")
-    return w, h
+    side = width if width is not None else height  # one side given: a square
+    return (width if width is not None else side), (height if height is not None else side)  # type: ignore[return-value]
 
 
 def _range(value: float | int | None, default: float | int, lo: float, hi: float, message: str) -> Any:

@@ -20,22 +20,28 @@ if TYPE_CHECKING:
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif"}
 
 
+MB = 1024 * 1024
+
+
 def max_bytes(limits: LimitsConfig) -> int:
-    return int(limits.max_upload_mb * 1024 * 1024)
+    return int(limits.max_upload_mb * MB)
+
+
+def too_big(what: str, size: int, limits: LimitsConfig) -> ImageInputError:
+    return ImageInputError(f"The {what} is {size / MB:.1f} MB; the limit here is {limits.max_upload_mb:g} MB.")
 
 
 async def read_attachment(attachment: discord.Attachment, limits: LimitsConfig, what: str = "image") -> bytes:
     """Download an attachment Discord handed us, refusing oversized files before downloading."""
     limit = max_bytes(limits)
     if attachment.size > limit:
-        raise ImageInputError(f"The {what} is {attachment.size / 1e6:.1f} MB; the limit here is "
-                              f"{limit / 1e6:.0f} MB.")
+        raise too_big(what, attachment.size, limits)
     try:
         data = await attachment.read()
     except discord.HTTPException:
         raise ImageInputError(f"I could not download the {what} from Discord. Please upload it again.") from None
     if len(data) > limit:
-        raise ImageInputError(f"The {what} is {len(data) / 1e6:.1f} MB; the limit here is {limit / 1e6:.0f} MB.")
+        raise too_big(what, len(data), limits)
     return data
 
 

@@ -64,9 +64,6 @@ def huge_upload() -> bytes:
     return b"\x89PNG\r\n\x1a\n" + bytes(30 * MB)
 
 
-MIB_AS_MB = ("cogs/utils/inputs.py read_attachment divides sizes by 1e6 but the limit is max_upload_mb * 1024**2, "
-             "so a member is told 'the limit here is 21 MB' where easel.toml says max_upload_mb = 20")
-
 # (file name, bytes, what the refusal says)
 BAD_UPLOADS = [
     pytest.param("photo.png", lambda: b"just some words, not a picture\n" * 20, "is not an image I can read",
@@ -74,8 +71,7 @@ BAD_UPLOADS = [
     pytest.param("photo.png", truncated_png, "seems damaged or incomplete", id="truncated png"),
     pytest.param("bomb.png", png_bomb, "10,000 x 10,000 pixels (100.0 megapixels)", id="100-megapixel png bomb"),
     pytest.param("huge.png", huge_upload, "MB; the limit here is", id="30 MB upload"),
-    pytest.param("huge.png", huge_upload, "The image is 30.0 MB; the limit here is 20 MB", id="30 MB upload in MB",
-                 marks=pytest.mark.xfail(strict=True, reason=MIB_AS_MB)),
+    pytest.param("huge.png", huge_upload, "The image is 30.0 MB; the limit here is 20 MB", id="30 MB upload in MB"),
 ]
 
 # (options of /imagine, what the refusal says)
@@ -86,10 +82,7 @@ BAD_OPTIONS: list[Any] = [
     ({"prompt": "a cat", "steps": 500}, "Steps must be between 1 and 150"),
     ({"prompt": "a cat", "steps": 0}, "Steps must be between 1 and 150"),
     ({"prompt": "a cat", "width": 4096}, "The width must be between 64 and 256 pixels"),
-    pytest.param({"prompt": "a cat", "height": 100}, "The height must be a multiple of 8 (try 96 or 104)",
-                 marks=pytest.mark.xfail(strict=True, reason=(
-                     "inference/validation.py:87 copies a lone height into the width before checking, so the "
-                     "refusal blames the width the member never gave"))),
+    ({"prompt": "a cat", "height": 100}, "The height must be a multiple of 8 (try 96 or 104)"),
     ({"prompt": "a cat", "count": 9}, "You can ask for 1 to 4 images at once"),
     ({"prompt": "a cat", "guidance": 99.0}, "Guidance must be between 0 and 20"),
     ({"prompt": "a cat", "seed": -5}, "The seed must be between 0 and"),

@@ -6,7 +6,15 @@ import pytest
 
 from inference.jobs import JobError
 from inference.presets import PRESETS
-from inference.validation import ModelInfo, build_anime, build_imagine, build_vary, clean_text, token_note
+from inference.validation import (
+    ModelInfo,
+    build_anime,
+    build_imagine,
+    build_vary,
+    clean_text,
+    resolve_size,
+    token_note,
+)
 from tests.fixtures.tiny_models import WORDS
 
 SD15 = ModelInfo("sd15", PRESETS["sd15"], None, ("pixel",))
@@ -86,3 +94,10 @@ def test_anime_styles_are_checked() -> None:
     assert build_anime("a", 1, init_image="/x.png", style="paprika", styles=("paprika",)).job.style == "paprika"
     with pytest.raises(JobError, match="Unknown anime style"):
         build_anime("a", 1, init_image="/x.png", style="pixar", styles=("paprika",))
+
+
+def test_a_lone_height_is_checked_under_its_own_name_and_makes_a_square() -> None:
+    with pytest.raises(JobError, match="The height must be a multiple of 8"):
+        resolve_size(SD15.preset, aspect=None, width=None, height=100)
+    assert resolve_size(SD15.preset, aspect=None, width=None, height=512) == (512, 512)
+    assert resolve_size(SD15.preset, aspect=None, width=640, height=None) == (640, 640)
