@@ -2,9 +2,13 @@
 
 The cogs talk to this class only: ``submit`` a job, ``cancel`` it, listen to its events. A
 dispatcher task takes the next job in fair order, adds compatible jobs when batching pays
-(see :class:`inference.batching.BatchPolicy`), prepares inputs on a helper thread and hands the
-batch to :class:`GpuExecutor`. Two batches may be in flight: while the GPU works on one, the next
-is already prepared and queued on the thread, so the GPU never waits for the event loop.
+(see :class:`inference.batching.BatchPolicy`), waiting at most ``queue.batch_wait_ms`` for
+companions, prepares inputs on a helper thread and hands the batch to :class:`GpuExecutor`.
+
+Pipelining: two batches are in flight. While the GPU thread runs batch N, batch N+1 is already
+prepared and queued on the thread, so it starts the moment N ends; N-1's outcome is handed to the
+listeners (the studio encodes PNGs on a helper thread and writes the job log through SQLite's
+thread) without the GPU thread waiting for any of it. ``executor.busy_stats()`` shows the result.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -22,7 +27,7 @@ from config import Config
 from inference.batching import BatchPolicy
 from inference.eta import EtaEstimator
 from inference.executor import GpuExecutor, Outcome, internal_error_message
-from inference.jobs import Cancelled, Failed, Finished, Job, JobError, JobEvent, Queued
+from inference.jobs import Cancelled, Failed, Finished, Job, JobError, JobEvent, Queued, TextToImageJob
 from inference.prepare import PreparedJob, prepare
 from inference.presets import detect_family, preset_for
 from inference.scheduler import FairQueue
@@ -31,12 +36,24 @@ from inference.validation import ModelInfo
 log = logging.getLogger(__name__)
 
 Listener = Callable[[JobEvent], None]
+Measurement = tuple[Job, int, float]  # (job, jobs in the call, seconds per image)
+
+# Measuring batching at start-up costs one single and one batched run of the default shape; skip
+# it (the policy then measures on real jobs) when that would delay start-up by more than this.
+CALIBRATION_BUDGET_S = 15.0
+RETIME_BELOW_S = 2.0  # a first run slower than the budget allows is timed again only if it was this cheap
+
+
+ETA_FIELDS = ("kind", "model", "width", "height", "steps", "count", "strength")
 
 
 def eta_key(job: Job) -> str:
-    """Jobs with the same key take about the same time."""
-    p = job.to_params()
-    return ":".join(str(p.get(k, "")) for k in ("kind", "model", "width", "height", "steps", "count", "strength"))
+    """Jobs with the same key take about the same time.
+
+    Read from the attributes, not ``to_params()``: this runs for every waiting job on every queue
+    change, on the event loop, and a deep copy per job there would steal time from the GPU thread.
+    """
+    return ":".join(str(getattr(job, k, "")) for k in ETA_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -49,6 +66,7 @@ class EngineStatus:
     served: int
     failed: int
     uptime_s: float
+    busy_fraction: float = 0.0  # of the GPU thread, since its first batch (see GpuExecutor.busy_stats)
 
 
 class Engine:
@@ -60,18 +78,24 @@ class Engine:
         self.executor = executor
         self.queue = queue or FairQueue(per_user=config.queue.per_user, total=config.queue.total)
         self.eta = eta or EtaEstimator()
-        self.policy = policy or BatchPolicy(max_batch=config.queue.max_batch)
+        self.policy = policy or BatchPolicy(max_batch=config.queue.max_batch, device=config.device.device)
         self._listeners: list[Listener] = []
         self._positions: dict[str, tuple[int, int]] = {}
         self._in_flight: dict[str, Job] = {}
         self._started_at: dict[str, float] = {}
         self._dispatcher: asyncio.Task[None] | None = None
-        self._slots = asyncio.Semaphore(self.IN_FLIGHT)
+        # An executor may ask for more batches at once (a remote one with several requests in the air).
+        self._slots = asyncio.Semaphore(getattr(executor, "in_flight", self.IN_FLIGHT))
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.served = 0
         self.failed = 0
         self._stopped = False
+        self._queue_changed = asyncio.Event()
+        self._outbox: list[JobEvent] = []
+        self._outbox_lock = threading.Lock()
+        self._drain_pending = False
+        self._positions_held = False
         self.started_monotonic = time.monotonic()
         self.queue.add_listener(self._on_queue_change)
 
@@ -83,21 +107,54 @@ class Engine:
         # Events from the GPU thread run in the context the engine was started in, like the rest
         # of the engine's callbacks (a thread's own context is empty).
         self._context = contextvars.copy_context()
-        await asyncio.wrap_future(self.executor.submit(self.executor.model, ""))
-        if warm_up:
-            await asyncio.wrap_future(self.executor.submit(self._warm_up))
+        model = await asyncio.wrap_future(self.executor.submit(self.executor.model, ""))
+        self.policy.device = str(model.device)
+        if warm_up and getattr(self.executor, "warms_up", True):  # a remote service has nothing of ours to warm
+            for job, batch_len, per_image in await asyncio.wrap_future(self.executor.submit(self._warm_up)):
+                self.policy.record(job, batch_len, per_image)
         self._dispatcher = asyncio.create_task(self._dispatch(), name="easel-dispatcher")
 
-    def _warm_up(self) -> None:
-        """One tiny generation so the first member does not pay for lazy initialisation."""
-        from inference.generate import run_diffusion_batch
-        from inference.jobs import TextToImageJob
+    def _warm_up(self) -> list[Measurement]:
+        """On the GPU thread: one 1-step generation per warm-up size, so the first member pays for
+        neither lazy initialisation nor (with ``device.compile``) a compilation; then, when cheap
+        enough, one single and one batched run of the default shape for the batching policy."""
+        from inference.generate import warm_up_sizes
 
         model = self.executor.model("")
-        side = model.preset.min_size
-        job = TextToImageJob(job_id="warmup", owner=0, prompt="warm up", width=side, height=side, steps=1,
-                             guidance=model.preset.guidance, model=model.name)
-        run_diffusion_batch(model, [PreparedJob(job)], lambda *_: True)
+        preset = model.preset
+        size, steps, n = preset.size, preset.steps, self.policy.max_batch
+        timings = [self._timed_run(model, [self._probe(model, width, height, 1)])
+                   for width, height in warm_up_sizes(preset, compiled=self.config.device.compile)]
+        if n <= 1:
+            return []
+        one_step = timings[0]  # the default size comes first; this run included the lazy start
+        if one_step * steps * (1 + n) > CALIBRATION_BUDGET_S and one_step < RETIME_BELOW_S:
+            one_step = self._timed_run(model, [self._probe(model, size, size, 1)])
+        if one_step * steps * (1 + n) > CALIBRATION_BUDGET_S:
+            log.info("batching for %s will be measured on the first jobs (measuring now would take ~%.0f s)",
+                     model.name, one_step * steps * (1 + n))
+            return []
+        batch = [self._probe(model, size, size, steps, seed) for seed in range(n)]
+        if self.config.device.compile:
+            self._timed_run(model, batch)  # a new batch shape compiles first
+        single = self._timed_run(model, batch[:1])
+        batched = self._timed_run(model, batch) / n
+        log.info("batching %s at %d px: %.3f s per image alone, %.3f s in a batch of %d", model.name, size,
+                 single, batched, n)
+        return [(batch[0], 1, single), (batch[0], n, batched)]
+
+    @staticmethod
+    def _probe(model: Any, width: int, height: int, steps: int, seed: int = 0) -> TextToImageJob:
+        return TextToImageJob(job_id=f"warmup{seed}", owner=0, prompt="a photo of a house", width=width,
+                              height=height, steps=steps, guidance=model.preset.guidance, model=model.name, seed=seed)
+
+    @staticmethod
+    def _timed_run(model: Any, jobs: list[TextToImageJob]) -> float:
+        from inference.generate import run_diffusion_batch
+
+        started = time.perf_counter()
+        run_diffusion_batch(model, [PreparedJob(job) for job in jobs], lambda *_: True)
+        return time.perf_counter() - started
 
     async def stop(self) -> None:
         """Stop serving. Running jobs are abandoned, not failed: the job log still has them as
@@ -163,7 +220,8 @@ class Engine:
         dtype = str(models[0].dtype).removeprefix("torch.") if models else self.config.device.dtype
         return EngineStatus(device=device, dtype=dtype, models=tuple(m.name for m in models),
                             queued=len(self.queue), running=len(self._in_flight), served=self.served,
-                            failed=self.failed, uptime_s=time.monotonic() - self.started_monotonic)
+                            failed=self.failed, uptime_s=time.monotonic() - self.started_monotonic,
+                            busy_fraction=self.executor.busy_stats().fraction)
 
     # ------------------------------------------------------------------ events
 
@@ -175,8 +233,25 @@ class Engine:
                 log.exception("engine listener failed on %s", type(event).__name__)
 
     def _emit_threadsafe(self, event: JobEvent) -> None:
+        """Called off the loop (the executor's relay thread): queue the event for the loop.
+
+        Events that arrive before the loop gets round to them (a step's progress for every job of
+        a batch) share one wake-up of the loop; their order is kept.
+        """
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._emit, event, context=self._context)
+        with self._outbox_lock:
+            self._outbox.append(event)
+            if self._drain_pending:
+                return
+            self._drain_pending = True
+        self._loop.call_soon_threadsafe(self._drain_outbox, context=self._context)
+
+    def _drain_outbox(self) -> None:
+        with self._outbox_lock:
+            events, self._outbox = self._outbox, []
+            self._drain_pending = False
+        for event in events:
+            self._emit(event)
 
     def _eta(self, position: int) -> float:
         ahead = self.queue.order()[: max(0, position - 1)]
@@ -189,6 +264,9 @@ class Engine:
         return expected if started is None else max(0.0, expected - (time.monotonic() - started))
 
     def _on_queue_change(self) -> None:
+        self._queue_changed.set()
+        if self._positions_held:
+            return
         order = self.queue.order()
         total = len(order)
         fresh: dict[str, tuple[int, int]] = {}
@@ -215,28 +293,58 @@ class Engine:
             task.add_done_callback(self._tasks.discard)
 
     async def _next_batch(self) -> list[Job]:
+        """The next job in fair order, plus compatible companions when the policy batches its shape.
+
+        Companions already waiting join at once; otherwise the dispatcher waits for more, at most
+        ``queue.batch_wait_ms`` in all, and goes as soon as the batch is full. With a backlog the
+        wait costs nothing (the batch before is still running); on an idle GPU it is what lets a
+        burst of requests share one call. Shapes where batching does not pay never wait.
+        """
         job = await self.queue.get()
         batch = [job]
         key = job.batch_key()
         size = self.policy.batch_size(job)
         if key is not None and size > 1:
-            batch += self.queue.take_compatible(key, size - 1)
-            wait = self.config.queue.batch_wait_ms / 1000
-            if len(batch) < size and wait > 0:
-                await asyncio.sleep(wait)
-                batch += self.queue.take_compatible(key, size - len(batch))
+            batch += self._take_compatible(key, size - 1)
+            deadline = time.monotonic() + self.config.queue.batch_wait_ms / 1000
+            while len(batch) < size:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._queue_changed.clear()
+                await self._wait_for_queue_change(remaining)
+                batch += self._take_compatible(key, size - len(batch))
         for j in batch:
             self._in_flight[j.job_id] = j
         return batch
 
+    def _take_compatible(self, key: Any, limit: int) -> list[Job]:
+        """Take companions; members' positions are then updated once for the whole batch."""
+        self._positions_held = True
+        try:
+            taken = self.queue.take_compatible(key, limit)
+        finally:
+            self._positions_held = False
+        if taken:
+            self._on_queue_change()
+        return taken
+
+    async def _wait_for_queue_change(self, timeout: float) -> bool:
+        """Wait until the queue changes or ``timeout`` seconds pass; True if it changed."""
+        try:
+            await asyncio.wait_for(self._queue_changed.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
     async def _run(self, batch: list[Job]) -> None:
         try:
             prepared: list[PreparedJob] = []
-            for job in batch:
-                try:
-                    prepared.append(await asyncio.to_thread(prepare, job))
-                except JobError as exc:
-                    self._finish(job, Failed(job.job_id, str(exc)))
+            for job, ready in zip(batch, await asyncio.to_thread(_prepare_all, batch), strict=True):
+                if isinstance(ready, JobError):
+                    self._finish(job, Failed(job.job_id, str(ready)))
+                else:
+                    prepared.append(ready)
             if not prepared:
                 return
             submitted = time.monotonic()
@@ -268,3 +376,14 @@ class Engine:
             self.failed += 1
         self.queue.done(job.job_id)
         self._emit(outcome)
+
+
+def _prepare_all(batch: list[Job]) -> list[PreparedJob | JobError]:
+    """Prepare every job of a batch in one trip to a helper thread; a job that cannot be read fails alone."""
+    out: list[PreparedJob | JobError] = []
+    for job in batch:
+        try:
+            out.append(prepare(job))
+        except JobError as exc:
+            out.append(exc)
+    return out

@@ -4,6 +4,15 @@ Every torch call in easel happens here: loading models, diffusion batches, the a
 event loop hands over prepared batches and gets events back through ``emit`` (which the engine
 wires to ``loop.call_soon_threadsafe``). One failing job never stops the thread: failures become
 :class:`Failed` outcomes with a message fit for the member.
+
+Events and results leave the thread through a relay thread: waking the event loop writes to a
+socket, which gives up the GIL, and the loop then holds it while it reacts to the finished batch.
+Done on the GPU thread, that made the next batch wait for the loop; handing them to the relay is a
+queue append that never gives the GIL up, so the next batch starts at once.
+
+The thread keeps a cheap account of its own use (:meth:`GpuExecutor.busy_stats`): seconds spent
+running batches against the wall time since the first batch began. With a backlog the engine keeps
+the next batch queued on the thread, so that fraction should stay close to 1.
 """
 
 from __future__ import annotations
@@ -15,11 +24,14 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from queue import SimpleQueue
 from typing import Any
+
+import torch
 
 from config import Config, ModelConfig
 from inference.devices import free_memory, is_out_of_memory
-from inference.generate import latent_preview, run_diffusion_batch
+from inference.generate import ensure_sdpa, latent_preview, run_diffusion_batch
 from inference.jobs import (
     AnimeJob,
     Cancelled,
@@ -48,6 +60,48 @@ def internal_error_message(job_id: str) -> str:
     return f"Something went wrong while making this image (job `{job_id}`). The admins can find details in the log."
 
 
+@dataclass(frozen=True)
+class BusyStats:
+    """How much of the wall time the inference thread spent running batches.
+
+    ``wall_s`` runs from the start of the first batch (since the last reset) to now, or to the end
+    of the last batch when the thread is idle with nothing queued: gaps between batches count as
+    idle, the quiet time after the work ran out does not.
+    """
+
+    busy_s: float
+    wall_s: float
+    batches: int
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.busy_s / self.wall_s) if self.wall_s > 0 else 0.0
+
+
+class _Relay:
+    """A thread that makes calls handed to it, in order, so the GPU thread never has to."""
+
+    def __init__(self) -> None:
+        self._calls: SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...]] | None] = SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name="easel-gpu-relay", daemon=True)
+        self._thread.start()
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> None:
+        self._calls.put((fn, args))
+
+    def close(self) -> None:
+        self._calls.put(None)
+        self._thread.join()
+
+    def _serve(self) -> None:
+        while (item := self._calls.get()) is not None:
+            fn, args = item
+            try:
+                fn(*args)
+            except Exception:  # a closed loop or a broken listener must not stop the relay
+                log.exception("could not hand over %r from the GPU thread", args[:1])
+
+
 @dataclass
 class _Running:
     job_ids: tuple[str, ...]
@@ -68,6 +122,17 @@ class GpuExecutor:
         self._lock = threading.Lock()
         self.preview_interval_s = preview_interval_s
         self.thread_ident: int | None = None
+        self._clock = time.perf_counter
+        self._busy_s = 0.0
+        self._batches = 0
+        self._first_start: float | None = None
+        self._last_end: float | None = None
+        self._running_since: float | None = None
+        self._queued = 0  # batches handed over and not started yet
+        self._relay = _Relay()
+        self._pending: set[Future[list[Outcome]]] = set()
+        if config.device.threads > 0:
+            torch.set_num_threads(config.device.threads)
 
     # ------------------------------------------------------------------ API for the event loop
 
@@ -76,7 +141,74 @@ class GpuExecutor:
         return self._pool.submit(self._on_thread, fn, *args)
 
     def run_batch(self, batch: Sequence[PreparedJob], emit: Emit) -> Future[list[Outcome]]:
-        return self._pool.submit(self._on_thread, self._run_batch, list(batch), emit)
+        """Queue a prepared batch on the thread; it starts as soon as the batch before it ends.
+
+        ``emit`` and the returned future are called from the relay thread, in order: every event of
+        the batch is emitted before the future completes.
+        """
+        done: Future[list[Outcome]] = Future()
+        done.set_running_or_notify_cancel()  # once handed over, a batch stops through cancel(), job by job
+        jobs = list(batch)
+
+        def relayed(event: JobEvent) -> None:
+            self._relay.call(emit, event)
+
+        def work() -> None:
+            with self._lock:
+                if done not in self._pending:  # dropped by shutdown() just before it could start
+                    return
+                self._pending.discard(done)
+            try:
+                outcomes = self._timed_batch(jobs, relayed)
+            except BaseException as exc:  # jobs' own failures are outcomes already; this is the executor's
+                self._relay.call(self._settle, done, None, exc)
+            else:
+                self._relay.call(self._settle, done, outcomes, None)
+
+        with self._lock:
+            self._queued += 1
+            self._pending.add(done)  # until it starts
+        try:
+            self._pool.submit(self._on_thread, work)
+        except RuntimeError:  # shut down
+            with self._lock:
+                self._queued -= 1
+                self._pending.discard(done)
+            raise
+        return done
+
+    @staticmethod
+    def _settle(done: Future[list[Outcome]], outcomes: list[Outcome] | None, error: BaseException | None) -> None:
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(outcomes or [])
+
+    def queued_batches(self) -> int:
+        """Batches handed to the thread that have not started yet (the engine keeps one ready)."""
+        with self._lock:
+            return self._queued
+
+    def busy_stats(self) -> BusyStats:
+        """The thread's busy seconds and the wall time since the first batch (see :class:`BusyStats`)."""
+        with self._lock:
+            now = self._clock()
+            busy = self._busy_s
+            if self._running_since is not None:
+                busy += now - self._running_since
+            if self._first_start is None:
+                return BusyStats(0.0, 0.0, self._batches)
+            idle = self._running_since is None and self._queued == 0
+            end = self._last_end if idle and self._last_end is not None else now
+            return BusyStats(busy, end - self._first_start, self._batches)
+
+    def reset_busy_stats(self) -> None:
+        """Start a new measuring window (a bench calls this after the warm-up)."""
+        with self._lock:
+            self._busy_s = 0.0
+            self._batches = 0
+            self._first_start = self._running_since
+            self._last_end = None
 
     def cancel(self, job_id: str) -> None:
         """Ask a submitted or running job to stop (checked before it starts and between steps)."""
@@ -84,7 +216,15 @@ class GpuExecutor:
             self._cancelled.add(job_id)
 
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Drop queued batches (their futures fail at once), let the running one end, stop both threads."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            dropped, self._pending = list(self._pending), set()
+            self._queued -= len(dropped)
+        for done in dropped:
+            done.set_exception(RuntimeError("the GPU thread was shut down before this batch ran"))
+        self._pool.shutdown(wait=True)
+        self._relay.close()
 
     def model_config(self, name: str) -> ModelConfig:
         for m in self.config.all_models:
@@ -103,6 +243,11 @@ class GpuExecutor:
                     free_memory(old.device)
                 self._models.clear()
             loaded = load_model(cfg, self.config.device, self.config.base_dir)
+            if not self.config.device.attention_slicing:
+                attention: dict[str, int] = {}
+                for pipe in {id(p): p for p in loaded.pipes.values()}.values():
+                    attention = ensure_sdpa(pipe)
+                log.info("model %s attention processors: %s", loaded.name, attention)
             self._models[cfg.display_name] = loaded
         return loaded
 
@@ -117,6 +262,23 @@ class GpuExecutor:
     def _on_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         self.thread_ident = threading.get_ident()
         return fn(*args)
+
+    def _timed_batch(self, batch: list[PreparedJob], emit: Emit) -> list[Outcome]:
+        with self._lock:
+            self._queued -= 1
+            self._running_since = self._clock()
+            if self._first_start is None:
+                self._first_start = self._running_since
+        try:
+            return self._run_batch(batch, emit)
+        finally:
+            with self._lock:
+                end = self._clock()
+                assert self._running_since is not None
+                self._busy_s += end - self._running_since
+                self._batches += 1
+                self._running_since = None
+                self._last_end = end
 
     def _take_cancelled(self, job_id: str) -> bool:
         with self._lock:

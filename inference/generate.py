@@ -2,7 +2,8 @@
 
 Everything here runs on the single inference thread. Each image gets its own ``torch.Generator``
 seeded with its seed, so an image is the same whether its job ran alone or in a batch (up to
-1/255 of batched-matmul rounding).
+1/255 of batched-matmul rounding). Inpainting results get the original pasted back wherever the
+mask keeps it (the VAE round trip would otherwise shift every pixel slightly).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from inference.imaging import composite_unmasked
 from inference.jobs import DiffusionJob, ImageToImageJob, InpaintJob, JobKind, JobResult
 from inference.loader import LoadedModel
 from inference.prepare import PreparedJob
@@ -107,15 +109,68 @@ def run_diffusion_batch(
         job = prepared.job
         assert isinstance(job, DiffusionJob)
         n = job.count
+        images = out.images[cursor:cursor + n]
+        if isinstance(job, InpaintJob):
+            images = keep_unmasked(prepared, images)
         results.append(JobResult(
             job_id=job.job_id,
-            images=tuple(out.images[cursor:cursor + n]),
+            images=tuple(images),
             seeds=job.seeds,
             seconds=share,
             nsfw=tuple(bool(f) for f in flags[cursor:cursor + n]),
         ))
         cursor += n
     return results
+
+
+def keep_unmasked(prepared: PreparedJob, images: Sequence[Image.Image]) -> list[Image.Image]:
+    """Paste the prepared init image back over everything the (feathered) mask keeps.
+
+    Where the mask is 0 the result equals the init image exactly; where it is 255 it is the
+    generated image; the feathered band in between blends the two.
+    """
+    if prepared.init_image is None or prepared.mask_image is None:
+        return list(images)
+    return [composite_unmasked(prepared.init_image, image, prepared.mask_image) for image in images]
+
+
+def ensure_sdpa(pipe: Any) -> dict[str, int]:
+    """Make every attention layer of the UNet and VAE use PyTorch's fused ``scaled_dot_product_attention``.
+
+    diffusers picks the SDPA processor by default on torch 2; this switches any layer still on the
+    plain pre-2.0 processor, and leaves other choices alone (sliced attention asked for in config,
+    xformers, adapters). Returns ``{processor class: layers}`` after the switch, for the log.
+    """
+    from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+
+    counts: dict[str, int] = {}
+    for name in ("unet", "vae"):
+        module = getattr(pipe, name, None)
+        processors = getattr(module, "attn_processors", None)
+        if not processors:
+            continue
+        if any(type(proc) is AttnProcessor for proc in processors.values()):
+            module.set_attn_processor({key: AttnProcessor2_0() if type(proc) is AttnProcessor else proc
+                                       for key, proc in processors.items()})
+            processors = module.attn_processors
+        for proc in processors.values():
+            counts[type(proc).__name__] = counts.get(type(proc).__name__, 0) + 1
+    return counts
+
+
+def warm_up_sizes(preset: Any, *, compiled: bool) -> list[tuple[int, int]]:
+    """The sizes to run once at start-up: the default square size, and with ``torch.compile`` every
+    aspect preset (a compiled UNet is specialised per shape, so each would otherwise make the
+    first member at that size wait for a compilation)."""
+    from inference.presets import ASPECTS
+
+    sizes = [(preset.size, preset.size)]
+    if compiled:
+        for aspect in ASPECTS:
+            size = preset.aspect_size(aspect)
+            if size not in sizes:
+                sizes.append(size)
+    return sizes
 
 
 def _effective_steps(job: DiffusionJob) -> int:

@@ -93,7 +93,8 @@ def resolve_size(preset: ModelPreset, *, aspect: str | None, width: int | None, 
         if not preset.min_size <= value <= preset.max_size:
             raise JobError(f"The {name} must be between {preset.min_size} and {preset.max_size} pixels for this model.")
     side = width if width is not None else height  # one side given: a square
-    return (width if width is not None else side), (height if height is not None else side)  # type: ignore[return-value]
+    assert side is not None
+    return (side if width is None else width), (side if height is None else height)
 
 
 def _range(value: float | int | None, default: float | int, lo: float, hi: float, message: str) -> Any:
