@@ -134,7 +134,7 @@ async def test_settings_refuse_a_member_an_override_let_through(simcord_env, sim
     w = make_world(simcord_env)
     w.guild.set_command_permissions(easel_command(simcord_env), {w.bob: True})  # a server admin's override
     result = await settings(w.bob, w, per_user_cap=1)
-    assert refusal(result) == "You need the Manage Guild permission for that."
+    assert refusal(result) == "You need the Manage Server permission for that."
     assert (await simcord_bot.studio.database.settings.guild(w.guild.id)).per_user_cap is None
 
 

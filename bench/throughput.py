@@ -1,0 +1,262 @@
+"""Bench: N jobs from several members through the whole bot except Discord, against raw pipeline calls.
+
+    python bench/throughput.py [--jobs 50] [--users 5] [--size 64] [--steps 4] [--threads 1] [--rounds 3]
+
+Each member submits their share of the jobs at once through the studio, exactly as the cogs do:
+the job is committed to a temporary SQLite job log, queued fairly, run on the GPU thread, its PNG
+encoded with its parameters on a helper thread, saved, and recorded as done. Discord is replaced
+by a sink that "uploads" each result by sleeping ``--upload-ms`` (asynchronously, like an HTTP
+call) and then marks the job delivered in the job log. The same N jobs are also run as plain
+diffusers calls, one by one and in batches of ``--max-batch``, before and after the bot runs (the
+machine may be shared: the mean of the two is used); the faster way is the ceiling.
+
+Figures per round: jobs/s served (first submit -> last result stored), jobs/s posted (-> last
+upload done), p50/p95 latency submit -> posted, and the GPU thread's busy fraction while the
+backlog lasted (``GpuExecutor.busy_stats``). The engine runs twice per round, with batching off
+(``max_batch = 1``) and on, so "batching never lowers throughput" can be checked. Every run uses
+the same ``torch.set_num_threads``. On CUDA (or ``--sd15 cpu``) a random full-size SD 1.5 is also
+served with SD-Turbo-like settings (512 px, 1 step, no guidance). The last line is one JSON object
+(medians over rounds). See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from bench.engine import (  # noqa: E402  (sets the offline environment before diffusers loads)
+    CACHE,
+    PROMPTS,
+    choose_sd15_device,
+    ensure_sd15_random,
+    raw_call,
+    t2i,
+    tiny_model,
+    with_queue,
+    write_config,
+)
+from config import Config  # noqa: E402
+from inference.engine import Engine  # noqa: E402
+from inference.executor import GpuExecutor  # noqa: E402
+from inference.jobs import JobKind, TextToImageJob  # noqa: E402
+from studio import JobDone, JobFailed, RequestContext, Studio, StudioEvent  # noqa: E402
+
+
+@dataclass(frozen=True)
+class EngineRun:
+    label: str
+    served_s: float
+    posted_s: float
+    latencies: list[float]
+    busy_fraction: float
+    batches: int
+    jobs: int
+
+    @property
+    def jobs_per_s(self) -> float:
+        return self.jobs / self.served_s
+
+    def percentile(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def make_jobs(n: int, users: int, *, size: int, steps: int, guidance: float, model: str) -> list[TextToImageJob]:
+    """``n`` compatible jobs, members taking turns; each has its own prompt and seed."""
+    return [t2i(f"job{i:04d}", size=size, steps=steps, guidance=guidance, seed=1000 + i, owner=100 + i % users,
+                model=model, prompt=PROMPTS[i % len(PROMPTS)]) for i in range(n)]
+
+
+def raw_seconds(pipe: Any, jobs: list[TextToImageJob], batch: int) -> float:
+    """Pure compute time of the jobs as plain pipeline calls of ``batch`` jobs each (fair order kept)."""
+    raw_call(pipe, jobs[:batch])  # one untimed call at this shape
+    return sum(raw_call(pipe, jobs[i:i + batch])[0] for i in range(0, len(jobs), batch))
+
+
+class UploadSink:
+    """Stands in for the Discord poster (cogs/delivery.py): a plain listener that leaves progress
+    events alone and spawns an "upload" per result, which sleeps like one and then marks the job
+    delivered in the job log."""
+
+    def __init__(self, studio: Studio, expected: int, upload_s: float) -> None:
+        self.studio = studio
+        self.upload_s = upload_s
+        self.expected = expected
+        self.stored: dict[str, float] = {}
+        self.posted: dict[str, float] = {}
+        self.failures: list[str] = []
+        self.all_posted = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def __call__(self, event: StudioEvent) -> None:
+        if isinstance(event, JobFailed):
+            self.failures.append(f"{event.job_id}: {event.message}")
+            self.all_posted.set()
+        elif isinstance(event, JobDone):
+            self.stored[event.job_id] = time.perf_counter()
+            task = asyncio.get_running_loop().create_task(self._post(event))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _post(self, event: JobDone) -> None:
+        jobs = self.studio.database.jobs
+        if not await jobs.begin_delivery(event.job_id):
+            self.failures.append(f"{event.job_id}: delivered twice")
+        await asyncio.sleep(self.upload_s)
+        await jobs.mark_delivered(event.job_id, channel_id=1, message_id=len(self.posted) + 1)
+        self.posted[event.job_id] = time.perf_counter()
+        if len(self.posted) >= self.expected:
+            self.all_posted.set()
+
+
+async def run_engine(config: Config, jobs: list[TextToImageJob], upload_s: float, label: str) -> EngineRun:
+    """Serve ``jobs`` through a fresh studio (job log, engine, encoder) with every member submitting at once."""
+    studio = Studio(config, engine=Engine(config, GpuExecutor(config)))
+    sink = UploadSink(studio, len(jobs), upload_s)
+    studio.add_listener(sink)
+    await studio.start(warm_up=True)
+    studio.engine.executor.reset_busy_stats()
+    submitted: dict[str, float] = {}
+
+    async def member(own: list[TextToImageJob]) -> None:
+        for job in own:
+            submitted[job.job_id] = time.perf_counter()
+            await studio.submit(job, RequestContext(user_id=job.owner, guild_id=1, channel_id=1))
+
+    owners = sorted({j.owner for j in jobs})
+    try:
+        await asyncio.gather(*(member([j for j in jobs if j.owner == o]) for o in owners))
+        await asyncio.wait_for(sink.all_posted.wait(), timeout=3600)
+        if sink.failures:
+            raise RuntimeError("; ".join(sink.failures[:3]))
+        stats = studio.engine.executor.busy_stats()
+        policy = studio.engine.policy.summary()
+    finally:
+        await studio.close()
+    start = min(submitted.values())
+    run = EngineRun(label, max(sink.stored.values()) - start, max(sink.posted.values()) - start,
+                    [sink.posted[j] - submitted[j] for j in submitted], stats.fraction, stats.batches, len(jobs))
+    decided = ", ".join(f"{r['shape'][2]}px batching={'on' if r['batching'] else 'off'}" for r in policy
+                        if r["batching"] is not None)
+    print(f"  engine, {label:<12} {run.jobs_per_s:7.2f} jobs/s served, {run.jobs / run.posted_s:7.2f} posted, "
+          f"p50 {run.percentile(0.5):.3f} s, p95 {run.percentile(0.95):.3f} s, busy {run.busy_fraction:.4f} "
+          f"({run.batches} batches{'; ' + decided if decided else ''})", flush=True)
+    return run
+
+
+async def one_round(config: Config, jobs: list[TextToImageJob], upload_s: float, work: Path,
+                    max_batch: int) -> dict[str, float]:
+    """Raw calls, the engine with batching off and on, raw calls again: the machine is shared, so the
+    ceiling is the mean of the raw runs on either side of the engine runs."""
+    from inference.loader import load_model
+
+    model = load_model(config.model, config.device, config.base_dir)
+    pipe = model.pipes[JobKind.IMAGINE]
+
+    def raw() -> tuple[float, float]:
+        single = len(jobs) / raw_seconds(pipe, jobs, 1)
+        batched = len(jobs) / raw_seconds(pipe, jobs, max_batch) if max_batch > 1 else single
+        print(f"  raw pipeline calls: {single:7.2f} jobs/s one by one, {batched:7.2f} jobs/s in batches of "
+              f"{max_batch}", flush=True)
+        return single, batched
+
+    before = raw()
+    off = await run_engine(with_queue(_fresh(config, work / "off"), max_batch=1), jobs, upload_s, "batching off")
+    on = await run_engine(_fresh(config, work / "on"), jobs, upload_s, "batching on")
+    after = raw()
+    raw_single, raw_batched = (before[0] + after[0]) / 2, (before[1] + after[1]) / 2
+    ceiling = max(raw_single, raw_batched)
+    return {
+        "jobs_per_s": on.jobs_per_s, "posted_jobs_per_s": on.jobs / on.posted_s, "raw_jobs_per_s": ceiling,
+        "raw_single_jobs_per_s": raw_single, "raw_batched_jobs_per_s": raw_batched,
+        "engine_batching_off_jobs_per_s": off.jobs_per_s,
+        "busy_fraction": on.busy_fraction, "busy_fraction_batching_off": off.busy_fraction,
+        "throughput_ratio_vs_raw": on.jobs_per_s / ceiling,
+        "throughput_ratio_batching_off_vs_raw_single": off.jobs_per_s / raw_single,
+        "batching_gain": on.jobs_per_s / off.jobs_per_s,
+        "p50_latency_s": on.percentile(0.5), "p95_latency_s": on.percentile(0.95),
+    }
+
+
+def _fresh(config: Config, folder: Path) -> Config:
+    """The same config with its own job log and outputs folder."""
+    import dataclasses
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return dataclasses.replace(config, base_dir=folder)
+
+
+def rounds(config: Config, args: argparse.Namespace, work: Path, *, size: int, steps: int, guidance: float,
+           jobs_n: int) -> dict[str, Any]:
+    jobs = make_jobs(jobs_n, args.users, size=size, steps=steps, guidance=guidance, model=config.model.display_name)
+    results = []
+    for r in range(args.rounds):
+        print(f"round {r + 1}/{args.rounds}: {jobs_n} jobs from {args.users} members, {size} px, {steps} steps, "
+              f"{torch.get_num_threads()} torch thread(s)", flush=True)
+        results.append(asyncio.run(one_round(config, jobs, args.upload_ms / 1000, work / f"round{r}",
+                                             args.max_batch)))
+    summary: dict[str, Any] = {k: round(statistics.median(r[k] for r in results), 4) for k in results[0]}
+    summary["rounds"] = [{k: round(v, 4) for k, v in r.items()} for r in results]
+    return summary
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=50, help="jobs per run (default 50)")
+    parser.add_argument("--users", type=int, default=5, help="simulated members sharing the jobs (default 5)")
+    parser.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
+    parser.add_argument("--steps", type=int, default=4, help="denoising steps (default 4)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads for every run (default 1)")
+    parser.add_argument("--max-batch", type=int, default=4, help="queue.max_batch (default 4)")
+    parser.add_argument("--batch-wait-ms", type=int, default=5, help="queue.batch_wait_ms (default 5)")
+    parser.add_argument("--upload-ms", type=float, default=50, help="simulated upload time per result (default 50)")
+    parser.add_argument("--rounds", type=int, default=3, help="repeat everything; JSON has medians (default 3)")
+    parser.add_argument("--sd15", choices=("auto", "skip", "cuda", "cpu"), default="auto",
+                        help="also serve a random full-size SD 1.5: auto = on CUDA only (default)")
+    parser.add_argument("--sd15-jobs", type=int, default=20, help="jobs for the full-size run (default 20)")
+    parser.add_argument("--sd15-size", type=int, default=512)
+    parser.add_argument("--cache", default=str(CACHE), help=f"where the random SD 1.5 is kept (default {CACHE})")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    per_user = max(1, math.ceil(args.jobs / args.users))
+    with tempfile.TemporaryDirectory(prefix="easel-throughput-") as tmp:
+        work = Path(tmp)
+        config = write_config(work, tiny_model(work / "tiny-sd"), size=args.size, steps=args.steps,
+                              threads=args.threads, max_batch=args.max_batch, batch_wait_ms=args.batch_wait_ms,
+                              per_user=per_user, total=args.jobs)
+        figures = rounds(config, args, work, size=args.size, steps=args.steps, guidance=0.0, jobs_n=args.jobs)
+        figures.update(jobs=args.jobs, users=args.users, size=args.size, steps=args.steps, threads=args.threads)
+        device = choose_sd15_device(args.sd15)
+        if device is not None:
+            folder = ensure_sd15_random(Path(args.cache) / "sd15-random")
+            n = args.sd15_jobs
+            sd15 = write_config(work / "sd15", folder, name="sd15-random", family="sd-turbo", size=args.sd15_size,
+                                steps=1, device=device, dtype="float16" if device == "cuda" else "float32",
+                                threads=args.threads, max_batch=args.max_batch, batch_wait_ms=args.batch_wait_ms,
+                                per_user=max(1, math.ceil(n / args.users)), total=n)
+            full = rounds(sd15, argparse.Namespace(**{**vars(args), "rounds": 1}), work / "sd15",
+                          size=args.sd15_size, steps=1, guidance=0.0, jobs_n=n)
+            full["s_per_image"] = round(1 / full["jobs_per_s"], 4)
+            print(f"full-size SD 1.5 (random weights), {args.sd15_size} px, 1 step: "
+                  f"{full['s_per_image']:.3f} s per image through the bot")
+            figures["sd15_turbo_like"] = full
+    print(json.dumps(figures))
+    return figures
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,498 @@
+"""The GPU thread never waits for the event loop: pipelining, batching by measurement, the fast path.
+
+Nothing here asserts on how long anything took. Orderings are proven with gates: a step on the GPU
+thread waits (with a generous guard) for something the engine must do meanwhile, and the test
+fails if the engine only does it afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+import studio as studio_module
+from config import Config
+from inference import engine as engine_module
+from inference import executor as executor_module
+from inference.batching import REPROBE_EVERY, BatchPolicy, shape_key
+from inference.engine import Engine
+from inference.executor import BusyStats, GpuExecutor
+from inference.generate import ensure_sdpa, warm_up_sizes
+from inference.jobs import Failed, Finished, ImageToImageJob, JobEvent, JobResult, TextToImageJob
+from inference.loader import load_model
+from inference.prepare import PreparedJob
+from inference.presets import PRESETS
+from studio import JobDone, RequestContext, Studio, StudioEvent
+
+GUARD_S = 30.0  # how long a gate waits before the test gives up (never reached when the engine is right)
+
+
+def t2i(job_id: str, owner: int = 1, **kw: Any) -> TextToImageJob:
+    params: dict[str, Any] = {"prompt": "a photo of a fox", "width": 64, "height": 64, "steps": 3, "guidance": 0.0,
+                              "model": "tiny", "seed": 1}
+    params.update(kw)
+    return TextToImageJob(job_id=job_id, owner=owner, **params)
+
+
+def wait_until(check: Callable[[], bool], guard: float = GUARD_S) -> bool:
+    """Poll ``check`` on the calling thread; False if the guard ran out."""
+    deadline = time.monotonic() + guard
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.001)
+    return True
+
+
+class Outcomes:
+    def __init__(self) -> None:
+        self.events: dict[str, asyncio.Future[JobEvent]] = {}
+
+    def __call__(self, event: JobEvent) -> None:
+        if isinstance(event, Finished | Failed):
+            self.future(event.job_id).set_result(event)
+
+    def future(self, job_id: str) -> asyncio.Future[JobEvent]:
+        return self.events.setdefault(job_id, asyncio.get_running_loop().create_future())
+
+    async def get(self, job_id: str) -> JobEvent:
+        return await asyncio.wait_for(self.future(job_id), GUARD_S * 2)
+
+
+async def started_engine(config: Config) -> tuple[Engine, Outcomes]:
+    engine = Engine(config, GpuExecutor(config))
+    outcomes = Outcomes()
+    engine.add_listener(outcomes)
+    await engine.start(warm_up=False)
+    return engine, outcomes
+
+
+def queue_config(config: Config, **changes: Any) -> Config:
+    return dataclasses.replace(config, queue=dataclasses.replace(config.queue, **changes))
+
+
+def fake_runner(calls: list[int], alone_s: float, batched_s: float) -> Callable[..., list[JobResult]]:
+    """Stands in for ``run_diffusion_batch`` with made-up timings (seconds per image)."""
+
+    def run(model: Any, batch: list[PreparedJob], on_step: Any) -> list[JobResult]:
+        calls.append(len(batch))
+        per_image = alone_s if len(batch) == 1 else batched_s
+        return [JobResult(p.job.job_id, tuple(Image.new("RGB", (8, 8)) for _ in p.job.seeds), p.job.seeds,  # type: ignore[attr-defined]
+                          per_image * len(p.job.seeds)) for p in batch]  # type: ignore[attr-defined]
+
+    return run
+
+
+# --------------------------------------------------------------------------- pipelining
+
+
+async def test_the_next_batch_is_queued_on_the_gpu_thread_before_the_previous_one_ends(
+        tiny_config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = queue_config(tiny_config, max_batch=1)
+    engine, outcomes = await started_engine(config)
+    source = tmp_path / "src.png"
+    Image.new("RGB", (96, 80), (30, 90, 200)).save(source)
+    jobs = [ImageToImageJob(job_id=f"v{i}", owner=i, prompt="a fox", init_image=str(source), width=64, height=64,
+                            steps=4, strength=0.5, model="tiny", seed=i) for i in range(4)]
+    ready: list[bool] = []
+    prepared_on: set[int] = set()
+    original_run, original_prepare = executor_module.run_diffusion_batch, engine_module.prepare
+
+    def run(model: Any, batch: list[PreparedJob], on_step: Any) -> Any:
+        if len(ready) < len(jobs) - 1:  # every batch but the last: is the next one already handed over?
+            ready.append(wait_until(lambda: engine.executor.queued_batches() >= 1))
+        return original_run(model, batch, on_step)
+
+    def prepare(job: Any) -> PreparedJob:
+        prepared_on.add(threading.get_ident())
+        return original_prepare(job)
+
+    monkeypatch.setattr(executor_module, "run_diffusion_batch", run)
+    monkeypatch.setattr(engine_module, "prepare", prepare)
+    try:
+        for job in jobs:
+            engine.submit(job)
+        results = [await outcomes.get(j.job_id) for j in jobs]
+        status = engine.status()
+    finally:
+        await engine.stop()
+    assert all(isinstance(r, Finished) for r in results)
+    assert ready == [True, True, True]
+    assert prepared_on and not prepared_on & {threading.get_ident(), engine.executor.thread_ident}
+    assert 0 < status.busy_fraction <= 1
+
+
+async def test_a_result_listener_that_blocks_the_loop_does_not_hold_up_the_gpu(
+        tiny_config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = queue_config(tiny_config, max_batch=1)
+    engine, outcomes = await started_engine(config)
+    second_started = threading.Event()
+    original = executor_module.run_diffusion_batch
+
+    def run(model: Any, batch: list[PreparedJob], on_step: Any) -> Any:
+        if batch[0].job.job_id == "first":
+            assert wait_until(lambda: engine.executor.queued_batches() >= 1)
+        else:
+            second_started.set()
+        return original(model, batch, on_step)
+
+    started_while_blocked: list[bool] = []
+
+    def stubborn_listener(event: JobEvent) -> None:
+        if isinstance(event, Finished) and event.job_id == "first":
+            # The event loop is stuck right here: only the GPU thread itself can start the next job.
+            started_while_blocked.append(second_started.wait(GUARD_S))
+
+    engine.add_listener(stubborn_listener)
+    monkeypatch.setattr(executor_module, "run_diffusion_batch", run)
+    try:
+        engine.submit(t2i("first"))
+        engine.submit(t2i("second", owner=2))
+        assert isinstance(await outcomes.get("first"), Finished)
+        assert isinstance(await outcomes.get("second"), Finished)
+    finally:
+        await engine.stop()
+    assert started_while_blocked == [True]
+
+
+async def test_slow_posting_and_encoding_happen_off_the_gpu_thread(
+        tiny_config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = dataclasses.replace(tiny_config, base_dir=tmp_path)
+    studio = Studio(config, engine=Engine(config, GpuExecutor(config)))
+    encoded_on: set[int] = set()
+    real_encode = studio_module.encode_png
+
+    def encode(image: Image.Image, text: str | None = None) -> bytes:
+        encoded_on.add(threading.get_ident())
+        return real_encode(image, text)
+
+    monkeypatch.setattr(studio_module, "encode_png", encode)
+    upload_done = asyncio.Event()
+    posted: dict[str, JobDone] = {}
+
+    async def slow_poster(event: StudioEvent) -> None:
+        if isinstance(event, JobDone):
+            posted[event.job_id] = event
+            if event.job_id == "a":
+                await upload_done.wait()  # an upload that takes as long as the test wants
+
+    studio.add_listener(slow_poster)
+    await studio.start(warm_up=False)
+    try:
+        await studio.submit(t2i("a"), RequestContext(user_id=1, guild_id=1, channel_id=1))
+        await studio.submit(t2i("b", owner=2), RequestContext(user_id=2, guild_id=1, channel_id=1))
+        async with asyncio.timeout(GUARD_S * 2):
+            while "b" not in posted:
+                await asyncio.sleep(0.01)
+        assert "a" in posted and not upload_done.is_set()
+        row = await studio.database.jobs.get("b")
+        assert row is not None and row.status == "done"
+    finally:
+        upload_done.set()
+        await studio.close()
+    assert encoded_on and not encoded_on & {threading.get_ident(), studio.engine.executor.thread_ident}
+
+
+# --------------------------------------------------------------------------- the GPU thread's account
+
+
+def test_busy_fraction_counts_gaps_between_batches_not_the_quiet_after(tiny_config: Config) -> None:
+    executor = GpuExecutor(tiny_config)
+    clock = [100.0]
+    executor._clock = lambda: clock[0]  # type: ignore[method-assign]
+    inside = threading.Event()
+    release = threading.Event()
+
+    def fake_batch(batch: list[PreparedJob], emit: Any) -> list[Any]:
+        inside.set()
+        assert release.wait(GUARD_S)
+        clock[0] += 2.0
+        return []
+
+    executor._run_batch = fake_batch  # type: ignore[method-assign]
+    try:
+        assert executor.busy_stats() == BusyStats(0.0, 0.0, 0) and executor.busy_stats().fraction == 0.0
+        release.set()
+        executor.run_batch([], lambda e: None).result(GUARD_S)
+        clock[0] += 1.0  # idle between batches: counts against the fraction
+        release.clear()
+        inside.clear()
+        running = executor.run_batch([], lambda e: None)
+        assert inside.wait(GUARD_S)
+        clock[0] += 0.5
+        assert executor.busy_stats() == BusyStats(2.5, 3.5, 1)  # a running batch counts up to now
+        clock[0] -= 0.5
+        release.set()
+        running.result(GUARD_S)
+        stats = executor.busy_stats()
+        assert stats == BusyStats(4.0, 5.0, 2) and stats.fraction == 0.8
+        clock[0] += 50.0  # nothing to do: not counted
+        assert executor.busy_stats() == stats
+        executor.reset_busy_stats()
+        assert executor.busy_stats() == BusyStats(0.0, 0.0, 0)
+    finally:
+        executor.shutdown()
+
+
+def test_shutdown_fails_batches_that_never_started(tiny_config: Config) -> None:
+    executor = GpuExecutor(tiny_config)
+    inside, release = threading.Event(), threading.Event()
+    executor.submit(lambda: (inside.set(), release.wait(GUARD_S)))
+    assert inside.wait(GUARD_S)
+    late = executor.run_batch([PreparedJob(t2i("late"))], lambda e: None)
+    assert executor.queued_batches() == 1
+    closer = threading.Thread(target=executor.shutdown)
+    closer.start()
+    with pytest.raises(RuntimeError, match="shut down before this batch ran"):
+        late.result(GUARD_S)
+    release.set()
+    closer.join(GUARD_S)
+    assert not closer.is_alive() and executor.queued_batches() == 0
+
+
+# --------------------------------------------------------------------------- batching by measurement
+
+
+def test_policy_runs_singly_where_batching_is_measured_slower() -> None:
+    policy = BatchPolicy(max_batch=4, device="cpu")
+    job = t2i("x")
+    assert policy.batch_size(job) == 1 and policy.pays(job) is None  # measure alone first
+    policy.record(job, 1, 1.0)
+    assert policy.batch_size(job) == 4  # then try a batch once
+    policy.record(job, 4, 1.2)
+    assert policy.pays(job) is False
+    assert [policy.batch_size(job) for _ in range(10)] == [1] * 10
+    policy.record(job, 4, 0.97)  # 0.7 * 1.2 + 0.3 * 0.97 is still not under 95% of single
+    assert policy.batch_size(job) == 1
+    assert policy.summary() == [{"device": "cpu", "shape": shape_key(job), "single_s_per_image": 1.0,
+                                 "batched_s_per_image": pytest.approx(1.131), "batching": False}]
+
+
+def test_policy_batches_where_it_pays_and_remeasures_the_losing_choice_now_and_then() -> None:
+    policy = BatchPolicy(max_batch=3)
+    job, other_size = t2i("x"), t2i("y", width=128)
+    policy.record(job, 1, 1.0)
+    policy.record(job, 3, 0.5)
+    decisions = [policy.batch_size(job) for _ in range(2 * REPROBE_EVERY)]
+    assert decisions.count(1) == 2 and set(decisions) == {1, 3}
+    assert policy.batch_size(other_size) == 1  # another size is measured on its own
+    policy.record(job, 1, 0.0)  # a broken measurement is ignored
+    assert policy.single[shape_key(job)] == 1.0
+    assert BatchPolicy(max_batch=1).batch_size(job) == 1
+
+
+@pytest.mark.parametrize(("batched_s", "pays"), [(2.0, False), (0.3, True)], ids=["slower", "faster"])
+async def test_engine_batches_a_shape_only_while_batches_measure_faster(
+        tiny_config: Config, monkeypatch: pytest.MonkeyPatch, batched_s: float, pays: bool) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(executor_module, "run_diffusion_batch", fake_runner(calls, 1.0, batched_s))
+    engine, outcomes = await started_engine(tiny_config)
+    jobs = [t2i(f"j{i}", owner=i) for i in range(16)]
+    try:
+        for job in jobs:
+            engine.submit(job)
+        assert all([isinstance(await outcomes.get(j.job_id), Finished) for j in jobs])
+    finally:
+        await engine.stop()
+    assert sum(calls) == 16 and calls[0] == 1 and max(calls) == 4  # measured alone, then tried a batch
+    assert engine.policy.pays(jobs[0]) is pays
+    if pays:
+        assert calls.count(4) >= 3
+    else:
+        assert calls[-4:] == [1, 1, 1, 1]
+
+
+# --------------------------------------------------------------------------- queue.batch_wait_ms
+
+
+async def engine_that_batches(config: Config, monkeypatch: pytest.MonkeyPatch, *, pays: bool,
+                              calls: list[int]) -> tuple[Engine, Outcomes, list[float], list[bool]]:
+    """An engine whose policy already measured the 64 px shape, with its companion waits recorded."""
+    monkeypatch.setattr(executor_module, "run_diffusion_batch", fake_runner(calls, 1.0, 1.0))
+    engine, outcomes = await started_engine(config)
+    engine.policy.record(t2i("m"), 1, 1.0)
+    engine.policy.record(t2i("m"), 2, 0.2 if pays else 2.0)
+    timeouts: list[float] = []
+    woken: list[bool] = []
+    original = engine._wait_for_queue_change
+
+    async def recorded(timeout: float) -> bool:
+        timeouts.append(timeout)
+        woken.append(await original(timeout))
+        return woken[-1]
+
+    monkeypatch.setattr(engine, "_wait_for_queue_change", recorded)
+    return engine, outcomes, timeouts, woken
+
+
+async def test_a_lone_job_waits_for_companions_no_longer_than_batch_wait_ms(
+        tiny_config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    config = queue_config(tiny_config, batch_wait_ms=200)
+    engine, outcomes, timeouts, woken = await engine_that_batches(config, monkeypatch, pays=True, calls=calls)
+    original = engine._wait_for_queue_change
+
+    async def other_size_arrives(timeout: float) -> bool:
+        if not timeouts:
+            engine.submit(t2i("other", owner=2, width=128))  # a queue change, but no companion
+        return await original(timeout)
+
+    monkeypatch.setattr(engine, "_wait_for_queue_change", other_size_arrives)
+    try:
+        engine.submit(t2i("lone"))
+        assert isinstance(await outcomes.get("lone"), Finished)
+        assert isinstance(await outcomes.get("other"), Finished)
+    finally:
+        await engine.stop()
+    assert woken == [True, False]  # woken by the other size, then the time was up
+    assert 0 < timeouts[1] < timeouts[0] <= 0.2  # one deadline for the whole wait, not one per wake-up
+    assert calls == [1, 1]
+
+
+async def test_a_companion_arriving_within_the_wait_joins_and_the_batch_goes_when_full(
+        tiny_config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    config = queue_config(tiny_config, batch_wait_ms=1000, max_batch=2)
+    engine, outcomes, timeouts, woken = await engine_that_batches(config, monkeypatch, pays=True, calls=calls)
+    original = engine._wait_for_queue_change
+
+    async def companion_arrives(timeout: float) -> bool:
+        if not timeouts:
+            engine.submit(t2i("companion", owner=2, seed=9))
+        return await original(timeout)
+
+    monkeypatch.setattr(engine, "_wait_for_queue_change", companion_arrives)
+    try:
+        engine.submit(t2i("first"))
+        assert isinstance(await outcomes.get("first"), Finished)
+        assert isinstance(await outcomes.get("companion"), Finished)
+    finally:
+        await engine.stop()
+    assert calls == [2] and woken == [True]
+
+
+async def test_shapes_where_batching_does_not_pay_never_wait(
+        tiny_config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    config = queue_config(tiny_config, batch_wait_ms=1000)
+    engine, outcomes, timeouts, _ = await engine_that_batches(config, monkeypatch, pays=False, calls=calls)
+    try:
+        engine.submit(t2i("alone"))
+        assert isinstance(await outcomes.get("alone"), Finished)
+    finally:
+        await engine.stop()
+    assert timeouts == [] and calls == [1]
+
+
+# --------------------------------------------------------------------------- start-up and the fast path
+
+
+async def test_warm_up_measures_batching_for_the_default_shape(tiny_config: Config) -> None:
+    engine = Engine(tiny_config, GpuExecutor(tiny_config))
+    await engine.start(warm_up=True)
+    await engine.stop()
+    shape = shape_key(t2i("x", steps=4))  # tiny_config: 64 px, 4 steps by default
+    assert engine.policy.device == "cpu"
+    assert shape in engine.policy.single and shape in engine.policy.batched
+
+
+async def test_warm_up_leaves_batching_to_real_jobs_when_measuring_would_be_slow(
+        tiny_config: Config, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(engine_module, "CALIBRATION_BUDGET_S", 0.0)
+    engine = Engine(tiny_config, GpuExecutor(tiny_config))
+    with caplog.at_level("INFO", logger="inference.engine"):
+        await engine.start(warm_up=True)
+    await engine.stop()
+    assert engine.policy.single == {} and engine.policy.batched == {}
+    assert "measured on the first jobs" in caplog.text
+
+
+def test_warm_up_sizes_cover_every_aspect_only_when_compiled() -> None:
+    preset = PRESETS["sd15"]
+    assert warm_up_sizes(preset, compiled=False) == [(512, 512)]
+    compiled = warm_up_sizes(preset, compiled=True)
+    assert compiled[0] == (512, 512) and len(compiled) == len(set(compiled)) == 5
+    assert all(w % 8 == 0 and h % 8 == 0 for w, h in compiled)
+
+
+def test_attention_runs_on_sdpa_unless_slicing_was_asked_for(tiny_config: Config) -> None:
+    from diffusers.models.attention_processor import AttnProcessor
+
+    pipe = load_model(tiny_config.model, tiny_config.device, tiny_config.base_dir).pipes["imagine"]  # type: ignore[index]
+    pipe.unet.set_attn_processor(AttnProcessor())  # the pre-2.0 processor
+    counts = ensure_sdpa(pipe)
+    assert set(counts) == {"AttnProcessor2_0"}
+    assert {type(p).__name__ for p in pipe.unet.attn_processors.values()} == {"AttnProcessor2_0"}
+    pipe.enable_attention_slicing()
+    assert "SlicedAttnProcessor" in ensure_sdpa(pipe)
+
+
+def test_configured_cpu_threads_are_applied(tiny_config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    applied: list[int] = []
+    monkeypatch.setattr(executor_module.torch, "set_num_threads", applied.append)
+    GpuExecutor(tiny_config).shutdown()
+    config = dataclasses.replace(tiny_config, device=dataclasses.replace(tiny_config.device, threads=3))
+    GpuExecutor(config).shutdown()
+    assert applied == [3]
+
+
+async def test_an_executor_can_ask_for_more_batches_in_flight_and_to_skip_the_warm_up(
+        tiny_config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    executor = GpuExecutor(queue_config(tiny_config, max_batch=1))
+    executor.in_flight = 3  # type: ignore[attr-defined]  # what a remote executor with two request slots says
+    executor.warms_up = False  # type: ignore[attr-defined]
+    engine = Engine(queue_config(tiny_config, max_batch=1), executor)
+    outcomes = Outcomes()
+    engine.add_listener(outcomes)
+    monkeypatch.setattr(engine, "_warm_up", lambda: pytest.fail("warmed up an executor that asked not to"))
+    release = threading.Event()
+    original = executor_module.run_diffusion_batch
+
+    def run(model: Any, batch: list[PreparedJob], on_step: Any) -> Any:
+        assert release.wait(GUARD_S)
+        return original(model, batch, on_step)
+
+    monkeypatch.setattr(executor_module, "run_diffusion_batch", run)
+    await engine.start(warm_up=True)
+    try:
+        for i in range(4):
+            engine.submit(t2i(f"j{i}", owner=i))
+        reached = await asyncio.to_thread(wait_until, lambda: executor.queued_batches() == 2)
+        release.set()
+        assert all([isinstance(await outcomes.get(f"j{i}"), Finished) for i in range(4)])
+    finally:
+        release.set()
+        await engine.stop()
+    assert reached
+
+
+async def test_a_batch_that_breaks_the_executor_itself_fails_its_jobs_and_the_next_one_runs(
+        tiny_config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine, outcomes = await started_engine(queue_config(tiny_config, max_batch=1))
+    original = engine.executor._run_batch
+
+    def breaking(batch: list[PreparedJob], emit: Any) -> list[Any]:
+        if batch[0].job.job_id == "broken":
+            raise RuntimeError("bookkeeping bug")
+        return original(batch, emit)
+
+    monkeypatch.setattr(engine.executor, "_run_batch", breaking)
+    try:
+        engine.submit(t2i("broken"))
+        engine.submit(t2i("next", owner=2))
+        broken, after = await outcomes.get("broken"), await outcomes.get("next")
+    finally:
+        await engine.stop()
+    assert isinstance(broken, Failed) and "`broken`" in broken.message and "bookkeeping" not in broken.message
+    assert isinstance(after, Finished)
+    with pytest.raises(RuntimeError):
+        engine.executor.run_batch([PreparedJob(t2i("too-late"))], lambda e: None)
+    assert engine.executor.queued_batches() == 0
