@@ -139,6 +139,7 @@ class Studio:
         self.outputs = OutputStore(config.path(config.storage.outputs))
         self._listeners: list[Listener] = []
         self._contexts: dict[str, RequestContext] = {}
+        self._jobs: dict[str, J.Job] = {}  # queued or running: saves a job-log read per result
         self._pending: set[asyncio.Task[Any]] = set()
         self._started = asyncio.Event()
         self._on_started: list[Callable[[], Any]] = []
@@ -155,6 +156,7 @@ class Studio:
         self.db = await Database.open(self.config.path(self.config.storage.database))
         recovered = await self.db.jobs.recover()
         jobs = [J.job_from_params(row.job_id, row.user_id, row.params) for row in recovered]
+        self._jobs.update((j.job_id, j) for j in jobs)
         await self.engine.start(warm_up=warm_up)
         self.engine.restore(jobs)
         if jobs:
@@ -252,6 +254,7 @@ class Studio:
             request_message_id=ctx.request_message_id,
         )
         self._contexts[job.job_id] = ctx
+        self._jobs[job.job_id] = job
         try:
             self.engine.submit(job)
         except J.QueueRefused:
@@ -298,11 +301,17 @@ class Studio:
                 self._publish(JobCancelled(event.job_id))
         except Exception:
             log.exception("could not record %s for job %s", type(event).__name__, event.job_id)
+        finally:
+            if isinstance(event, J.Finished | J.Failed | J.Cancelled):
+                self._jobs.pop(event.job_id, None)
+                self._contexts.pop(event.job_id, None)
 
     async def _save_result(self, result: J.JobResult) -> JobDone:
-        row = await self.database.jobs.get(result.job_id)
-        assert row is not None
-        job = J.job_from_params(row.job_id, row.user_id, row.params)
+        job = self._jobs.get(result.job_id)
+        if job is None:
+            row = await self.database.jobs.get(result.job_id)
+            assert row is not None
+            job = J.job_from_params(row.job_id, row.user_id, row.params)
         sampler = self._sampler_label(job)
         texts = [parameters_text(job, seed, im.width, im.height, sampler) for im, seed in
                  zip(result.images, result.seeds, strict=False)]
