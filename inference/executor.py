@@ -18,6 +18,7 @@ the next batch queued on the thread, so that fraction should stay close to 1.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -131,8 +132,9 @@ class GpuExecutor:
         self._queued = 0  # batches handed over and not started yet
         self._relay = _Relay()
         self._pending: set[Future[list[Outcome]]] = set()
-        if config.device.threads > 0:
-            torch.set_num_threads(config.device.threads)
+        threads = cpu_threads(config)
+        if threads:
+            torch.set_num_threads(threads)
 
     # ------------------------------------------------------------------ API for the event loop
 
@@ -382,6 +384,17 @@ class GpuExecutor:
         emit(Progress(job.job_id, 1, 1, None))
         return Finished(job.job_id, JobResult(job.job_id, (out.image,), (0,), time.perf_counter() - started,
                                               note=out.note))
+
+
+def cpu_threads(config: Config) -> int:
+    """torch's CPU threads: the configured number; by default on a CPU host all cores but one,
+    so the event loop (Discord's heartbeat, uploads) is never starved by the model. 0: leave as is."""
+    if config.device.threads > 0:
+        return config.device.threads
+    if config.device.device == "cpu" or (config.device.device == "auto" and not torch.cuda.is_available()
+                                         and not torch.backends.mps.is_available()):
+        return max(1, (os.cpu_count() or 2) - 1)
+    return 0
 
 
 def default_anime_factory(config: Config) -> Callable[[], Any]:

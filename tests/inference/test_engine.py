@@ -240,3 +240,14 @@ async def test_grid_jobs_use_one_seed_per_image(engine: Engine) -> None:
     assert isinstance(grid, Finished) and isinstance(cell, Finished)
     assert grid.result.seeds == (5, 6, 7) and len(grid.result.images) == 3
     assert int(np.abs(pixels(grid.result.images[1]) - pixels(cell.result.images[0])).max()) <= 1
+
+
+def test_a_cpu_host_leaves_a_core_to_the_event_loop(tiny_config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    from inference.executor import cpu_threads
+
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    assert cpu_threads(tiny_config) == 3  # device = "cpu", threads = 0
+    pinned = dataclasses.replace(tiny_config, device=dataclasses.replace(tiny_config.device, threads=2))
+    assert cpu_threads(pinned) == 2
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    assert cpu_threads(tiny_config) == 1
