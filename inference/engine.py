@@ -69,6 +69,9 @@ class EngineStatus:
     busy_fraction: float = 0.0  # of the GPU thread, since its first batch (see GpuExecutor.busy_stats)
 
 
+POSITIONS_EVERY_S = 0.25
+
+
 class Engine:
     IN_FLIGHT = 2  # batches handed to the GPU thread at once: one running, one ready behind it
 
@@ -96,6 +99,8 @@ class Engine:
         self._outbox_lock = threading.Lock()
         self._drain_pending = False
         self._positions_held = False
+        self._positions_due = False  # a position update is scheduled
+        self._positions_at = 0.0  # when positions were last published (monotonic)
         self.started_monotonic = time.monotonic()
         self.queue.add_listener(self._on_queue_change)
 
@@ -264,9 +269,22 @@ class Engine:
         return expected if started is None else max(0.0, expected - (time.monotonic() - started))
 
     def _on_queue_change(self) -> None:
+        """Queue positions go out at most every POSITIONS_EVERY_S: with a backlog every dispatch
+        moves every job, and telling all of them each time is O(n^2) work competing with the GPU
+        thread (members see an edit every ~1.5 s anyway)."""
         self._queue_changed.set()
-        if self._positions_held:
+        if self._positions_held or self._positions_due:
             return
+        if self._loop is None:  # not serving yet (tests, restore before start): publish at once
+            self._publish_positions()
+            return
+        self._positions_due = True
+        delay = max(0.0, self._positions_at + POSITIONS_EVERY_S - time.monotonic())
+        self._loop.call_later(delay, self._publish_positions, context=self._context)
+
+    def _publish_positions(self) -> None:
+        self._positions_due = False
+        self._positions_at = time.monotonic()
         order = self.queue.order()
         total = len(order)
         fresh: dict[str, tuple[int, int]] = {}
