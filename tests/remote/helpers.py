@@ -8,31 +8,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from inference.jobs import Cancelled, Failed, Finished, JobEvent, TextToImageJob
-
-
-class Recorder:
-    """Collects engine events and lets a test await a job's final outcome."""
-
-    def __init__(self) -> None:
-        self.events: list[JobEvent] = []
-        self._done: dict[str, asyncio.Future[JobEvent]] = {}
-
-    def __call__(self, event: JobEvent) -> None:
-        self.events.append(event)
-        if isinstance(event, Finished | Failed | Cancelled):
-            self.future(event.job_id).set_result(event)
-
-    def future(self, job_id: str) -> asyncio.Future[JobEvent]:
-        if job_id not in self._done:
-            self._done[job_id] = asyncio.get_running_loop().create_future()
-        return self._done[job_id]
-
-    async def outcome(self, job_id: str) -> JobEvent:
-        return await asyncio.wait_for(self.future(job_id), timeout=60)
-
-    def of(self, job_id: str, kind: type[JobEvent] = JobEvent) -> list[JobEvent]:
-        return [e for e in self.events if e.job_id == job_id and isinstance(e, kind)]
+from inference.jobs import TextToImageJob
 
 
 def t2i(job_id: str, owner: int = 1, **kw: object) -> TextToImageJob:

@@ -34,6 +34,7 @@ from inference.loader import ModelLoadError
 from inference.prepare import PreparedJob
 from inference.remote import PAINT_UNSUPPORTED, RemoteClient
 from inference.remote import errors as E
+from tests.fixtures.recorder import Recorder
 from tests.remote.conftest import TOKEN, with_remote, write_config
 from tests.remote.fake_api import (
     FakeInferenceAPI,
@@ -44,7 +45,7 @@ from tests.remote.fake_api import (
     rate_limited,
     seed_colour,
 )
-from tests.remote.helpers import Recorder, save_png, t2i, until
+from tests.remote.helpers import save_png, t2i, until
 
 
 async def started_engine(config: Config, make_executor: Any, **kw: Any) -> tuple[Engine, Recorder]:
