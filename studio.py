@@ -32,7 +32,7 @@ from inference.engine import Engine
 from inference.imaging import encode_png, format_parameters
 from inference.samplers import label_for, sampler_names
 from inference.validation import ModelInfo
-from storage import Database, OutputStore
+from storage import Database, OutputStore, StoredFile
 
 log = logging.getLogger(__name__)
 
@@ -315,10 +315,13 @@ class Studio:
         sampler = self._sampler_label(job)
         texts = [parameters_text(job, seed, im.width, im.height, sampler) for im, seed in
                  zip(result.images, result.seeds, strict=False)]
-        encoded = await asyncio.to_thread(lambda: [encode_png(im, t) for im, t in zip(result.images, texts, strict=True)])
+
+        def encode_and_store() -> list[StoredFile]:  # one hop to a worker thread for all images
+            return [self.outputs.write(encode_png(im, t), ".png") for im, t in zip(result.images, texts, strict=True)]
+
+        stored_files = await asyncio.to_thread(encode_and_store)
         saved: list[SavedImage] = []
-        for index, (image, seed, data) in enumerate(zip(result.images, result.seeds, encoded, strict=False)):
-            stored = await self.outputs.save_bytes(data, suffix=".png")
+        for index, (image, seed, stored) in enumerate(zip(result.images, result.seeds, stored_files, strict=False)):
             nsfw = bool(result.nsfw[index]) if index < len(result.nsfw) else False
             await self.database.images.add(job_id=job.job_id, idx=index, seed=seed, path=str(stored.path),
                                            width=image.width, height=image.height, sha256=stored.sha256,

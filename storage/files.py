@@ -47,6 +47,10 @@ class OutputStore:
         suffix = _check_suffix(suffix)
         return await asyncio.to_thread(self._save, bytes(data), suffix)
 
+    def write(self, data: bytes, suffix: str = ".png") -> StoredFile:
+        """:meth:`save_bytes` for code already on a worker thread (blocking: never on the event loop)."""
+        return self._save(data, _check_suffix(suffix))
+
     def _save(self, data: bytes, suffix: str) -> StoredFile:
         digest = hashlib.sha256(data).hexdigest()
         final = self.path_for(digest, suffix)

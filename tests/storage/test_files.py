@@ -139,3 +139,14 @@ async def test_reading_a_removed_file_raises_file_not_found(outputs: OutputStore
     await outputs.remove([stored.path])
     with pytest.raises(FileNotFoundError):
         await outputs.read(stored.path)
+
+
+def test_write_is_the_blocking_twin_of_save_bytes(tmp_path) -> None:
+    from storage import OutputStore
+
+    store = OutputStore(tmp_path / "out")
+    first = store.write(b"same bytes", ".png")
+    again = store.write(b"same bytes", ".png")
+    assert first.path == again.path and first.path.read_bytes() == b"same bytes"
+    with pytest.raises(ValueError):
+        store.write(b"x", "png; rm -rf")
