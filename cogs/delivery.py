@@ -46,8 +46,9 @@ POST_ATTEMPTS = 3
 @dataclass
 class Tracked:
     job_id: str
-    spoiler: bool = False
+    spoiler: bool = False  # the prompt had an NSFW word and the policy says spoiler
     policy: str = "off"
+    nsfw_channel: bool = False
     status: asyncio.Future[StatusMessage | None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     origin: Origin | None = None
     text: str = ""
@@ -115,8 +116,8 @@ class Delivery(commands.Cog):
 
     # ------------------------------------------------------------------ tracking
 
-    def expect(self, job_id: str, *, spoiler: bool = False, policy: str = "off") -> None:
-        self.tracked[job_id] = Tracked(job_id, spoiler=spoiler, policy=policy)
+    def expect(self, job_id: str, *, spoiler: bool = False, policy: str = "off", nsfw_channel: bool = False) -> None:
+        self.tracked[job_id] = Tracked(job_id, spoiler=spoiler, policy=policy, nsfw_channel=nsfw_channel)
 
     def drop(self, job_id: str) -> None:
         self.tracked.pop(job_id, None)
@@ -244,9 +245,9 @@ class Delivery(commands.Cog):
         seconds = done.seconds if done else (row.finished_at - row.started_at if row.finished_at and row.started_at
                                              else None)
         content = caption(job, [im.seed for im in images], seconds, done.note if done else "")
-        nsfw = (t.spoiler if t else False) or any(im.nsfw for im in images)
-        policy = t.policy if t else "spoiler"
-        if nsfw and policy == "block":
+        flagged = any(im.nsfw for im in images)  # the safety checker's verdict
+        policy = t.policy if t else "spoiler"  # after a restart: the cautious choice
+        if flagged and policy == "block":
             blocked = "\n\U0001f6ab The result was flagged as NSFW and is not shown in this channel."
             return content + blocked, [], discord.ui.View()
         paths = [Path(im.path) for im in images]
@@ -258,7 +259,10 @@ class Delivery(commands.Cog):
         fitted, filename = await asyncio.to_thread(fit_for_upload, data, limit, stem=f"easel-{row.job_id}")
         if not filename.endswith(".png"):
             content += "\n\u2139\ufe0f Re-encoded to fit Discord's upload limit; the original PNG is kept by the bot."
-        files = [png_file(fitted, filename, spoiler=nsfw and policy != "off")]
+        # Flagged images are never posted plainly outside age-restricted channels, whatever the
+        # word-list policy ("off" turns off the word list, not the safety checker).
+        spoiler = (t.spoiler if t else False) or (flagged and not (t.nsfw_channel if t else False))
+        files = [png_file(fitted, filename, spoiler=spoiler)]
         return fit_message(content), files, result_view(row.job_id, len(images), kind=str(job.kind))
 
     def _upload_limit(self, row: JobRow, t: Tracked | None) -> int:

@@ -89,13 +89,13 @@ async def launch(bot: EaselBot, origin: Origin, build: Callable[[str], Draft | A
             found = nsfw_words_in(job.prompt, bot.config.discord.nsfw_words)
             if found and policy == "block":
                 raise JobError("That prompt is not allowed in this channel (NSFW). Try an age-restricted channel.")
-            spoiler = bool(found)
+            spoiler = bool(found) and policy == "spoiler"
         cap = settings.per_user_cap if settings is not None else None
         if cap is not None and bot.studio.engine.queue.pending_for(origin.user.id) >= cap:
             raise QueueRefused(f"This server allows {cap} job(s) per member at a time. Wait for one to finish.")
         bot.studio.engine.queue.check_room(origin.user.id)
         await origin.acknowledge()
-        delivery.expect(job_id, spoiler=spoiler, policy=policy)
+        delivery.expect(job_id, spoiler=spoiler, policy=policy, nsfw_channel=channel_is_nsfw(origin))
         try:
             position, total, eta = await bot.studio.submit(job, origin.context())
         except BaseException:

@@ -237,3 +237,34 @@ async def test_status_shows_device_model_and_queue(simcord_env, simcord_bot) -> 
     assert "all time: 1 delivered" in text
     with pytest.raises(SetupError, match="default-member-permissions"):
         await w.bob.slash(w.channel, "easel status")
+
+
+@pytest.fixture
+def safety_flags_everything(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As if the configured safety checker flagged every image."""
+    import dataclasses as dc
+
+    from inference import executor as executor_module
+
+    real = executor_module.run_diffusion_batch
+
+    def flagged(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        results = real(*args, **kwargs)
+        return None if results is None else [dc.replace(r, nsfw=(True,) * len(r.images)) for r in results]
+
+    monkeypatch.setattr(executor_module, "run_diffusion_batch", flagged)
+
+
+async def test_flagged_images_are_never_posted_plainly_outside_age_restricted_channels(
+        simcord_env, simcord_bot, safety_flags_everything) -> None:
+    w = make_world(simcord_env)
+    await settings(w.admin, w, nsfw="off")
+    spoilered = await final(await w.alice.slash(w.channel, "imagine", prompt="a cat", steps=2))
+    assert spoilered.attachments[0].filename.startswith("SPOILER_")
+    lounge = w.guild.create_text_channel("lounge")
+    age_restricted(simcord_bot, lounge)
+    plain = await final(await w.alice.slash(lounge, "imagine", prompt="a cat", steps=2))
+    assert not plain.attachments[0].filename.startswith("SPOILER_")
+    await settings(w.admin, w, nsfw="block")
+    blocked = await final(await w.alice.slash(w.channel, "imagine", prompt="a cat", steps=2))
+    assert not blocked.attachments and "flagged as NSFW" in blocked.content
