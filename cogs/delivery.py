@@ -224,8 +224,7 @@ class Delivery(commands.Cog):
 
     async def _channel_status(self, row: JobRow) -> StatusMessage:
         """A fresh reply in the request's channel (the interaction token is gone)."""
-        channel = self.bot.get_channel(row.channel_id) or await self.bot.fetch_channel(row.channel_id)
-        assert isinstance(channel, discord.abc.Messageable)
+        channel = await self._channel(row.channel_id)
         reference = None
         if row.request_message_id:
             reference = discord.MessageReference(message_id=row.request_message_id, channel_id=row.channel_id,
@@ -254,7 +253,7 @@ class Delivery(commands.Cog):
         if len(paths) > 1:
             data = await asyncio.to_thread(grid_png, paths)
         else:
-            data = await asyncio.to_thread(paths[0].read_bytes)
+            data = await self.bot.studio.outputs.read(paths[0])
         limit = self._upload_limit(row, t)
         fitted, filename = await asyncio.to_thread(fit_for_upload, data, limit, stem=f"easel-{row.job_id}")
         if not filename.endswith(".png"):
@@ -264,6 +263,11 @@ class Delivery(commands.Cog):
         spoiler = (t.spoiler if t else False) or (flagged and not (t.nsfw_channel if t else False))
         files = [png_file(fitted, filename, spoiler=spoiler)]
         return fit_message(content), files, result_view(row.job_id, len(images), kind=str(job.kind))
+
+    async def _channel(self, channel_id: int) -> discord.abc.Messageable:
+        channel = self.bot.get_channel(channel_id) or await self.bot.fetch_channel(channel_id)
+        assert isinstance(channel, discord.abc.Messageable)
+        return channel
 
     def _upload_limit(self, row: JobRow, t: Tracked | None) -> int:
         if t is not None and t.origin is not None:
@@ -304,8 +308,7 @@ class Delivery(commands.Cog):
     async def _find_posted(self, row: JobRow) -> discord.Message | None:
         """Our message for this job, if it reached Discord before the crash."""
         try:
-            channel = self.bot.get_channel(row.channel_id) or await self.bot.fetch_channel(row.channel_id)
-            assert isinstance(channel, discord.abc.Messageable)
+            channel = await self._channel(row.channel_id)
             async for message in channel.history(limit=HISTORY_SCAN):
                 if message.author.id == getattr(self.bot.user, "id", None) and is_result_of(message, row.job_id):
                     return message

@@ -86,7 +86,7 @@ async def vary_result(bot: EaselBot, origin: Origin, job_id: str, index: int) ->
     row = await job_row(bot, job_id)
     job = original_job(row)
     path = await result_image_path(bot, job_id, index)
-    image = await decode(await asyncio.to_thread(path.read_bytes), bot.config.limits)
+    image = await decode(await bot.studio.outputs.read(path), bot.config.limits)
     prompt = job.prompt if isinstance(job, DiffusionJob) else ""
     model = job.model if isinstance(job, DiffusionJob) else ""
     return await vary_file(bot, origin, str(path), image.size, prompt=prompt, model=model)
@@ -141,7 +141,7 @@ async def upscale(bot: EaselBot, interaction: discord.Interaction, job_id: str, 
     path = await result_image_path(bot, job_id, index)
     row = await job_row(bot, job_id)
     images = {r.idx: r for r in await bot.studio.database.images.for_job(job_id)}
-    data = await asyncio.to_thread(path.read_bytes)
+    data = await bot.studio.outputs.read(path)
     limit = getattr(interaction, "filesize_limit", 0) or 10 * 1024 * 1024
     data, filename = await asyncio.to_thread(fit_for_upload, data, limit, stem=f"easel-{job_id}-{index + 1}")
     prompt = row.params.get("prompt", "")

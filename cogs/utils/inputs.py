@@ -90,7 +90,7 @@ async def image_of_message(studio: Studio, message: discord.Message, limits: Lim
     if rows:
         row = sorted(rows, key=lambda r: r.idx)[min(index, len(rows) - 1)]
         try:
-            data = await asyncio.to_thread(_read, row.path)
+            data = await studio.outputs.read(row.path)
             return await decode(data, limits), row.job_id
         except (OSError, ImageInputError):
             pass  # the file was pruned: fall back to the attachment
@@ -98,11 +98,6 @@ async def image_of_message(studio: Studio, message: discord.Message, limits: Lim
     if attachment is None:
         raise ImageInputError("That message has no image I can use.")
     return await decode(await read_attachment(attachment, limits), limits), None
-
-
-def _read(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
 
 
 def png_file(data: bytes, filename: str, *, spoiler: bool = False) -> discord.File:

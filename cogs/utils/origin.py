@@ -36,6 +36,17 @@ class StatusMessage(ABC):
                    view: discord.ui.View | None = None) -> None: ...
 
 
+def edit_arguments(content: str, files: list[discord.File] | None,
+                   view: discord.ui.View | None) -> dict[str, object]:
+    """What a status edit sends: ``None`` keeps the message's files / components as they are."""
+    kwargs: dict[str, object] = {"content": fit_message(content), "allowed_mentions": NO_MENTIONS}
+    if files is not None:
+        kwargs["attachments"] = files
+    if view is not None:
+        kwargs["view"] = view
+    return kwargs
+
+
 class ChannelStatus(StatusMessage):
     """A normal channel message posted by the bot (reactions, expired interactions, restarts)."""
 
@@ -46,11 +57,7 @@ class ChannelStatus(StatusMessage):
 
     async def edit(self, content: str, *, files: list[discord.File] | None = None,
                    view: discord.ui.View | None = None) -> None:
-        kwargs: dict[str, object] = {"content": fit_message(content), "allowed_mentions": NO_MENTIONS}
-        if files is not None:
-            kwargs["attachments"] = files
-        if view is not None:
-            kwargs["view"] = view
+        kwargs = edit_arguments(content, files, view)
         self.message = await self.message.edit(**kwargs)  # type: ignore[arg-type]
 
 
@@ -69,11 +76,7 @@ class InteractionStatus(StatusMessage):
         if self._fallback is not None:
             await self._fallback.edit(content, files=files, view=view)
             return
-        kwargs: dict[str, object] = {"content": fit_message(content), "allowed_mentions": NO_MENTIONS}
-        if files is not None:
-            kwargs["attachments"] = files
-        if view is not None:
-            kwargs["view"] = view
+        kwargs = edit_arguments(content, files, view)
         try:
             message = await self.interaction.edit_original_response(**kwargs)  # type: ignore[arg-type]
             self.message_id = message.id
