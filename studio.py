@@ -19,94 +19,40 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from config import Config
 from inference import jobs as J
 from inference.backends import build_executor
 from inference.engine import Engine
+from inference.executor import internal_error_message
 from inference.imaging import encode_png, format_parameters
 from inference.samplers import label_for, sampler_names
 from inference.validation import ModelInfo
 from storage import Database, OutputStore, StoredFile
+from storage.images import NewImage
+from studio_events import (
+    JobCancelled,
+    JobDone,
+    JobFailed,
+    JobProgress,
+    JobQueued,
+    JobStarted,
+    Listener,
+    RequestContext,
+    SavedImage,
+    StudioEvent,
+)
+
+__all__ = [
+    "JobCancelled", "JobDone", "JobFailed", "JobProgress", "JobQueued", "JobStarted", "Listener",
+    "RequestContext", "SavedImage", "Studio", "StudioEvent", "new_job_id", "parameters_text",
+]
 
 log = logging.getLogger(__name__)
 
 RETENTION_INTERVAL_S = 6 * 3600
-
-
-@dataclass(frozen=True)
-class RequestContext:
-    """Where a request came from, so results can be delivered even after a restart."""
-
-    user_id: int
-    guild_id: int | None
-    channel_id: int
-    interaction_id: int | None = None
-    interaction_token: str | None = None
-    application_id: int | None = None
-    request_message_id: int | None = None  # the message a reaction/button acted on, to reply to
-    requested_at: float = field(default_factory=time.time)
-
-
-@dataclass(frozen=True)
-class SavedImage:
-    index: int
-    seed: int
-    path: Path
-    width: int
-    height: int
-    nsfw: bool
-
-
-@dataclass(frozen=True)
-class StudioEvent:
-    job_id: str
-
-
-@dataclass(frozen=True)
-class JobQueued(StudioEvent):
-    position: int
-    total: int
-    eta_s: float
-
-
-@dataclass(frozen=True)
-class JobStarted(StudioEvent):
-    pass
-
-
-@dataclass(frozen=True)
-class JobProgress(StudioEvent):
-    step: int
-    total_steps: int
-    preview: Any = None
-
-
-@dataclass(frozen=True)
-class JobDone(StudioEvent):
-    job: J.Job
-    images: tuple[SavedImage, ...]
-    parameters: tuple[str, ...]
-    seconds: float
-    note: str = ""
-
-
-@dataclass(frozen=True)
-class JobFailed(StudioEvent):
-    message: str
-
-
-@dataclass(frozen=True)
-class JobCancelled(StudioEvent):
-    pass
-
-
-Listener = Callable[[StudioEvent], Awaitable[None] | None]
 
 
 def new_job_id() -> str:
@@ -141,6 +87,8 @@ class Studio:
         self._contexts: dict[str, RequestContext] = {}
         self._jobs: dict[str, J.Job] = {}  # queued or running: saves a job-log read per result
         self._pending: set[asyncio.Task[Any]] = set()
+        self._starting: list[str] = []  # started jobs waiting for their one job-log write
+        self._finishing: list[J.JobResult] = []  # results waiting to be saved together
         self._started = asyncio.Event()
         self._on_started: list[Callable[[], Any]] = []
         self._retention: asyncio.Task[None] | None = None
@@ -279,56 +227,107 @@ class Studio:
             self._publish(JobQueued(event.job_id, event.position, event.total, event.eta_s))
         elif isinstance(event, J.Progress):
             self._publish(JobProgress(event.job_id, event.step, event.total_steps, event.preview))
+        elif isinstance(event, J.Started):
+            self._starting.append(event.job_id)
+            if len(self._starting) == 1:
+                self._track(self._record_started())
+        elif isinstance(event, J.Finished):
+            self._finishing.append(event.result)
+            if len(self._finishing) == 1:
+                self._track(self._record_finished())
         else:
-            task = asyncio.get_running_loop().create_task(self._record(event))
-            self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
+            self._track(self._record(event))
+
+    async def _record_started(self) -> None:
+        """Record as running every job whose start arrived in the same turn of the loop (a batch
+        starts together): one job-log write for all of them, then tell the cogs."""
+        job_ids, self._starting = self._starting, []
+        try:
+            await self.database.jobs.set_statuses(job_ids, "running")
+        except Exception:
+            log.exception("could not record the start of job(s) %s", ", ".join(job_ids))
+            return
+        for job_id in job_ids:
+            self._publish(JobStarted(job_id))
+
+    async def _record_finished(self) -> None:
+        """Save the results that arrived in the same turn of the loop (a batch ends together): their
+        PNGs in one trip to a worker thread, their rows and statuses in one write each; then tell
+        the cogs (the log leads)."""
+        results, self._finishing = self._finishing, []
+        try:
+            for event in await self._save_results(results):
+                self._publish(event)
+        except Exception:
+            log.exception("could not record the result(s) of job(s) %s", ", ".join(r.job_id for r in results))
+        finally:
+            for result in results:
+                self._forget(result.job_id)
 
     async def _record(self, event: J.JobEvent) -> None:
-        """Persist a state change, then tell the cogs (order matters: the log leads)."""
-        jobs = self.database.jobs
+        """Persist a failure or cancellation, then tell the cogs (order matters: the log leads)."""
         try:
-            if isinstance(event, J.Started):
-                await jobs.set_status(event.job_id, "running")
-                self._publish(JobStarted(event.job_id))
-            elif isinstance(event, J.Finished):
-                self._publish(await self._save_result(event.result))
-            elif isinstance(event, J.Failed):
-                await jobs.set_status(event.job_id, "failed", error=event.message)
+            if isinstance(event, J.Failed):
+                await self.database.jobs.set_status(event.job_id, "failed", error=event.message)
                 self._publish(JobFailed(event.job_id, event.message))
             elif isinstance(event, J.Cancelled):
-                await jobs.set_status(event.job_id, "cancelled")
+                await self.database.jobs.set_status(event.job_id, "cancelled")
                 self._publish(JobCancelled(event.job_id))
         except Exception:
             log.exception("could not record %s for job %s", type(event).__name__, event.job_id)
         finally:
-            if isinstance(event, J.Finished | J.Failed | J.Cancelled):
-                self._jobs.pop(event.job_id, None)
-                self._contexts.pop(event.job_id, None)
+            self._forget(event.job_id)
 
-    async def _save_result(self, result: J.JobResult) -> JobDone:
-        job = self._jobs.get(result.job_id)
+    def _forget(self, job_id: str) -> None:
+        self._jobs.pop(job_id, None)
+        self._contexts.pop(job_id, None)
+
+    async def _job(self, job_id: str) -> J.Job:
+        job = self._jobs.get(job_id)
         if job is None:
-            row = await self.database.jobs.get(result.job_id)
-            assert row is not None
+            row = await self.database.jobs.get(job_id)
+            if row is None:
+                raise LookupError(f"there is no job {job_id}")
             job = J.job_from_params(row.job_id, row.user_id, row.params)
-        sampler = self._sampler_label(job)
-        texts = [parameters_text(job, seed, im.width, im.height, sampler) for im, seed in
-                 zip(result.images, result.seeds, strict=False)]
+        return job
 
-        def encode_and_store() -> list[StoredFile]:  # one hop to a worker thread for all images
-            return [self.outputs.write(encode_png(im, t), ".png") for im, t in zip(result.images, texts, strict=True)]
+    async def _save_results(self, results: list[J.JobResult]) -> list[StudioEvent]:
+        """Encode and store the images of finished jobs, record them, and return the events to publish:
+        ``JobDone`` per job, or ``JobFailed`` for a job whose images could not be encoded or saved."""
+        jobs = [await self._job(result.job_id) for result in results]
+        texts = [[parameters_text(job, seed, im.width, im.height, self._sampler_label(job))
+                  for im, seed in zip(result.images, result.seeds, strict=False)] for job, result in zip(jobs, results, strict=True)]
+
+        def encode_and_store() -> list[list[StoredFile] | None]:  # one hop to a worker thread for all images
+            stored: list[list[StoredFile] | None] = []
+            for result, job_texts in zip(results, texts, strict=True):
+                try:
+                    stored.append([self.outputs.write(encode_png(im, text), ".png")
+                                   for im, text in zip(result.images, job_texts, strict=True)])
+                except Exception:  # one job's files failing (disk full, a bad image) fails that job only
+                    log.exception("could not save the images of job %s", result.job_id)
+                    stored.append(None)
+            return stored
 
         stored_files = await asyncio.to_thread(encode_and_store)
-        saved: list[SavedImage] = []
-        for index, (image, seed, stored) in enumerate(zip(result.images, result.seeds, stored_files, strict=False)):
-            nsfw = bool(result.nsfw[index]) if index < len(result.nsfw) else False
-            await self.database.images.add(job_id=job.job_id, idx=index, seed=seed, path=str(stored.path),
-                                           width=image.width, height=image.height, sha256=stored.sha256,
-                                           size_bytes=stored.size, nsfw=nsfw)
-            saved.append(SavedImage(index, seed, stored.path, image.width, image.height, nsfw))
-        await self.database.jobs.set_status(job.job_id, "done")
-        return JobDone(job.job_id, job, tuple(saved), tuple(texts), result.seconds, result.note)
+        records: list[NewImage] = []
+        events: list[StudioEvent] = []
+        for job, result, job_texts, files in zip(jobs, results, texts, stored_files, strict=True):
+            if files is None:
+                message = internal_error_message(job.job_id)
+                await self.database.jobs.set_status(job.job_id, "failed", error=message)
+                events.append(JobFailed(job.job_id, message))
+                continue
+            saved = []
+            for index, (image, seed, stored) in enumerate(zip(result.images, result.seeds, files, strict=False)):
+                nsfw = bool(result.nsfw[index]) if index < len(result.nsfw) else False
+                records.append(NewImage(job.job_id, index, seed, stored.path, image.width, image.height,
+                                        stored.sha256, stored.size, nsfw))
+                saved.append(SavedImage(index, seed, stored.path, image.width, image.height, nsfw))
+            events.append(JobDone(job.job_id, job, tuple(saved), tuple(job_texts), result.seconds, result.note))
+        await self.database.images.add_many(records)
+        await self.database.jobs.set_statuses([e.job_id for e in events if isinstance(e, JobDone)], "done")
+        return events
 
     def _sampler_label(self, job: J.Job) -> str:
         if not isinstance(job, J.DiffusionJob):
@@ -346,6 +345,10 @@ class Studio:
                 log.exception("studio listener failed on %s", type(event).__name__)
                 continue
             if asyncio.iscoroutine(maybe):
-                task = asyncio.get_running_loop().create_task(maybe)
-                self._pending.add(task)
-                task.add_done_callback(self._pending.discard)
+                self._track(maybe)
+
+    def _track(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run ``work`` as a task that ``close()`` waits for."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)

@@ -103,9 +103,16 @@ class _Relay:
                 log.exception("could not hand over %r from the GPU thread", args[:1])
 
 
+# Progress leaves the GPU thread at most this often per batch. Members see an edit every ~1.5 s
+# (Discord's edit limits); a step-by-step stream of a fast model's 20+ steps per second would only
+# wake the event loop and the relay, and every wake-up takes the GIL from this thread.
+PROGRESS_EVERY_S = 0.25
+
+
 @dataclass
 class _Running:
     job_ids: tuple[str, ...]
+    last_progress: float  # monotonic; the batch's start until a step is reported
     last_preview: float = 0.0
 
 
@@ -113,7 +120,7 @@ class GpuExecutor:
     """Runs batches on a single worker thread; models load lazily on that thread and stay resident."""
 
     def __init__(self, config: Config, *, anime_factory: Callable[[], Any] | None = None,
-                 preview_interval_s: float = 1.5) -> None:
+                 preview_interval_s: float = 1.5, progress_interval_s: float = PROGRESS_EVERY_S) -> None:
         self.config = config
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="easel-gpu")
         self._models: dict[str, LoadedModel] = {}
@@ -122,6 +129,7 @@ class GpuExecutor:
         self._cancelled: set[str] = set()
         self._lock = threading.Lock()
         self.preview_interval_s = preview_interval_s
+        self.progress_interval_s = progress_interval_s
         self.thread_ident: int | None = None
         self._clock = time.perf_counter
         self._busy_s = 0.0
@@ -326,7 +334,7 @@ class GpuExecutor:
         first = live[0].job
         assert isinstance(first, DiffusionJob)
         model = self.model(first.model)
-        state = _Running(tuple(p.job.job_id for p in live))
+        state = _Running(tuple(p.job.job_id for p in live), last_progress=time.monotonic())
         previews = self.config.device.previews
 
         def on_step(step: int, total: int, latents: Any) -> bool:
@@ -334,6 +342,9 @@ class GpuExecutor:
             if not active:
                 return False
             now = time.monotonic()
+            if now - state.last_progress < self.progress_interval_s:
+                return True
+            state.last_progress = now
             want_preview = previews and latents is not None and now - state.last_preview >= self.preview_interval_s
             if want_preview:
                 state.last_preview = now

@@ -6,10 +6,27 @@ Buttons on old results read the source image from this path, not from Discord's 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from storage.connection import Connection
 from storage.rows import ImageRow, image_from_row
+
+
+@dataclass(frozen=True)
+class NewImage:
+    """One result image to record (see :meth:`Images.add_many`)."""
+
+    job_id: str
+    idx: int
+    seed: int
+    path: str | Path
+    width: int
+    height: int
+    sha256: str
+    size_bytes: int
+    nsfw: bool = False
 
 
 class Images:
@@ -20,19 +37,31 @@ class Images:
                   size_bytes: int, nsfw: bool = False) -> None:
         """Record image ``idx`` of a job. Idempotent on (job_id, idx): a rerun replaces the file
         details and keeps the posted message id."""
-        if idx < 0:
+        await self.add_many([NewImage(job_id, idx, seed, path, width, height, sha256, size_bytes, nsfw)])
+
+    async def add_many(self, images: Sequence[NewImage]) -> None:
+        """Record the images of one or more jobs in one statement (one trip to SQLite's thread, all
+        or none). Raises LookupError, recording nothing, when one of the jobs is not in the log."""
+        if any(image.idx < 0 for image in images):
             raise ValueError("image index must not be negative")
+        if not images:
+            return
+        values: list[object] = []
+        for i in images:
+            values += [i.job_id, i.idx, i.seed, str(i.path), i.width, i.height, i.sha256, i.size_bytes, int(bool(i.nsfw))]
+        sql = ("INSERT INTO images (job_id, idx, seed, path, width, height, sha256, size_bytes, nsfw) VALUES "
+               + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(images))
+               + " ON CONFLICT (job_id, idx) DO UPDATE SET seed = excluded.seed, path = excluded.path,"
+               " width = excluded.width, height = excluded.height, sha256 = excluded.sha256,"
+               " size_bytes = excluded.size_bytes, nsfw = excluded.nsfw")
         try:
-            await self._conn.execute(
-                "INSERT INTO images (job_id, idx, seed, path, width, height, sha256, size_bytes, nsfw)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (job_id, idx) DO UPDATE SET seed = excluded.seed, path = excluded.path,"
-                " width = excluded.width, height = excluded.height, sha256 = excluded.sha256,"
-                " size_bytes = excluded.size_bytes, nsfw = excluded.nsfw",
-                (job_id, idx, seed, str(path), width, height, sha256, size_bytes, int(bool(nsfw))),
-            )
+            await self._conn.execute(sql, values)
         except sqlite3.IntegrityError as err:
-            raise LookupError(f"there is no job {job_id}") from err
+            ids = list(dict.fromkeys(i.job_id for i in images))
+            rows = await self._conn.fetchall(f"SELECT job_id FROM jobs WHERE job_id IN ({', '.join('?' * len(ids))})",
+                                             ids)
+            known = {row["job_id"] for row in rows}
+            raise LookupError(f"there is no job {', '.join(j for j in ids if j not in known)}") from err
 
     async def for_job(self, job_id: str) -> list[ImageRow]:
         rows = await self._conn.fetchall("SELECT * FROM images WHERE job_id = ? ORDER BY idx", (job_id,))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,25 +83,38 @@ class JobLog:
         job never moves back (the call does nothing). Delivery has its own atomic methods:
         ``begin_delivery``/``mark_delivered``/``release_delivery``.
         """
+        await self.set_statuses([job_id], status, error=error)
+
+    async def set_statuses(self, job_ids: Sequence[str], status: str, *, error: str | None = None) -> None:
+        """:meth:`set_status` for several jobs in one statement, one trip to SQLite's thread (a batch
+        that started or finished together). Raises LookupError naming the jobs that are not in the
+        log; the others are moved all the same."""
         if status not in STATUSES:
             raise ValueError(f"unknown job status {status!r} (one of {', '.join(STATUSES)})")
         if status in ("delivering", "delivered"):
             raise ValueError(f"status {status!r} is set by begin_delivery/mark_delivered, not set_status")
-        now = self._clock()
-        async with self._conn.locked() as raw:
+        if not job_ids:
+            return
+        marks = ", ".join(f"?{n}" for n in range(4, 4 + len(job_ids)))
+        async with self._conn.locked() as raw:  # one statement: all of them or none
             count = await changed(
                 raw,
-                "UPDATE jobs SET status = :status,"
-                " error = CASE WHEN :status IN ('queued', 'running') THEN NULL ELSE coalesce(:error, error) END,"
-                " started_at = CASE :status WHEN 'running' THEN :now WHEN 'queued' THEN NULL ELSE started_at END,"
-                " finished_at = CASE WHEN :status IN ('done', 'failed', 'cancelled') THEN :now"
-                "   WHEN :status IN ('queued', 'running') THEN NULL ELSE finished_at END,"
+                "UPDATE jobs SET status = ?1,"
+                " error = CASE WHEN ?1 IN ('queued', 'running') THEN NULL ELSE coalesce(?2, error) END,"
+                " started_at = CASE ?1 WHEN 'running' THEN ?3 WHEN 'queued' THEN NULL ELSE started_at END,"
+                " finished_at = CASE WHEN ?1 IN ('done', 'failed', 'cancelled') THEN ?3"
+                "   WHEN ?1 IN ('queued', 'running') THEN NULL ELSE finished_at END,"
                 " prior_status = NULL"
-                " WHERE job_id = :job_id AND status != 'delivered'",
-                {"status": status, "error": error, "now": now, "job_id": job_id},
+                f" WHERE job_id IN ({marks}) AND status != 'delivered'",
+                [status, error, self._clock(), *job_ids],
             )
-            if count == 0 and await fetchone(raw, "SELECT 1 FROM jobs WHERE job_id = ?", (job_id,)) is None:
-                raise LookupError(f"there is no job {job_id}")
+            if count == len(set(job_ids)):
+                return
+            known = {row["job_id"] for row in await fetchall(
+                raw, f"SELECT job_id FROM jobs WHERE job_id IN ({', '.join('?' * len(job_ids))})", list(job_ids))}
+        missing = [job_id for job_id in job_ids if job_id not in known]
+        if missing:
+            raise LookupError(f"there is no job {', '.join(missing)}")
 
     # ------------------------------------------------------------------ start-up and delivery
 

@@ -6,14 +6,18 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from PIL import Image
 
+import studio as studio_module
 from config import Config
 from inference.imaging import parse_parameters, read_parameters
-from inference.jobs import QueueRefused, TextToImageJob
-from studio import JobDone, RequestContext, Studio, StudioEvent
+from inference.jobs import Finished, JobResult, QueueRefused, Started, TextToImageJob
+from studio import JobDone, JobFailed, JobStarted, RequestContext, Studio, StudioEvent
 
 
 @pytest.fixture
@@ -90,3 +94,62 @@ async def test_retention_runs_in_the_background_only_when_configured(tiny_config
     finally:
         await s.close()
     assert s._retention.cancelled() or s._retention.done()  # noqa: SLF001
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_batch_is_recorded_together_and_an_image_that_cannot_be_saved_fails_only_its_job(
+        studio: Studio, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch's starts take one job-log write, its results one encoding trip and one write; a job
+    whose image cannot be saved is failed with a message, its companions are delivered as usual."""
+    for jid in "abc":  # in the log only: the studio reads them back from there
+        await studio.database.jobs.add(job_id=jid, kind="imagine", user_id=1, guild_id=None, channel_id=6,
+                                       params=job(jid).to_params())
+    calls: list[tuple[list[str], str]] = []
+    original = studio.database.jobs.set_statuses
+
+    async def spy(job_ids: list[str], status: str, **kw: Any) -> None:
+        calls.append((list(job_ids), status))
+        await original(job_ids, status, **kw)
+
+    monkeypatch.setattr(studio.database.jobs, "set_statuses", spy)
+    events: list[StudioEvent] = []
+    studio.add_listener(events.append)
+    for jid in "abc":
+        studio._on_engine_event(Started(jid))
+    await until(lambda: sum(isinstance(e, JobStarted) for e in events) == 3)
+    assert calls == [(["a", "b", "c"], "running")]
+
+    good, bad = Image.new("RGB", (64, 64), "red"), Image.new("RGB", (64, 64), "blue")
+    real_encode = studio_module.encode_png
+
+    def encode(image: Image.Image, text: str) -> bytes:
+        if image is bad:
+            raise OSError("No space left on device")
+        return real_encode(image, text)
+
+    monkeypatch.setattr(studio_module, "encode_png", encode)
+    for jid, image in (("a", good), ("b", bad), ("c", good)):
+        studio._on_engine_event(Finished(jid, JobResult(jid, (image,), (9,), 0.1)))
+    await until(lambda: sum(isinstance(e, JobDone | JobFailed) for e in events) == 3)
+    assert calls[1:] == [(["b"], "failed"), (["a", "c"], "done")]
+    failed = [e for e in events if isinstance(e, JobFailed)]
+    assert [e.job_id for e in failed] == ["b"] and "`b`" in failed[0].message
+    assert [e.job_id for e in events if isinstance(e, JobDone)] == ["a", "c"]
+    rows = {jid: await studio.database.jobs.get(jid) for jid in "abc"}
+    assert {jid: r.status for jid, r in rows.items()} == {"a": "done", "b": "failed", "c": "done"}  # type: ignore[union-attr]
+    assert [len(await studio.database.images.for_job(jid)) for jid in "abc"] == [1, 0, 1]
+
+
+async def test_a_result_for_a_job_missing_from_the_log_is_logged_not_published(
+        studio: Studio, caplog: pytest.LogCaptureFixture) -> None:
+    events: list[StudioEvent] = []
+    studio.add_listener(events.append)
+    studio._on_engine_event(Finished("ghost", JobResult("ghost", (Image.new("RGB", (8, 8)),), (1,), 0.1)))
+    await until(lambda: "could not record the result" in caplog.text)
+    assert "ghost" in caplog.text and not events

@@ -14,7 +14,7 @@ from PIL import Image
 from config import Config
 from inference import executor as executor_module
 from inference.engine import Engine
-from inference.executor import GpuExecutor
+from inference.executor import PROGRESS_EVERY_S, GpuExecutor
 from inference.jobs import (
     Cancelled,
     Failed,
@@ -43,7 +43,7 @@ def pixels(image: Image.Image) -> np.ndarray:
 
 @pytest.fixture
 async def engine(tiny_config: Config):
-    eng = Engine(tiny_config, GpuExecutor(tiny_config))
+    eng = Engine(tiny_config, GpuExecutor(tiny_config, progress_interval_s=0))  # every step reported
     rec = Recorder()
     eng.add_listener(rec)
     await eng.start(warm_up=False)
@@ -138,6 +138,22 @@ async def test_progress_events_arrive_in_order_on_the_loop_thread(engine: Engine
     kinds = [type(e) for e in rec.events if e.job_id == "p"]
     assert kinds.index(Started) < kinds.index(Progress) < kinds.index(Finished)
     assert engine.executor.thread_ident != threading.get_ident()
+
+
+async def test_progress_is_reported_at_most_once_per_interval(tiny_config: Config) -> None:
+    """The default reports a step at most every PROGRESS_EVERY_S: a fast job sends far fewer
+    progress events than it has steps, and its result still arrives."""
+    eng = Engine(tiny_config, GpuExecutor(tiny_config, progress_interval_s=3600))
+    rec = Recorder()
+    eng.add_listener(rec)
+    await eng.start(warm_up=False)
+    try:
+        eng.submit(t2i("quiet", steps=5))
+        assert isinstance(await rec.outcome("quiet"), Finished)
+        assert rec.of("quiet", Started) and not rec.of("quiet", Progress)
+    finally:
+        await eng.stop()
+    assert GpuExecutor.__init__.__kwdefaults__["progress_interval_s"] == PROGRESS_EVERY_S > 0
 
 
 async def test_cancel_a_queued_job(engine: Engine) -> None:

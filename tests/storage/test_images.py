@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from storage import Database, ImageRow
+from storage.images import NewImage
 from tests.storage.helpers import add_job
 
 
@@ -58,3 +59,24 @@ async def test_a_negative_index_is_refused(db: Database) -> None:
     await add_job(db, "j1")
     with pytest.raises(ValueError, match="must not be negative"):
         await add(db, "j1", -1)
+
+
+async def test_many_images_of_several_jobs_are_recorded_in_one_call(db: Database) -> None:
+    await add_job(db, "j1")
+    await add_job(db, "j2")
+    await db.images.add_many([NewImage("j1", 0, 5, "/o/a.png", 64, 64, "aa" * 32, 10),
+                              NewImage("j1", 1, 6, "/o/b.png", 64, 64, "bb" * 32, 11, nsfw=True),
+                              NewImage("j2", 0, 7, "/o/c.png", 32, 32, "cc" * 32, 12)])
+    assert [(r.idx, r.seed, r.nsfw) for r in await db.images.for_job("j1")] == [(0, 5, False), (1, 6, True)]
+    assert [(r.path, r.width) for r in await db.images.for_job("j2")] == [(Path("/o/c.png"), 32)]
+    await db.images.add_many([])  # nothing to do is no error
+
+
+async def test_one_unknown_job_records_none_of_the_images(db: Database) -> None:
+    await add_job(db, "j1")
+    with pytest.raises(LookupError, match="no job ghost$"):
+        await db.images.add_many([NewImage("j1", 0, 5, "/o/a.png", 64, 64, "aa" * 32, 10),
+                                  NewImage("ghost", 0, 6, "/o/b.png", 64, 64, "bb" * 32, 11)])
+    assert await db.images.for_job("j1") == []
+    with pytest.raises(ValueError, match="must not be negative"):
+        await db.images.add_many([NewImage("j1", -1, 5, "/o/a.png", 64, 64, "aa" * 32, 10)])

@@ -216,3 +216,28 @@ async def test_a_closed_database_says_so(db_path: Path) -> None:
     await db.close()  # twice is fine
     with pytest.raises(RuntimeError, match="database is closed"):
         await db.jobs.get("j1")
+
+
+async def test_a_batch_of_jobs_moves_in_one_call(db: Database, clock: Clock) -> None:
+    for job_id in ("a", "b", "c"):
+        await add_job(db, job_id)
+    await db.jobs.set_statuses(["a", "b"], "running")
+    clock.advance(5)
+    await db.jobs.set_statuses(["a", "b"], "failed", error="boom")
+    rows = {j: await db.jobs.get(j) for j in ("a", "b", "c")}
+    assert [(r.status, r.error) for r in rows.values()] == [("failed", "boom"), ("failed", "boom"), ("queued", None)]  # type: ignore[union-attr]
+    assert rows["a"].finished_at == rows["a"].started_at + 5  # type: ignore[union-attr,operator]
+    await db.jobs.set_statuses([], "done")  # nothing to do is no error
+
+
+async def test_a_batch_with_unknown_jobs_names_them_and_moves_the_rest(db: Database) -> None:
+    await add_job(db, "a")
+    await add_job(db, "b")
+    await finish(db, "b")
+    await deliver(db, "b")
+    with pytest.raises(LookupError, match="no job ghost, phantom$"):
+        await db.jobs.set_statuses(["ghost", "a", "b", "phantom"], "running")
+    assert (await db.jobs.get("a")).status == "running"  # type: ignore[union-attr]
+    assert (await db.jobs.get("b")).status == "delivered"  # type: ignore[union-attr]
+    await db.jobs.set_statuses(["a", "b"], "done")  # a delivered job in the batch is left alone, no error
+    assert (await db.jobs.get("a")).status == "done"  # type: ignore[union-attr]
