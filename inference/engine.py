@@ -28,7 +28,7 @@ from inference.batching import BatchPolicy
 from inference.eta import EtaEstimator
 from inference.executor import GpuExecutor, Outcome, internal_error_message
 from inference.jobs import Cancelled, Failed, Finished, Job, JobError, JobEvent, Queued, TextToImageJob
-from inference.prepare import PreparedJob, prepare
+from inference.prepare import PreparedJob, needs_preparing, prepare
 from inference.presets import detect_family, preset_for
 from inference.scheduler import FairQueue
 from inference.validation import ModelInfo
@@ -358,7 +358,11 @@ class Engine:
     async def _run(self, batch: list[Job]) -> None:
         try:
             prepared: list[PreparedJob] = []
-            for job, ready in zip(batch, await asyncio.to_thread(_prepare_all, batch), strict=True):
+            # Text-to-image jobs have no inputs to decode: no trip to a helper thread (each trip wakes
+            # threads that take the GIL from the GPU thread).
+            readied = (await asyncio.to_thread(_prepare_all, batch) if any(needs_preparing(j) for j in batch)
+                       else [PreparedJob(j) for j in batch])
+            for job, ready in zip(batch, readied, strict=True):
                 if isinstance(ready, JobError):
                     self._finish(job, Failed(job.job_id, str(ready)))
                 else:

@@ -30,6 +30,11 @@ def _open(path: str, what: str) -> Image.Image:
         raise JobError(f"The {what} of this job could not be read any more ({type(exc).__name__}).") from None
 
 
+def needs_preparing(job: Job) -> bool:
+    """Whether :func:`prepare` has files to read for this job (text-to-image jobs have none)."""
+    return isinstance(job, AnimeJob | ImageToImageJob | InpaintJob)
+
+
 def prepare(job: Job) -> PreparedJob:
     """Decode and size a job's input images (files stored by the job log)."""
     if isinstance(job, AnimeJob):

@@ -23,8 +23,8 @@ from inference import executor as executor_module
 from inference.batching import REPROBE_EVERY, BatchPolicy, shape_key
 from inference.engine import Engine
 from inference.executor import BusyStats, GpuExecutor
-from inference.jobs import Finished, ImageToImageJob, JobEvent
-from inference.prepare import PreparedJob
+from inference.jobs import Finished, ImageToImageJob, JobEvent, TextToImageJob
+from inference.prepare import PreparedJob, needs_preparing
 from studio import JobDone, RequestContext, Studio, StudioEvent
 from tests.inference.engine_helpers import (
     GUARD_S,
@@ -73,6 +73,23 @@ async def test_the_next_batch_is_queued_on_the_gpu_thread_before_the_previous_on
     assert ready == [True, True, True]
     assert prepared_on and not prepared_on & {threading.get_ident(), engine.executor.thread_ident}
     assert 0 < status.busy_fraction <= 1
+
+
+async def test_text_to_image_jobs_skip_the_helper_thread(tiny_config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    """They have no inputs to decode: no trip to a helper thread (and no thread woken) per batch."""
+    engine, outcomes = await started_engine(tiny_config)
+    prepared: list[str] = []
+    original_prepare = engine_module.prepare
+    monkeypatch.setattr(engine_module, "prepare", lambda job: prepared.append(job.job_id) or original_prepare(job))
+    try:
+        engine.submit(TextToImageJob(job_id="t", owner=1, prompt="a fox", width=64, height=64, steps=2,
+                                     model="tiny", seed=1))
+        assert isinstance(await outcomes.get("t"), Finished)
+    finally:
+        await engine.stop()
+    assert prepared == []
+    assert needs_preparing(ImageToImageJob(job_id="v", owner=1, prompt="a fox", init_image="x.png", width=64,
+                                           height=64, steps=2, strength=0.5, model="tiny", seed=1))
 
 
 async def test_a_result_listener_that_blocks_the_loop_does_not_hold_up_the_gpu(
