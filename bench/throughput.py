@@ -1,6 +1,6 @@
 """Bench: N jobs from several members through the whole bot except Discord, against raw pipeline calls.
 
-    python bench/throughput.py [--jobs 50] [--users 5] [--size 64] [--steps 4] [--threads 1] [--rounds 3]
+    python bench/throughput.py [--jobs 50] [--users 5] [--size 64] [--steps 4] [--threads 1] [--rounds 5]
 
 Each member submits their share of the jobs at once through the studio, exactly as the cogs do:
 the job is committed to a temporary SQLite job log, queued fairly, run on the GPU thread, its PNG
@@ -74,9 +74,10 @@ class EngineRun:
         return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
-def make_jobs(n: int, users: int, *, size: int, steps: int, guidance: float, model: str) -> list[TextToImageJob]:
+def make_jobs(n: int, users: int, *, size: int, steps: int, guidance: float, model: str,
+              prefix: str = "") -> list[TextToImageJob]:
     """``n`` compatible jobs, members taking turns; each has its own prompt and seed."""
-    return [t2i(f"job{i:04d}", size=size, steps=steps, guidance=guidance, seed=1000 + i, owner=100 + i % users,
+    return [t2i(f"{prefix}job{i:04d}", size=size, steps=steps, guidance=guidance, seed=1000 + i, owner=100 + i % users,
                 model=model, prompt=PROMPTS[i % len(PROMPTS)]) for i in range(n)]
 
 
@@ -89,17 +90,20 @@ def raw_seconds(pipe: Any, jobs: list[TextToImageJob], batch: int) -> float:
 class UploadSink:
     """Stands in for the Discord poster (cogs/delivery.py): a plain listener that leaves progress
     events alone and spawns an "upload" per result, which sleeps like one and then marks the job
-    delivered in the job log."""
+    delivered in the job log. :meth:`expect` starts a new backlog."""
 
-    def __init__(self, studio: Studio, expected: int, upload_s: float) -> None:
+    def __init__(self, studio: Studio, upload_s: float) -> None:
         self.studio = studio
         self.upload_s = upload_s
-        self.expected = expected
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.expect(0)
+
+    def expect(self, jobs: int) -> None:
+        self.expected = jobs
         self.stored: dict[str, float] = {}
         self.posted: dict[str, float] = {}
         self.failures: list[str] = []
         self.all_posted = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
 
     def __call__(self, event: StudioEvent) -> None:
         if isinstance(event, JobFailed):
@@ -122,73 +126,96 @@ class UploadSink:
             self.all_posted.set()
 
 
-async def run_engine(config: Config, jobs: list[TextToImageJob], upload_s: float, label: str) -> EngineRun:
-    """Serve ``jobs`` through a fresh studio (job log, engine, encoder) with every member submitting at once."""
-    studio = Studio(config, engine=Engine(config, GpuExecutor(config)))
-    sink = UploadSink(studio, len(jobs), upload_s)
-    studio.add_listener(sink)
-    await studio.start(warm_up=True)
-    studio.engine.executor.reset_busy_stats()
-    submitted: dict[str, float] = {}
+class Bot:
+    """One studio (job log, engine, encoder) and its upload sink, started once and fed backlog after
+    backlog, like a bot that has been up for a while."""
 
-    async def member(own: list[TextToImageJob]) -> None:
-        for job in own:
-            submitted[job.job_id] = time.perf_counter()
-            await studio.submit(job, RequestContext(user_id=job.owner, guild_id=1, channel_id=1))
+    def __init__(self, config: Config, upload_s: float, label: str) -> None:
+        self.studio = Studio(config, engine=Engine(config, GpuExecutor(config)))
+        self.sink = UploadSink(self.studio, upload_s)
+        self.studio.add_listener(self.sink)
+        self.label = label
 
-    owners = sorted({j.owner for j in jobs})
-    try:
+    async def start(self) -> None:
+        await self.studio.start(warm_up=True)
+
+    async def close(self) -> None:
+        await self.studio.close()
+
+    async def serve(self, jobs: list[TextToImageJob]) -> EngineRun:
+        """Every member submits their share of ``jobs`` at once; returns when every result is posted."""
+        studio, sink = self.studio, self.sink
+        sink.expect(len(jobs))
+        studio.engine.executor.reset_busy_stats()
+        submitted: dict[str, float] = {}
+
+        async def member(own: list[TextToImageJob]) -> None:
+            for job in own:
+                submitted[job.job_id] = time.perf_counter()
+                await studio.submit(job, RequestContext(user_id=job.owner, guild_id=1, channel_id=1))
+
+        owners = sorted({j.owner for j in jobs})
         await asyncio.gather(*(member([j for j in jobs if j.owner == o]) for o in owners))
         await asyncio.wait_for(sink.all_posted.wait(), timeout=3600)
         if sink.failures:
             raise RuntimeError("; ".join(sink.failures[:3]))
         stats = studio.engine.executor.busy_stats()
-        policy = studio.engine.policy.summary()
-    finally:
-        await studio.close()
-    start = min(submitted.values())
-    run = EngineRun(label, max(sink.stored.values()) - start, max(sink.posted.values()) - start,
-                    [sink.posted[j] - submitted[j] for j in submitted], stats.fraction, stats.batches, len(jobs))
-    decided = ", ".join(f"{r['shape'][2]}px batching={'on' if r['batching'] else 'off'}" for r in policy
-                        if r["batching"] is not None)
-    print(f"  engine, {label:<12} {run.jobs_per_s:7.2f} jobs/s served, {run.jobs / run.posted_s:7.2f} posted, "
-          f"p50 {run.percentile(0.5):.3f} s, p95 {run.percentile(0.95):.3f} s, busy {run.busy_fraction:.4f} "
-          f"({run.batches} batches{'; ' + decided if decided else ''})", flush=True)
-    return run
+        start = min(submitted.values())
+        run = EngineRun(self.label, max(sink.stored.values()) - start, max(sink.posted.values()) - start,
+                        [sink.posted[j] - submitted[j] for j in submitted], stats.fraction, stats.batches, len(jobs))
+        decided = ", ".join(f"{r['shape'][2]}px batching={'on' if r['batching'] else 'off'}"
+                            for r in studio.engine.policy.summary() if r["batching"] is not None)
+        print(f"  engine, {self.label:<12} {run.jobs_per_s:7.2f} jobs/s served, {run.jobs / run.posted_s:7.2f} posted, "
+              f"p50 {run.percentile(0.5):.3f} s, p95 {run.percentile(0.95):.3f} s, busy {run.busy_fraction:.4f} "
+              f"({run.batches} batches{'; ' + decided if decided else ''})", flush=True)
+        return run
 
 
-async def one_round(config: Config, jobs: list[TextToImageJob], upload_s: float, work: Path,
-                    max_batch: int) -> dict[str, float]:
-    """Raw calls, the engine with batching off and on, raw calls again: the machine is shared, so the
-    ceiling is the mean of the raw runs on either side of the engine runs."""
+async def measure(config: Config, args: argparse.Namespace, work: Path, *, size: int, steps: int,
+                  guidance: float, jobs_n: int) -> list[dict[str, float]]:
+    """Rounds of: raw calls in batches, the bot with batching on, raw calls in batches again; raw
+    calls one by one, the bot with batching off, raw one by one again. Each bot run is compared
+    with the raw runs right around it (the machine's speed drifts over seconds when it is shared).
+    The raw calls run on this thread while both bots sit idle."""
     from inference.loader import load_model
 
-    model = load_model(config.model, config.device, config.base_dir)
-    pipe = model.pipes[JobKind.IMAGINE]
-
-    def raw() -> tuple[float, float]:
-        single = len(jobs) / raw_seconds(pipe, jobs, 1)
-        batched = len(jobs) / raw_seconds(pipe, jobs, max_batch) if max_batch > 1 else single
-        print(f"  raw pipeline calls: {single:7.2f} jobs/s one by one, {batched:7.2f} jobs/s in batches of "
-              f"{max_batch}", flush=True)
-        return single, batched
-
-    before = raw()
-    off = await run_engine(with_queue(_fresh(config, work / "off"), max_batch=1), jobs, upload_s, "batching off")
-    on = await run_engine(_fresh(config, work / "on"), jobs, upload_s, "batching on")
-    after = raw()
-    raw_single, raw_batched = (before[0] + after[0]) / 2, (before[1] + after[1]) / 2
-    ceiling = max(raw_single, raw_batched)
-    return {
-        "jobs_per_s": on.jobs_per_s, "posted_jobs_per_s": on.jobs / on.posted_s, "raw_jobs_per_s": ceiling,
-        "raw_single_jobs_per_s": raw_single, "raw_batched_jobs_per_s": raw_batched,
-        "engine_batching_off_jobs_per_s": off.jobs_per_s,
-        "busy_fraction": on.busy_fraction, "busy_fraction_batching_off": off.busy_fraction,
-        "throughput_ratio_vs_raw": on.jobs_per_s / ceiling,
-        "throughput_ratio_batching_off_vs_raw_single": off.jobs_per_s / raw_single,
-        "batching_gain": on.jobs_per_s / off.jobs_per_s,
-        "p50_latency_s": on.percentile(0.5), "p95_latency_s": on.percentile(0.95),
-    }
+    pipe = load_model(config.model, config.device, config.base_dir).pipes[JobKind.IMAGINE]
+    bots = {"on": Bot(_fresh(config, work / "on"), args.upload_ms / 1000, "batching on"),
+            "off": Bot(with_queue(_fresh(config, work / "off"), max_batch=1), args.upload_ms / 1000, "batching off")}
+    for bot in bots.values():
+        await bot.start()
+    results = []
+    try:
+        for r in range(args.rounds):
+            print(f"round {r + 1}/{args.rounds}: {jobs_n} jobs from {args.users} members, {size} px, {steps} steps, "
+                  f"{torch.get_num_threads()} torch thread(s)", flush=True)
+            jobs = make_jobs(jobs_n, args.users, size=size, steps=steps, guidance=guidance,
+                             model=config.model.display_name, prefix=f"r{r}-")
+            batched = [jobs_n / raw_seconds(pipe, jobs, args.max_batch)]
+            on = await bots["on"].serve(jobs)
+            batched.append(jobs_n / raw_seconds(pipe, jobs, args.max_batch))
+            single = [jobs_n / raw_seconds(pipe, jobs, 1)]
+            off = await bots["off"].serve(jobs)
+            single.append(jobs_n / raw_seconds(pipe, jobs, 1))
+            raw_single, raw_batched = statistics.mean(single), statistics.mean(batched)
+            print(f"  raw pipeline calls: {raw_single:7.2f} jobs/s one by one ({single[0]:.2f}, {single[1]:.2f}), "
+                  f"{raw_batched:7.2f} jobs/s in batches of {args.max_batch} ({batched[0]:.2f}, {batched[1]:.2f})",
+                  flush=True)
+            ceiling = max(raw_single, raw_batched)
+            results.append({
+                "jobs_per_s": on.jobs_per_s, "posted_jobs_per_s": on.jobs / on.posted_s, "raw_jobs_per_s": ceiling,
+                "raw_single_jobs_per_s": raw_single, "raw_batched_jobs_per_s": raw_batched,
+                "engine_batching_off_jobs_per_s": off.jobs_per_s,
+                "busy_fraction": on.busy_fraction, "busy_fraction_batching_off": off.busy_fraction,
+                "throughput_ratio_vs_raw": on.jobs_per_s / ceiling,
+                "throughput_ratio_batching_off_vs_raw_single": off.jobs_per_s / raw_single,
+                "batching_gain": on.jobs_per_s / off.jobs_per_s,
+                "p50_latency_s": on.percentile(0.5), "p95_latency_s": on.percentile(0.95),
+            })
+    finally:
+        for bot in bots.values():
+            await bot.close()
+    return results
 
 
 def _fresh(config: Config, folder: Path) -> Config:
@@ -201,13 +228,7 @@ def _fresh(config: Config, folder: Path) -> Config:
 
 def rounds(config: Config, args: argparse.Namespace, work: Path, *, size: int, steps: int, guidance: float,
            jobs_n: int) -> dict[str, Any]:
-    jobs = make_jobs(jobs_n, args.users, size=size, steps=steps, guidance=guidance, model=config.model.display_name)
-    results = []
-    for r in range(args.rounds):
-        print(f"round {r + 1}/{args.rounds}: {jobs_n} jobs from {args.users} members, {size} px, {steps} steps, "
-              f"{torch.get_num_threads()} torch thread(s)", flush=True)
-        results.append(asyncio.run(one_round(config, jobs, args.upload_ms / 1000, work / f"round{r}",
-                                             args.max_batch)))
+    results = asyncio.run(measure(config, args, work, size=size, steps=steps, guidance=guidance, jobs_n=jobs_n))
     summary: dict[str, Any] = {k: round(statistics.median(r[k] for r in results), 4) for k in results[0]}
     summary["rounds"] = [{k: round(v, 4) for k, v in r.items()} for r in results]
     return summary
@@ -223,7 +244,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--max-batch", type=int, default=4, help="queue.max_batch (default 4)")
     parser.add_argument("--batch-wait-ms", type=int, default=5, help="queue.batch_wait_ms (default 5)")
     parser.add_argument("--upload-ms", type=float, default=50, help="simulated upload time per result (default 50)")
-    parser.add_argument("--rounds", type=int, default=3, help="repeat everything; JSON has medians (default 3)")
+    parser.add_argument("--rounds", type=int, default=5, help="repeat everything; JSON has medians (default 5)")
     parser.add_argument("--sd15", choices=("auto", "skip", "cuda", "cpu"), default="auto",
                         help="also serve a random full-size SD 1.5: auto = on CUDA only (default)")
     parser.add_argument("--sd15-jobs", type=int, default=20, help="jobs for the full-size run (default 20)")

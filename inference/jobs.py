@@ -41,10 +41,11 @@ class Job:
         return None
 
     def to_params(self) -> dict[str, Any]:
-        """The parameters as a JSON-friendly dict (what the job log stores and /history redoes)."""
-        data = dataclasses.asdict(self)
-        data.pop("job_id")
-        data.pop("owner")
+        """The parameters as a JSON-friendly dict (what the job log stores and /history redoes).
+
+        Every field is a str, number, enum or tuple of those, so a shallow copy is a safe one (and
+        several times cheaper than ``dataclasses.asdict``'s deep copy, on the event loop per job)."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("job_id", "owner")}
         data["kind"] = str(self.kind)
         return data
 
