@@ -282,21 +282,32 @@ class Studio:
         self._jobs.pop(job_id, None)
         self._contexts.pop(job_id, None)
 
-    async def _job(self, job_id: str) -> J.Job:
+    async def _job(self, job_id: str) -> J.Job | None:
+        """The job (kept in memory while it is queued or running, else read back from the log)."""
         job = self._jobs.get(job_id)
         if job is None:
             row = await self.database.jobs.get(job_id)
             if row is None:
-                raise LookupError(f"there is no job {job_id}")
+                return None
             job = J.job_from_params(row.job_id, row.user_id, row.params)
         return job
 
     async def _save_results(self, results: list[J.JobResult]) -> list[StudioEvent]:
         """Encode and store the images of finished jobs, record them, and return the events to publish:
         ``JobDone`` per job, or ``JobFailed`` for a job whose images could not be encoded or saved."""
-        jobs = [await self._job(result.job_id) for result in results]
+        jobs: list[J.Job] = []
+        kept: list[J.JobResult] = []
+        for result in results:
+            job = await self._job(result.job_id)
+            if job is None:  # forgotten while it ran: nothing to record it against
+                log.warning("job %s finished but is no longer in the job log; its images are dropped", result.job_id)
+                continue
+            jobs.append(job)
+            kept.append(result)
+        results = kept
         texts = [[parameters_text(job, seed, im.width, im.height, self._sampler_label(job))
-                  for im, seed in zip(result.images, result.seeds, strict=False)] for job, result in zip(jobs, results, strict=True)]
+                  for im, seed in zip(result.images, result.seeds, strict=False)]
+                 for job, result in zip(jobs, results, strict=True)]
 
         def encode_and_store() -> list[list[StoredFile] | None]:  # one hop to a worker thread for all images
             stored: list[list[StoredFile] | None] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -146,10 +147,29 @@ async def test_a_batch_is_recorded_together_and_an_image_that_cannot_be_saved_fa
     assert [len(await studio.database.images.for_job(jid)) for jid in "abc"] == [1, 0, 1]
 
 
-async def test_a_result_for_a_job_missing_from_the_log_is_logged_not_published(
+async def test_a_result_for_a_job_missing_from_the_log_is_dropped_and_its_companions_recorded(
         studio: Studio, caplog: pytest.LogCaptureFixture) -> None:
+    await studio.database.jobs.add(job_id="kept", kind="imagine", user_id=1, guild_id=None, channel_id=6,
+                                   params=job("kept").to_params())
     events: list[StudioEvent] = []
     studio.add_listener(events.append)
-    studio._on_engine_event(Finished("ghost", JobResult("ghost", (Image.new("RGB", (8, 8)),), (1,), 0.1)))
-    await until(lambda: "could not record the result" in caplog.text)
-    assert "ghost" in caplog.text and not events
+    for jid in ("ghost", "kept"):
+        studio._on_engine_event(Finished(jid, JobResult(jid, (Image.new("RGB", (8, 8)),), (1,), 0.1)))
+    await until(lambda: any(isinstance(e, JobDone) for e in events))
+    assert [e.job_id for e in events] == ["kept"]
+    assert "ghost finished but is no longer in the job log" in caplog.text
+    assert await studio.database.images.for_job("ghost") == []
+
+
+async def test_a_start_that_cannot_be_written_is_logged_and_not_announced(
+        studio: Studio, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    async def broken(job_ids: list[str], status: str, **kw: Any) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(studio.database.jobs, "set_statuses", broken)
+    events: list[StudioEvent] = []
+    studio.add_listener(events.append)
+    studio._on_engine_event(Started("a"))
+    studio._on_engine_event(Started("b"))
+    await until(lambda: "could not record the start of job(s) a, b" in caplog.text)
+    assert not events
