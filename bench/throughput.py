@@ -64,6 +64,7 @@ class EngineRun:
     busy_fraction: float
     batches: int
     jobs: int
+    on_cpu_fraction: float  # of the GPU thread's time inside batches (BusyStats.on_cpu_fraction)
 
     @property
     def jobs_per_s(self) -> float:
@@ -162,11 +163,13 @@ class Bot:
         stats = studio.engine.executor.busy_stats()
         start = min(submitted.values())
         run = EngineRun(self.label, max(sink.stored.values()) - start, max(sink.posted.values()) - start,
-                        [sink.posted[j] - submitted[j] for j in submitted], stats.fraction, stats.batches, len(jobs))
+                        [sink.posted[j] - submitted[j] for j in submitted], stats.fraction, stats.batches, len(jobs),
+                        stats.on_cpu_fraction)
         decided = ", ".join(f"{r['shape'][2]}px batching={'on' if r['batching'] else 'off'}"
                             for r in studio.engine.policy.summary() if r["batching"] is not None)
         print(f"  engine, {self.label:<12} {run.jobs_per_s:7.2f} jobs/s served, {run.jobs / run.posted_s:7.2f} posted, "
               f"p50 {run.percentile(0.5):.3f} s, p95 {run.percentile(0.95):.3f} s, busy {run.busy_fraction:.4f} "
+              f"(on CPU {run.on_cpu_fraction:.3f}) "
               f"({run.batches} batches{'; ' + decided if decided else ''})", flush=True)
         return run
 
@@ -207,6 +210,7 @@ async def measure(config: Config, args: argparse.Namespace, work: Path, *, size:
                 "raw_single_jobs_per_s": raw_single, "raw_batched_jobs_per_s": raw_batched,
                 "engine_batching_off_jobs_per_s": off.jobs_per_s,
                 "busy_fraction": on.busy_fraction, "busy_fraction_batching_off": off.busy_fraction,
+                "gpu_thread_on_cpu_fraction": on.on_cpu_fraction,
                 "throughput_ratio_vs_raw": on.jobs_per_s / ceiling,
                 "throughput_ratio_batching_off_vs_raw_single": off.jobs_per_s / raw_single,
                 "batching_gain": on.jobs_per_s / off.jobs_per_s,

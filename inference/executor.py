@@ -73,10 +73,19 @@ class BusyStats:
     busy_s: float
     wall_s: float
     batches: int
+    cpu_s: float = 0.0  # the thread's own CPU time inside finished batches (time.thread_time)
+    finished_busy_s: float = 0.0  # busy_s without the batch running now, to compare with cpu_s
 
     @property
     def fraction(self) -> float:
         return min(1.0, self.busy_s / self.wall_s) if self.wall_s > 0 else 0.0
+
+    @property
+    def on_cpu_fraction(self) -> float:
+        """Of the time inside batches, the share the thread was running rather than waiting for
+        the GIL or a core. With one torch thread a raw loop is ~1.0; what is missing is what the
+        rest of the process took from the GPU thread (independent of the machine's speed)."""
+        return min(1.0, self.cpu_s / self.finished_busy_s) if self.finished_busy_s > 0 else 0.0
 
 
 class _Relay:
@@ -132,7 +141,9 @@ class GpuExecutor:
         self.progress_interval_s = progress_interval_s
         self.thread_ident: int | None = None
         self._clock = time.perf_counter
+        self._cpu_clock = time.thread_time  # this thread's CPU seconds, read on the GPU thread
         self._busy_s = 0.0
+        self._cpu_s = 0.0
         self._batches = 0
         self._first_start: float | None = None
         self._last_end: float | None = None
@@ -210,12 +221,13 @@ class GpuExecutor:
                 return BusyStats(0.0, 0.0, self._batches)
             idle = self._running_since is None and self._queued == 0
             end = self._last_end if idle and self._last_end is not None else now
-            return BusyStats(busy, end - self._first_start, self._batches)
+            return BusyStats(busy, end - self._first_start, self._batches, self._cpu_s, self._busy_s)
 
     def reset_busy_stats(self) -> None:
         """Start a new measuring window (a bench calls this after the warm-up)."""
         with self._lock:
             self._busy_s = 0.0
+            self._cpu_s = 0.0
             self._batches = 0
             self._first_start = self._running_since
             self._last_end = None
@@ -279,6 +291,7 @@ class GpuExecutor:
             self._running_since = self._clock()
             if self._first_start is None:
                 self._first_start = self._running_since
+        cpu_start = self._cpu_clock()
         try:
             return self._run_batch(batch, emit)
         finally:
@@ -286,6 +299,7 @@ class GpuExecutor:
                 end = self._clock()
                 assert self._running_since is not None
                 self._busy_s += end - self._running_since
+                self._cpu_s += self._cpu_clock() - cpu_start
                 self._batches += 1
                 self._running_since = None
                 self._last_end = end

@@ -170,6 +170,8 @@ def test_busy_fraction_counts_gaps_between_batches_not_the_quiet_after(tiny_conf
     executor = GpuExecutor(tiny_config)
     clock = [100.0]
     executor._clock = lambda: clock[0]  # type: ignore[method-assign]
+    cpu = [10.0]
+    executor._cpu_clock = lambda: cpu[0]  # type: ignore[method-assign]
     inside = threading.Event()
     release = threading.Event()
 
@@ -177,6 +179,7 @@ def test_busy_fraction_counts_gaps_between_batches_not_the_quiet_after(tiny_conf
         inside.set()
         assert release.wait(GUARD_S)
         clock[0] += 2.0
+        cpu[0] += 1.5  # on the CPU for 1.5 of its 2 s; the rest it waited (for the GIL, a core)
         return []
 
     executor._run_batch = fake_batch  # type: ignore[method-assign]
@@ -190,16 +193,17 @@ def test_busy_fraction_counts_gaps_between_batches_not_the_quiet_after(tiny_conf
         running = executor.run_batch([], lambda e: None)
         assert inside.wait(GUARD_S)
         clock[0] += 0.5
-        assert executor.busy_stats() == BusyStats(2.5, 3.5, 1)  # a running batch counts up to now
+        assert executor.busy_stats() == BusyStats(2.5, 3.5, 1, 1.5, 2.0)  # a running batch counts up to now
         clock[0] -= 0.5
         release.set()
         running.result(GUARD_S)
         stats = executor.busy_stats()
-        assert stats == BusyStats(4.0, 5.0, 2) and stats.fraction == 0.8
+        assert stats == BusyStats(4.0, 5.0, 2, 3.0, 4.0) and stats.fraction == 0.8
+        assert stats.on_cpu_fraction == 0.75
         clock[0] += 50.0  # nothing to do: not counted
         assert executor.busy_stats() == stats
         executor.reset_busy_stats()
-        assert executor.busy_stats() == BusyStats(0.0, 0.0, 0)
+        assert executor.busy_stats() == BusyStats(0.0, 0.0, 0) and executor.busy_stats().on_cpu_fraction == 0.0
     finally:
         executor.shutdown()
 
