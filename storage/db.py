@@ -51,7 +51,7 @@ class Database:
         try:
             raw.row_factory = sqlite3.Row
             await raw.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
-            mode = await fetchone(raw, "PRAGMA journal_mode = WAL")
+            mode = await _switch_to_wal(raw)
             if mode is None or str(mode[0]).lower() != "wal":
                 log.warning("SQLite would not use WAL for %s (journal mode %s)", path, mode[0] if mode else "?")
             await raw.execute("PRAGMA foreign_keys = ON")
@@ -83,3 +83,20 @@ class Database:
             raise ValueError(f"older_than_days must be a positive number of days, not {older_than_days!r}")
         now = self._clock() if now is None else now
         return await prune_finished(self._conn, now - older_than_days * DAY)
+
+
+async def _switch_to_wal(raw: aiosqlite.Connection) -> sqlite3.Row | None:
+    """``PRAGMA journal_mode = WAL``, retried while another process switches the same new file.
+
+    Two connections converting a file at once can get "database is locked" at once, without the
+    busy timeout being waited (SQLite refuses to wait where waiting could deadlock); the other
+    side finishes within milliseconds, so try again until the busy timeout has passed.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            return await fetchone(raw, "PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() >= deadline:
+                raise
+        await asyncio.sleep(0.01)

@@ -7,10 +7,12 @@ import json
 import shutil
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 import pytest
 
+import storage.db as db_module
 from storage import Database
 from storage import migrations as M
 
@@ -206,3 +208,29 @@ async def test_an_in_memory_database_works_and_says_it_has_no_wal(caplog: pytest
     finally:
         await db.close()
     assert "would not use WAL" in caplog.text
+
+
+async def test_a_locked_wal_switch_is_retried_and_a_lasting_one_reported(
+        db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two processes switching a new file to WAL at once can get "database is locked" at once,
+    without SQLite waiting; opening tries again, and gives up with the error after the busy timeout."""
+    real = db_module.fetchone
+    refusals = [2]
+
+    async def flaky(raw: Any, sql: str, params: Any = ()) -> Any:
+        if "journal_mode" in sql and refusals[0] > 0:
+            refusals[0] -= 1
+            raise sqlite3.OperationalError("database is locked")
+        return await real(raw, sql, params)
+
+    monkeypatch.setattr(db_module, "fetchone", flaky)
+    db = await Database.open(db_path)
+    try:
+        assert refusals == [0] and await db.schema_version() == LATEST
+    finally:
+        await db.close()
+
+    refusals[0] = 10**6
+    monkeypatch.setattr(db_module, "BUSY_TIMEOUT_MS", 50)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        await Database.open(db_path.with_name("other.db"))
