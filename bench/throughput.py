@@ -6,14 +6,16 @@ Each member submits their share of the jobs at once through the studio, exactly 
 the job is committed to a temporary SQLite job log, queued fairly, run on the GPU thread, its PNG
 encoded with its parameters on a helper thread, saved, and recorded as done. Discord is replaced
 by a sink that "uploads" each result by sleeping ``--upload-ms`` (asynchronously, like an HTTP
-call) and then marks the job delivered in the job log. The same N jobs are also run as plain
-diffusers calls, one by one and in batches of ``--max-batch``, before and after the bot runs (the
-machine may be shared: the mean of the two is used); the faster way is the ceiling.
+call) and then marks the job delivered in the job log. Two bots, batching on and off
+(``max_batch = 1``), stay up across rounds, so "batching never lowers throughput" can be checked.
+The same N jobs also run as plain diffusers calls under ``torch.inference_mode()``, in batches of
+``--max-batch`` right before and after the batching-on bot and one by one right before and after
+the batching-off bot (the machine's speed drifts: the mean of the two is used); the faster way is
+the ceiling.
 
 Figures per round: jobs/s served (first submit -> last result stored), jobs/s posted (-> last
-upload done), p50/p95 latency submit -> posted, and the GPU thread's busy fraction while the
-backlog lasted (``GpuExecutor.busy_stats``). The engine runs twice per round, with batching off
-(``max_batch = 1``) and on, so "batching never lowers throughput" can be checked. Every run uses
+upload done), p50/p95 latency submit -> posted, the GPU thread's busy fraction while the backlog
+lasted and its on-CPU share of that time (``GpuExecutor.busy_stats``). Every run uses
 the same ``torch.set_num_threads``. On CUDA (or ``--sd15 cpu``) a random full-size SD 1.5 is also
 served with SD-Turbo-like settings (512 px, 1 step, no guidance). The last line is one JSON object
 (medians over rounds). See bench/README.md.
