@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from storage.connection import Connection
+from storage.jobs import missing_jobs
 from storage.rows import ImageRow, image_from_row
 
 
@@ -57,11 +58,9 @@ class Images:
         try:
             await self._conn.execute(sql, values)
         except sqlite3.IntegrityError as err:
-            ids = list(dict.fromkeys(i.job_id for i in images))
-            rows = await self._conn.fetchall(f"SELECT job_id FROM jobs WHERE job_id IN ({', '.join('?' * len(ids))})",
-                                             ids)
-            known = {row["job_id"] for row in rows}
-            raise LookupError(f"there is no job {', '.join(j for j in ids if j not in known)}") from err
+            async with self._conn.locked() as raw:
+                missing = await missing_jobs(raw, [i.job_id for i in images])
+            raise LookupError(f"there is no job {', '.join(missing)}") from err
 
     async def for_job(self, job_id: str) -> list[ImageRow]:
         rows = await self._conn.fetchall("SELECT * FROM images WHERE job_id = ? ORDER BY idx", (job_id,))

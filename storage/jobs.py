@@ -15,12 +15,22 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
+
 from storage.connection import Connection, changed, executemany, fetchall, fetchone
 from storage.rows import DELIVERABLE, STATUSES, HistoryPage, JobRow, job_from_row
 from storage.search import history_filter
 
 INPUT_ROLES = ("init_image", "mask_image")  # params keys naming input files the job owns
 MAX_PAGE = 100
+
+
+async def missing_jobs(raw: aiosqlite.Connection, job_ids: Sequence[str]) -> list[str]:
+    """The ids among ``job_ids`` that are not in the job log, in their order, once each."""
+    ids = list(dict.fromkeys(job_ids))
+    rows = await fetchall(raw, f"SELECT job_id FROM jobs WHERE job_id IN ({', '.join('?' * len(ids))})", ids)
+    known = {row["job_id"] for row in rows}
+    return [job_id for job_id in ids if job_id not in known]
 
 
 class JobLog:
@@ -108,11 +118,7 @@ class JobLog:
                 f" WHERE job_id IN ({marks}) AND status != 'delivered'",
                 [status, error, self._clock(), *job_ids],
             )
-            if count == len(set(job_ids)):
-                return
-            known = {row["job_id"] for row in await fetchall(
-                raw, f"SELECT job_id FROM jobs WHERE job_id IN ({', '.join('?' * len(job_ids))})", list(job_ids))}
-        missing = [job_id for job_id in job_ids if job_id not in known]
+            missing = [] if count == len(set(job_ids)) else await missing_jobs(raw, job_ids)
         if missing:
             raise LookupError(f"there is no job {', '.join(missing)}")
 
