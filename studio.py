@@ -295,23 +295,19 @@ class Studio:
     async def _save_results(self, results: list[J.JobResult]) -> list[StudioEvent]:
         """Encode and store the images of finished jobs, record them, and return the events to publish:
         ``JobDone`` per job, or ``JobFailed`` for a job whose images could not be encoded or saved."""
-        jobs: list[J.Job] = []
-        kept: list[J.JobResult] = []
+        finished: list[tuple[J.Job, J.JobResult, list[str]]] = []  # with each image's parameters text
         for result in results:
             job = await self._job(result.job_id)
             if job is None:  # forgotten while it ran: nothing to record it against
                 log.warning("job %s finished but is no longer in the job log; its images are dropped", result.job_id)
                 continue
-            jobs.append(job)
-            kept.append(result)
-        results = kept
-        texts = [[parameters_text(job, seed, im.width, im.height, self._sampler_label(job))
-                  for im, seed in zip(result.images, result.seeds, strict=False)]
-                 for job, result in zip(jobs, results, strict=True)]
+            sampler = self._sampler_label(job)
+            finished.append((job, result, [parameters_text(job, seed, im.width, im.height, sampler)
+                                           for im, seed in zip(result.images, result.seeds, strict=False)]))
 
         def encode_and_store() -> list[list[StoredFile] | None]:  # one hop to a worker thread for all images
             stored: list[list[StoredFile] | None] = []
-            for result, job_texts in zip(results, texts, strict=True):
+            for _, result, job_texts in finished:
                 try:
                     stored.append([self.outputs.write(encode_png(im, text), ".png")
                                    for im, text in zip(result.images, job_texts, strict=True)])
@@ -323,7 +319,7 @@ class Studio:
         stored_files = await asyncio.to_thread(encode_and_store)
         records: list[NewImage] = []
         events: list[StudioEvent] = []
-        for job, result, job_texts, files in zip(jobs, results, texts, stored_files, strict=True):
+        for (job, result, job_texts), files in zip(finished, stored_files, strict=True):
             if files is None:
                 message = internal_error_message(job.job_id)
                 await self.database.jobs.set_status(job.job_id, "failed", error=message)
