@@ -31,6 +31,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,7 @@ class UploadSink:
         self.studio = studio
         self.upload_s = upload_s
         self._tasks: set[asyncio.Task[None]] = set()
+        self.on_posted: Callable[[str], None] | None = None  # called with each job id once it is posted
         self.expect(0)
 
     def expect(self, jobs: int) -> None:
@@ -125,6 +127,8 @@ class UploadSink:
         await asyncio.sleep(self.upload_s)
         await jobs.mark_delivered(event.job_id, channel_id=1, message_id=len(self.posted) + 1)
         self.posted[event.job_id] = time.perf_counter()
+        if self.on_posted is not None:
+            self.on_posted(event.job_id)
         if len(self.posted) >= self.expected:
             self.all_posted.set()
 
