@@ -248,6 +248,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         serve_load_process(args.serve_load, args)
         return {}
 
+    wanted = {f"{place.strip()}_process" for place in args.places.split(",")}
+    if not wanted <= {"same_process", "other_process"}:
+        parser.error("--places takes same, other or same,other")
+
     from inference.loader import load_model
 
     torch.set_num_threads(1)
@@ -265,9 +269,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                    "load_seconds_per_job": round(seconds_per_job, 5), "pairs": args.pairs}
         places = {"same_process": lambda: ThreadLoad(config, args.size, args.steps),
                   "other_process": lambda: ProcessLoad(work, args, seconds_per_job)}
-        wanted = {f"{p.strip()}_process" for p in args.places.split(",")}
-        if not wanted or not wanted <= places.keys():
-            parser.error("--places takes same, other or same,other")
         for place, make in ((p, m) for p, m in places.items() if p in wanted):
             load = make()
             try:
