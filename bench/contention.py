@@ -153,7 +153,8 @@ class ThreadLoad:
         assert self._loop is not None and self._feeder is not None
         self._loop.call_soon_threadsafe(self._feeder.stop)
         if not self._idle.wait(60):  # what was queued is served and posted
-            raise RuntimeError("the load did not drain")
+            failures = self._feeder.bot.sink.failures
+            raise RuntimeError("the load did not drain" + (f": {'; '.join(failures[:3])}" if failures else ""))
         if self._feeder.error is not None:
             raise RuntimeError(self._feeder.error)
 
