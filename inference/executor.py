@@ -25,12 +25,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from queue import SimpleQueue
 from typing import Any
 
 import torch
 
 from config import Config, ModelConfig
+from inference.busy import BusyStats
 from inference.devices import free_memory, is_out_of_memory
 from inference.generate import ensure_sdpa, latent_preview, run_diffusion_batch
 from inference.jobs import (
@@ -47,6 +47,7 @@ from inference.jobs import (
 )
 from inference.loader import LoadedModel, load_model
 from inference.prepare import PreparedJob
+from inference.relay import Relay
 
 log = logging.getLogger(__name__)
 
@@ -59,57 +60,6 @@ OOM_MESSAGE = ("The GPU ran out of memory on this request, even when run on its 
 
 def internal_error_message(job_id: str) -> str:
     return f"Something went wrong while making this image (job `{job_id}`). The admins can find details in the log."
-
-
-@dataclass(frozen=True)
-class BusyStats:
-    """How much of the wall time the inference thread spent running batches.
-
-    ``wall_s`` runs from the start of the first batch (since the last reset) to now, or to the end
-    of the last batch when the thread is idle with nothing queued: gaps between batches count as
-    idle, the quiet time after the work ran out does not.
-    """
-
-    busy_s: float
-    wall_s: float
-    batches: int
-    cpu_s: float = 0.0  # the thread's own CPU time inside finished batches (time.thread_time)
-    finished_busy_s: float = 0.0  # busy_s without the batch running now, to compare with cpu_s
-
-    @property
-    def fraction(self) -> float:
-        return min(1.0, self.busy_s / self.wall_s) if self.wall_s > 0 else 0.0
-
-    @property
-    def on_cpu_fraction(self) -> float:
-        """Of the time inside batches, the share the thread was running rather than waiting for
-        the GIL or a core. With one torch thread a raw loop is ~1.0; what is missing is what the
-        rest of the process took from the GPU thread (independent of the machine's speed)."""
-        return min(1.0, self.cpu_s / self.finished_busy_s) if self.finished_busy_s > 0 else 0.0
-
-
-class _Relay:
-    """A thread that makes calls handed to it, in order, so the GPU thread never has to."""
-
-    def __init__(self) -> None:
-        self._calls: SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...]] | None] = SimpleQueue()
-        self._thread = threading.Thread(target=self._serve, name="easel-gpu-relay", daemon=True)
-        self._thread.start()
-
-    def call(self, fn: Callable[..., Any], *args: Any) -> None:
-        self._calls.put((fn, args))
-
-    def close(self) -> None:
-        self._calls.put(None)
-        self._thread.join()
-
-    def _serve(self) -> None:
-        while (item := self._calls.get()) is not None:
-            fn, args = item
-            try:
-                fn(*args)
-            except Exception:  # a closed loop or a broken listener must not stop the relay
-                log.exception("could not hand over %r from the GPU thread", args[:1])
 
 
 # Progress leaves the GPU thread at most this often per batch. Members see an edit every ~1.5 s
@@ -149,7 +99,7 @@ class GpuExecutor:
         self._last_end: float | None = None
         self._running_since: float | None = None
         self._queued = 0  # batches handed over and not started yet
-        self._relay = _Relay()
+        self._relay = Relay()
         self._pending: set[Future[list[Outcome]]] = set()
         threads = cpu_threads(config)
         if threads:

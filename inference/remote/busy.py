@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 
-from inference.executor import BusyStats
+from inference.busy import BusyStats
 
 
 class BusyClock:

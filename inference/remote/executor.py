@@ -29,7 +29,8 @@ from huggingface_hub import constants as hf_constants
 from PIL import Image
 
 from config import Config, ModelConfig
-from inference.executor import BusyStats, Emit, GpuExecutor, Outcome, internal_error_message
+from inference.busy import BusyStats
+from inference.executor import Emit, GpuExecutor, Outcome, internal_error_message
 from inference.jobs import (
     AnimeJob,
     Cancelled,
