@@ -72,7 +72,7 @@ class Feeder:
         self.error: str | None = None
         self.failed = asyncio.Event()
         self.submitted = self.posted = 0
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         bot.sink.expect(sys.maxsize)
         bot.sink.on_posted = self._posted
 
