@@ -53,6 +53,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 RETENTION_INTERVAL_S = 6 * 3600
+_DROPPED = "job %s finished but is no longer in the job log; its images are dropped"
 
 
 def new_job_id() -> str:
@@ -299,7 +300,7 @@ class Studio:
         for result in results:
             job = await self._job(result.job_id)
             if job is None:  # forgotten while it ran: nothing to record it against
-                log.warning("job %s finished but is no longer in the job log; its images are dropped", result.job_id)
+                log.warning(_DROPPED, result.job_id)
                 continue
             sampler = self._sampler_label(job)
             finished.append((job, result, [parameters_text(job, seed, im.width, im.height, sampler)
@@ -332,7 +333,15 @@ class Studio:
                                         stored.sha256, stored.size, nsfw))
                 saved.append(SavedImage(index, seed, stored.path, image.width, image.height, nsfw))
             events.append(JobDone(job.job_id, job, tuple(saved), tuple(job_texts), result.seconds, result.note))
-        await self.database.images.add_many(records)
+        try:
+            await self.database.images.add_many(records)
+        except LookupError:  # a job left the log while it ran (its member was forgotten): drop it alone
+            gone = set(await self.database.jobs.missing([r.job_id for r in records]))
+            for job_id in sorted(gone):
+                log.warning(_DROPPED, job_id)
+            records = [r for r in records if r.job_id not in gone]
+            events = [e for e in events if e.job_id not in gone]
+            await self.database.images.add_many(records)
         await self.database.jobs.set_statuses([e.job_id for e in events if isinstance(e, JobDone)], "done")
         return events
 

@@ -222,6 +222,13 @@ class JobLog:
             total = await fetchone(raw, f"SELECT count(*) FROM jobs WHERE {filt.where}", filt.params)
         return HistoryPage([job_from_row(r) for r in rows], int(total[0]) if total else 0)
 
+    async def missing(self, job_ids: Sequence[str]) -> list[str]:
+        """The ids among ``job_ids`` that are not (or no longer) in the log, in order, once each."""
+        if not job_ids:
+            return []
+        async with self._conn.locked() as raw:
+            return await missing_jobs(raw, job_ids)
+
     async def counts(self) -> dict[str, int]:
         """Jobs per status, every status present (0 when none)."""
         rows = await self._conn.fetchall("SELECT status, count(*) AS n FROM jobs GROUP BY status")

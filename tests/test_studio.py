@@ -161,6 +161,27 @@ async def test_a_result_for_a_job_missing_from_the_log_is_dropped_and_its_compan
     assert await studio.database.images.for_job("ghost") == []
 
 
+async def test_a_job_deleted_from_the_log_while_it_ran_is_dropped_without_its_companions(
+        studio: Studio, caplog: pytest.LogCaptureFixture) -> None:
+    """A member forgotten while their job ran in a batch: only their result is dropped; the other
+    member's result in the same batch is still recorded and announced."""
+    for jid, owner in (("gone", 7), ("kept", 8)):
+        await studio.database.jobs.add(job_id=jid, kind="imagine", user_id=owner, guild_id=None, channel_id=6,
+                                       params=job(jid, owner).to_params())
+        studio._jobs[jid] = job(jid, owner)  # queued or running: the studio keeps it in memory
+    await studio.database.forget(7)
+    events: list[StudioEvent] = []
+    studio.add_listener(events.append)
+    for jid in ("gone", "kept"):
+        studio._on_engine_event(Finished(jid, JobResult(jid, (Image.new("RGB", (8, 8)),), (1,), 0.1)))
+    await until(lambda: bool(events) or "could not record" in caplog.text)
+    assert [type(e).__name__ + ":" + e.job_id for e in events] == ["JobDone:kept"]
+    assert "gone finished but is no longer in the job log" in caplog.text
+    assert [i.job_id for i in await studio.database.images.for_job("kept")] == ["kept"]
+    assert (await studio.database.jobs.get("kept")).status == "done"  # type: ignore[union-attr]
+    assert await studio.database.jobs.get("gone") is None
+
+
 async def test_a_start_that_cannot_be_written_is_logged_and_not_announced(
         studio: Studio, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     async def broken(job_ids: list[str], status: str, **kw: Any) -> None:

@@ -241,3 +241,11 @@ async def test_a_batch_with_unknown_jobs_names_them_and_moves_the_rest(db: Datab
     assert (await db.jobs.get("b")).status == "delivered"  # type: ignore[union-attr]
     await db.jobs.set_statuses(["a", "b"], "done")  # a delivered job in the batch is left alone, no error
     assert (await db.jobs.get("a")).status == "done"  # type: ignore[union-attr]
+
+
+async def test_missing_names_the_ids_not_in_the_log_in_order_once_each(db: Database) -> None:
+    await add_job(db, "a")
+    await add_job(db, "c")
+    assert await db.jobs.missing(["x", "a", "y", "x", "c"]) == ["x", "y"]
+    assert await db.jobs.missing(["a", "c"]) == []
+    assert await db.jobs.missing([]) == []
