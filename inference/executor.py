@@ -31,6 +31,7 @@ import torch
 
 from config import Config, ModelConfig
 from inference.busy import BusyStats
+from inference.call_overhead import trim_call_overhead
 from inference.devices import free_memory, is_out_of_memory
 from inference.generate import ensure_sdpa, latent_preview, run_diffusion_batch
 from inference.jobs import (
@@ -215,11 +216,14 @@ class GpuExecutor:
                     free_memory(old.device)
                 self._models.clear()
             loaded = load_model(cfg, self.config.device, self.config.base_dir)
+            pipes = {id(p): p for p in loaded.pipes.values()}.values()
             if not self.config.device.attention_slicing:
                 attention: dict[str, int] = {}
-                for pipe in {id(p): p for p in loaded.pipes.values()}.values():
+                for pipe in pipes:
                     attention = ensure_sdpa(pipe)
                 log.info("model %s attention processors: %s", loaded.name, attention)
+            for pipe in pipes:
+                trim_call_overhead(pipe)
             self._models[cfg.display_name] = loaded
         return loaded
 
