@@ -68,6 +68,7 @@ class EngineRun:
     batches: int
     jobs: int
     on_cpu_fraction: float  # of the GPU thread's time inside batches (BusyStats.on_cpu_fraction)
+    gpu_span_s: float  # first batch start -> last batch end (BusyStats.wall_s)
 
     @property
     def jobs_per_s(self) -> float:
@@ -170,12 +171,12 @@ class Bot:
         start = min(submitted.values())
         run = EngineRun(self.label, max(sink.stored.values()) - start, max(sink.posted.values()) - start,
                         [sink.posted[j] - submitted[j] for j in submitted], stats.fraction, stats.batches, len(jobs),
-                        stats.on_cpu_fraction)
+                        stats.on_cpu_fraction, stats.wall_s)
         decided = ", ".join(f"{r['shape'][2]}px batching={'on' if r['batching'] else 'off'}"
                             for r in studio.engine.policy.summary() if r["batching"] is not None)
         print(f"  engine, {self.label:<12} {run.jobs_per_s:7.2f} jobs/s served, {run.jobs / run.posted_s:7.2f} posted, "
               f"p50 {run.percentile(0.5):.3f} s, p95 {run.percentile(0.95):.3f} s, busy {run.busy_fraction:.4f} "
-              f"(on CPU {run.on_cpu_fraction:.3f}) "
+              f"(on CPU {run.on_cpu_fraction:.3f}), outside batches {(run.served_s - run.gpu_span_s) * 1000:.0f} ms "
               f"({run.batches} batches{'; ' + decided if decided else ''})", flush=True)
         return run
 

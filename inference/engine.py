@@ -74,6 +74,7 @@ POSITIONS_EVERY_S = 0.25
 
 class Engine:
     IN_FLIGHT = 2  # batches handed to the GPU thread at once: one running, one ready behind it
+    ETA_KEYS_KEPT = 10_000  # a bound on the per-job eta key cache (the queue caps waiting jobs far lower)
 
     def __init__(self, config: Config, executor: GpuExecutor, *, queue: FairQueue | None = None,
                  eta: EtaEstimator | None = None, policy: BatchPolicy | None = None) -> None:
@@ -86,6 +87,7 @@ class Engine:
         self._positions: dict[str, tuple[int, int]] = {}
         self._in_flight: dict[str, Job] = {}
         self._started_at: dict[str, float] = {}
+        self._eta_keys: dict[str, str] = {}  # job id -> eta_key(job), while the job is known
         self._dispatcher: asyncio.Task[None] | None = None
         # An executor may ask for more batches at once (a remote one with several requests in the air).
         self._slots = asyncio.Semaphore(getattr(executor, "in_flight", self.IN_FLIGHT))
@@ -193,6 +195,7 @@ class Engine:
     def cancel(self, job_id: str) -> bool:
         """Cancel a queued job at once, or a running one between two steps. False if unknown."""
         if self.queue.cancel(job_id) is not None:
+            self._eta_keys.pop(job_id, None)
             self._emit(Cancelled(job_id))
             return True
         if job_id in self._in_flight:
@@ -204,11 +207,15 @@ class Engine:
         return job_id in self._in_flight or self.queue.position(job_id) is not None
 
     def position(self, job_id: str) -> tuple[int, int, float] | None:
-        """``(position, queue length, eta seconds)`` of a queued job, or None."""
-        pos = self.queue.position(job_id)
-        if pos is None:
-            return None
-        return pos, len(self.queue), self._eta(pos)
+        """``(position, queue length, eta seconds)`` of a queued job, or None. One pass over the
+        waiting order (asked on every submit, with a backlog of any length)."""
+        order = self.queue.order()
+        eta = sum(self._remaining(j) for j in self._in_flight.values())
+        for pos, job in enumerate(order, start=1):
+            if job.job_id == job_id:
+                return pos, len(order), eta
+            eta += self.eta.estimate(self._eta_key(job))
+        return None
 
     def model_info(self, name: str = "") -> ModelInfo:
         """Preset, tokenizer and LoRAs of a model, for validating a request on the event loop."""
@@ -258,14 +265,19 @@ class Engine:
         for event in events:
             self._emit(event)
 
-    def _eta(self, position: int) -> float:
-        ahead = self.queue.order()[: max(0, position - 1)]
-        running = [self._remaining(j) for j in self._in_flight.values()]
-        return sum(self.eta.estimate(eta_key(j)) for j in ahead) + sum(running)
+    def _eta_key(self, job: Job) -> str:
+        """:func:`eta_key`, worked out once per job: positions and ETAs ask for every waiting job
+        again and again while it waits."""
+        key = self._eta_keys.get(job.job_id)
+        if key is None:
+            if len(self._eta_keys) > self.ETA_KEYS_KEPT:  # never reached by jobs that finish or are cancelled
+                self._eta_keys.clear()
+            key = self._eta_keys[job.job_id] = eta_key(job)
+        return key
 
     def _remaining(self, job: Job) -> float:
         started = self._started_at.get(job.job_id)
-        expected = self.eta.estimate(eta_key(job))
+        expected = self.eta.estimate(self._eta_key(job))
         return expected if started is None else max(0.0, expected - (time.monotonic() - started))
 
     def _on_queue_change(self) -> None:
@@ -293,7 +305,7 @@ class Engine:
             fresh[job.job_id] = (pos, total)
             if self._positions.get(job.job_id) != (pos, total):
                 self._emit(Queued(job.job_id, pos, total, eta))
-            eta += self.eta.estimate(eta_key(job))
+            eta += self.eta.estimate(self._eta_key(job))
         self._positions = fresh
 
     # ------------------------------------------------------------------ dispatching
@@ -393,10 +405,11 @@ class Engine:
     def _finish(self, job: Job, outcome: Outcome) -> None:
         if isinstance(outcome, Finished):
             self.served += 1
-            self.eta.record(eta_key(job), outcome.result.seconds)
+            self.eta.record(self._eta_key(job), outcome.result.seconds)
         elif isinstance(outcome, Failed):
             self.failed += 1
         self.queue.done(job.job_id)
+        self._eta_keys.pop(job.job_id, None)
         self._emit(outcome)
 
 

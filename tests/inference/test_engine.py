@@ -191,6 +191,7 @@ async def test_queue_positions_are_reported(engine: Engine) -> None:
     queued = [e for e in rec.events if isinstance(e, Queued)]
     assert "q2" in {e.job_id for e in queued}  # q0 and q1 are taken at once (two batches in flight)
     assert all(1 <= e.position <= e.total <= 3 for e in queued)
+    assert not engine._eta_keys  # finished jobs take their cached ETA keys with them
 
 
 async def test_image_to_image_and_inpainting_run_from_files(engine: Engine, tmp_path: Path) -> None:
@@ -257,3 +258,29 @@ async def test_positions_of_a_backlog_are_published_in_coalesced_rounds(engine: 
     release.set()
     for i in range(12):
         await rec.outcome(f"b{i}")
+
+
+async def test_position_eta_adds_up_the_jobs_ahead_in_fair_order_and_forgets_jobs_that_left(
+        tiny_config: Config) -> None:
+    from inference.engine import eta_key
+    from inference.eta import EtaEstimator
+
+    eta = EtaEstimator()
+    small, large = t2i("k1", steps=2), t2i("k2", steps=9)
+    eta.record(eta_key(small), 1.0)
+    eta.record(eta_key(large), 5.0)  # the overall average moves too: unknown keys are not asked here
+    eng = Engine(tiny_config, GpuExecutor(tiny_config), eta=eta)  # not started: every job waits
+    try:
+        eng.submit(t2i("a1", owner=1, steps=2))
+        eng.submit(t2i("a2", owner=1, steps=9))
+        eng.submit(t2i("b1", owner=2, steps=9))
+        # fair order: a1, b1, a2
+        assert eng.position("a1") == (1, 3, 0.0)
+        assert eng.position("b1") == (2, 3, 1.0)
+        assert eng.position("a2") == (3, 3, 6.0)
+        assert eng.position("nobody") is None
+        assert eng.cancel("b1")
+        assert eng.position("a2") == (2, 2, 1.0)
+        assert "b1" not in eng._eta_keys  # a cancelled job's cached key goes with it
+    finally:
+        eng.executor.shutdown()
