@@ -43,7 +43,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from config import Config, DeviceConfig, ModelConfig, load_config  # noqa: E402
-from inference.jobs import Cancelled, Failed, Finished, JobEvent, TextToImageJob  # noqa: E402
+from inference.call_overhead import trim_call_overhead  # noqa: E402
+from inference.jobs import Cancelled, Failed, Finished, JobEvent, JobKind, TextToImageJob  # noqa: E402
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "easel-bench"
 SD15_MARKER = "sd15-random-v1"
@@ -241,7 +242,6 @@ async def engine_overhead(config: Config, size: int, steps: int, runs: int) -> d
     """Median engine round trip minus median raw call, same job, interleaved pairs."""
     from inference.engine import Engine
     from inference.executor import GpuExecutor
-    from inference.jobs import JobKind
 
     config = with_queue(config, max_batch=1)
     engine = Engine(config, GpuExecutor(config))
@@ -311,15 +311,18 @@ def full_size(args: argparse.Namespace, device: str) -> dict[str, Any]:
 
     folder = ensure_sd15_random(Path(args.cache) / "sd15-random")
     dtype = args.sd15_dtype or ("float16" if device == "cuda" else "float32")
-    variants = [("plain", False, False), ("channels_last", True, False)]
+    # "plain" is diffusers as loaded; the others are how easel's executor runs it (call overhead trimmed).
+    variants = [("plain", False, False, False), ("trimmed", False, False, True), ("channels_last", True, False, True)]
     if args.compile:
-        variants.append(("channels_last+compile", True, True))
+        variants.append(("channels_last+compile", True, True, True))
     size, batch = args.sd15_size, args.batch
     settings = [("sd15", args.sd15_steps, 7.5), ("turbo-like", 1, 0.0)]
     out: dict[str, Any] = {"device": device, "dtype": dtype, "size": size}
-    for label, channels_last, compiled in variants:
+    for label, channels_last, compiled, trimmed in variants:
         opts = DeviceConfig(device=device, dtype=dtype, channels_last=channels_last, compile=compiled, previews=False)
         model = load_model(ModelConfig(source=str(folder), name="sd15-random", family="sd15"), opts, ROOT)
+        if trimmed:
+            trim_call_overhead(model.pipes[JobKind.IMAGINE])
         for name, steps, guidance in settings:
             for n in (1, batch):
                 jobs = [t2i(f"f{i}", size=size, steps=steps, guidance=guidance, seed=i, model=model.name)
@@ -332,6 +335,28 @@ def full_size(args: argparse.Namespace, device: str) -> dict[str, Any]:
         if device == "cuda":
             torch.cuda.empty_cache()
     return out
+
+
+def call_overhead(config: Any, sizes: list[int], steps: int, batch: int, runs: int) -> dict[str, Any]:
+    """A plain diffusers call against the same call with easel's per-call trims
+    (inference/call_overhead.py), interleaved pairs per size, batches of ``batch``."""
+    from inference.loader import load_model
+
+    plain = load_model(config.model, config.device, config.base_dir).pipes[JobKind.IMAGINE]
+    trimmed = load_model(config.model, config.device, config.base_dir).pipes[JobKind.IMAGINE]
+    trim_call_overhead(trimmed)
+    rows = []
+    for size in sizes:
+        jobs = [t2i(f"c{i}", size=size, steps=steps, seed=i, prompt=PROMPTS[i % len(PROMPTS)]) for i in range(batch)]
+        raw_call(plain, jobs)
+        raw_call(trimmed, jobs)
+        pairs = [(raw_call(plain, jobs)[0], raw_call(trimmed, jobs)[0]) for _ in range(runs)]
+        p, t = statistics.median(a for a, _ in pairs), statistics.median(b for _, b in pairs)
+        rows.append({"size": size, "plain_ms": round(p * 1000, 2), "trimmed_ms": round(t * 1000, 2),
+                     "speedup": round(p / t, 3)})
+        print(f"  {size:>4} px, batch of {batch}: diffusers call {p * 1000:7.1f} ms plain, {t * 1000:7.1f} ms with "
+              f"easel's call-overhead trims ({p / t:4.2f}x)", flush=True)
+    return {"call_trims": rows}
 
 
 def _timed_full(model: Any, jobs: list[TextToImageJob], repeats: int) -> float:
@@ -392,6 +417,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         figures["by_size"] = rows
         figures["batch4_speedup"] = rows[0]["speedup"]
         figures["batch_max_pixel_diff"] = max(r["max_pixel_diff"] for r in rows)
+        figures.update(call_overhead(config, sizes, args.steps, args.batch, args.runs))
         figures.update(asyncio.run(engine_overhead(config, sizes[0], args.steps, args.runs)))
         figures.update(shared_memory(model_dir))
     device = choose_sd15_device(args.sd15)
