@@ -1,13 +1,14 @@
 """Skip diffusers' per-call bookkeeping whose answer cannot change for a loaded model.
 
-Two things a plain ``pipe(...)`` call recomputes every time, measured on the tiny test model at
-64 px (a batch of 4 takes ~55 ms there), together 8-10% of the call:
+Two things a plain ``pipe(...)`` call recomputes every time; on the tiny test model at 64 px they
+are 4-10% of a call (bench/engine.py, ``call_trims``):
 
 * Every ``Attention.forward`` runs ``inspect.signature(self.processor.__call__)`` to filter its
-  keyword arguments: ~30-150 us per attention layer per step, pure Python under the GIL.
+  keyword arguments: ~20 us per attention layer call, pure Python under the GIL (a full-size
+  SD 1.5 UNet has 32 such layers: ~0.6 ms per step).
 * ``pipeline._execution_device`` walks every module of every component looking for offload
-  hooks (twice), once per call: 1-2 ms on the tiny model, more on a full-size UNet, while the
-  GPU has nothing queued yet.
+  hooks (twice), once per call: 1-2 ms on the tiny model, 4.6 ms on a full-size SD 1.5, while
+  the GPU has nothing queued yet.
 
 Both answers are fixed once the pipeline is placed (moved, offloaded or compiled), so they are
 worked out once here and kept on the *instances* the bot owns: each attention processor gets a
