@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from typing import Any
 
 import aiosqlite
 
-Params = Sequence[Any] | dict[str, Any]
+from storage.batched import Params, StatementBatcher
 
 
 class Connection:
@@ -28,6 +27,7 @@ class Connection:
         self._raw = raw
         self._lock = asyncio.Lock()
         self._closed = False
+        self._batcher = StatementBatcher(raw, self._lock, lambda: self._closed)
 
     @property
     def closed(self) -> bool:
@@ -38,17 +38,20 @@ class Connection:
             raise RuntimeError("the database is closed")
 
     async def execute(self, sql: str, params: Params = ()) -> int:
-        """Run one statement (committed at once); returns the number of rows it changed."""
-        async with self.locked() as raw:
-            return await changed(raw, sql, params)
+        """Run one statement (committed at once); returns the number of rows it changed.
+
+        This and :meth:`fetchone`/:meth:`fetchall` share trips to SQLite's thread with the other
+        single statements issued at the same time (storage/batched.py); each still runs and
+        commits by itself, in the order issued, outside any transaction."""
+        return int(await self._batcher.submit(sql, params, rows=False))
 
     async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
-        async with self.locked() as raw:
-            return await fetchone(raw, sql, params)
+        """The first row of a query that returns at most a few (also ``INSERT … RETURNING``)."""
+        rows = await self._batcher.submit(sql, params, rows=True)
+        return next(iter(rows), None)
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
-        async with self.locked() as raw:
-            return await fetchall(raw, sql, params)
+        return list(await self._batcher.submit(sql, params, rows=True))
 
     @asynccontextmanager
     async def locked(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -80,6 +83,7 @@ class Connection:
         async with self._lock:
             if self._closed:
                 return
+            await self._batcher.run_pending()
             self._closed = True
             await self._raw.close()
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import aiosqlite
 
-from storage.connection import Connection, changed, executemany, fetchall, fetchone
+from storage.connection import Connection, executemany, fetchall, fetchone
 from storage.rows import DELIVERABLE, STATUSES, HistoryPage, JobRow, job_from_row
 from storage.search import history_filter
 
@@ -106,19 +106,17 @@ class JobLog:
         if not job_ids:
             return
         marks = ", ".join(f"?{n}" for n in range(4, 4 + len(job_ids)))
-        async with self._conn.locked() as raw:  # one statement: all of them or none
-            count = await changed(
-                raw,
-                "UPDATE jobs SET status = ?1,"
-                " error = CASE WHEN ?1 IN ('queued', 'running') THEN NULL ELSE coalesce(?2, error) END,"
-                " started_at = CASE ?1 WHEN 'running' THEN ?3 WHEN 'queued' THEN NULL ELSE started_at END,"
-                " finished_at = CASE WHEN ?1 IN ('done', 'failed', 'cancelled') THEN ?3"
-                "   WHEN ?1 IN ('queued', 'running') THEN NULL ELSE finished_at END,"
-                " prior_status = NULL"
-                f" WHERE job_id IN ({marks}) AND status != 'delivered'",
-                [status, error, self._clock(), *job_ids],
-            )
-            missing = [] if count == len(set(job_ids)) else await missing_jobs(raw, job_ids)
+        count = await self._conn.execute(  # one statement: all of them or none
+            "UPDATE jobs SET status = ?1,"
+            " error = CASE WHEN ?1 IN ('queued', 'running') THEN NULL ELSE coalesce(?2, error) END,"
+            " started_at = CASE ?1 WHEN 'running' THEN ?3 WHEN 'queued' THEN NULL ELSE started_at END,"
+            " finished_at = CASE WHEN ?1 IN ('done', 'failed', 'cancelled') THEN ?3"
+            "   WHEN ?1 IN ('queued', 'running') THEN NULL ELSE finished_at END,"
+            " prior_status = NULL"
+            f" WHERE job_id IN ({marks}) AND status != 'delivered'",
+            [status, error, self._clock(), *job_ids],
+        )
+        missing = [] if count == len(set(job_ids)) else await self.missing(job_ids)  # or delivered ones
         if missing:
             raise LookupError(f"there is no job {', '.join(missing)}")
 
@@ -152,20 +150,18 @@ class JobLog:
 
         Calling it again for a delivered job does nothing (the first message stays recorded).
         """
-        async with self._conn.locked() as raw:
-            count = await changed(
-                raw,
-                "UPDATE jobs SET status = 'delivered', delivered_at = ?, result_channel_id = ?,"
-                " result_message_id = ?, prior_status = NULL"
-                f" WHERE job_id = ? AND status IN ('delivering', {_sql_items(DELIVERABLE)})",
-                (self._clock(), channel_id, message_id, job_id),
-            )
-            if count == 0:
-                row = await fetchone(raw, "SELECT status FROM jobs WHERE job_id = ?", (job_id,))
-                if row is None:
-                    raise LookupError(f"there is no job {job_id}")
-                if row["status"] != "delivered":
-                    raise ValueError(f"job {job_id} is {row['status']}: there is no result to deliver yet")
+        count = await self._conn.execute(
+            "UPDATE jobs SET status = 'delivered', delivered_at = ?, result_channel_id = ?,"
+            " result_message_id = ?, prior_status = NULL"
+            f" WHERE job_id = ? AND status IN ('delivering', {_sql_items(DELIVERABLE)})",
+            (self._clock(), channel_id, message_id, job_id),
+        )
+        if count == 0:  # why not: the answer only shapes the error
+            row = await self._conn.fetchone("SELECT status FROM jobs WHERE job_id = ?", (job_id,))
+            if row is None:
+                raise LookupError(f"there is no job {job_id}")
+            if row["status"] != "delivered":
+                raise ValueError(f"job {job_id} is {row['status']}: there is no result to deliver yet")
 
     async def release_delivery(self, job_id: str) -> bool:
         """Posting failed: ``delivering`` goes back to the status it had (done/failed) to be tried again."""
