@@ -5,7 +5,9 @@ The connection is in autocommit mode (``isolation_level=None``): a single statem
 itself, and multi-statement changes use :meth:`Connection.transaction` (``BEGIN IMMEDIATE`` …
 ``COMMIT``). Every use goes through one :class:`asyncio.Lock`: with a single connection, a
 statement issued by one coroutine while another has a transaction open would silently join (and
-be rolled back with) that transaction.
+be rolled back with) that transaction. Single statements (:meth:`Connection.execute`,
+:meth:`~Connection.fetchone`, :meth:`~Connection.fetchall`) issued at the same time take the lock
+together and share one trip to the worker thread (storage/batched.py).
 """
 
 from __future__ import annotations
