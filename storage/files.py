@@ -15,7 +15,7 @@ import hashlib
 import logging
 import os
 import re
-import tempfile
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +25,17 @@ log = logging.getLogger(__name__)
 TEMP_PREFIX = ".easel-"
 TEMP_SUFFIX = ".tmp"
 _SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,10}$")
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+
+
+def _read_umask() -> int:
+    """The process umask (read once at import: setting it to read it is not thread-safe later)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_umask_strips_644 = bool(0o644 & _read_umask())
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,7 @@ class StoredFile:
 class OutputStore:
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
+        self._folders: set[Path] = set()  # sha[:2] folders known to exist (skips a mkdir per save)
 
     def path_for(self, sha256: str, suffix: str = ".png") -> Path:
         return self.folder / sha256[:2] / f"{sha256}{_check_suffix(suffix)}"
@@ -60,20 +72,34 @@ class OutputStore:
             return stored
         except FileNotFoundError:
             pass
-        final.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX, dir=final.parent)
+        # Plain os calls, as few as durability allows: each one lets go of the GIL and has to take
+        # it back from the GPU thread (bench/README.md, "what the GPU thread loses").
+        folder = final.parent
+        if folder not in self._folders:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._folders.add(folder)
+        temp = folder / f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
         try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.chmod(temp, 0o644)  # mkstemp makes 0600; outputs are meant to be readable
+            fd = os.open(temp, _CREATE, 0o644)
+        except FileNotFoundError:  # the folder was deleted behind our back: make it again
+            folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(temp, _CREATE, 0o644)
+        try:
+            try:
+                if _umask_strips_644:
+                    os.fchmod(fd, 0o644)  # outputs are meant to be readable whatever the umask
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
             os.replace(temp, final)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
             raise
-        _fsync_folder(final.parent)
+        _fsync_folder(folder)
         return stored
 
     async def read(self, path: str | Path) -> bytes:

@@ -70,23 +70,17 @@ async def test_a_failure_mid_write_leaves_neither_final_nor_temp_file(outputs: O
         raise OSError(28, "No space left on device")
 
     if fail_in == "write":
-        real_fdopen = os.fdopen
+        real_write = os.write
+        calls: list[int] = []
 
-        class HalfWriter:
-            def __init__(self, *args: object, **kwargs: object) -> None:
-                self._file = real_fdopen(*args, **kwargs)  # type: ignore[call-overload]
+        def half_then_full_disk(fd: int, data: bytes) -> int:
+            calls.append(fd)
+            if len(calls) == 1:
+                return real_write(fd, bytes(data[: len(data) // 2]))
+            boom()
+            return 0
 
-            def __enter__(self) -> HalfWriter:
-                return self
-
-            def __exit__(self, *exc: object) -> None:
-                self._file.close()
-
-            def write(self, data: bytes) -> None:
-                self._file.write(data[: len(data) // 2])
-                boom()
-
-        monkeypatch.setattr(files_module.os, "fdopen", HalfWriter)
+        monkeypatch.setattr(files_module.os, "write", half_then_full_disk)
     else:
         monkeypatch.setattr(files_module.os, fail_in, boom)
     with pytest.raises(OSError, match="No space left"):
@@ -150,3 +144,21 @@ def test_write_is_the_blocking_twin_of_save_bytes(tmp_path) -> None:
     assert first.path == again.path and first.path.read_bytes() == b"same bytes"
     with pytest.raises(ValueError):
         store.write(b"x", "png; rm -rf")
+
+
+async def test_a_folder_deleted_behind_the_stores_back_is_made_again(outputs: OutputStore) -> None:
+    first = await outputs.save_bytes(DATA)
+    first.path.unlink()
+    first.path.parent.rmdir()  # the store remembers having made it
+    again = await outputs.save_bytes(DATA)
+    assert again.path == first.path and again.path.read_bytes() == DATA
+
+
+async def test_outputs_are_readable_whatever_the_umask(outputs: OutputStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(files_module, "_umask_strips_644", True)
+    old = os.umask(0o077)
+    try:
+        stored = await outputs.save_bytes(b"private by default")
+    finally:
+        os.umask(old)
+    assert stored.path.stat().st_mode & 0o777 == 0o644
