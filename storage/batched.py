@@ -61,7 +61,7 @@ class StatementBatcher:
         self.trips = 0  # trips to SQLite's thread so far (for tests and benches)
 
     def submit(self, sql: str, params: Params, *, rows: bool) -> asyncio.Future[Any]:
-        """Queue one statement; await the result. Runs in the next batch even if the caller stops waiting."""
+        """Queue one statement; await the result. A caller cancelled before its batch runs drops it."""
         if self._is_closed():
             raise RuntimeError("the database is closed")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
