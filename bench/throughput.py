@@ -51,6 +51,7 @@ from bench.engine import (  # noqa: E402  (sets the offline environment before d
     with_queue,
     write_config,
 )
+from bench.threads import ThreadCounters, per_job  # noqa: E402
 from config import Config  # noqa: E402
 from inference.engine import Engine  # noqa: E402
 from inference.executor import GpuExecutor  # noqa: E402
@@ -69,6 +70,7 @@ class EngineRun:
     jobs: int
     on_cpu_fraction: float  # of the GPU thread's time inside batches (BusyStats.on_cpu_fraction)
     gpu_span_s: float  # first batch start -> last batch end (BusyStats.wall_s)
+    threads: dict[str, float]  # bench/threads.py: GPU-thread sleeps and other threads' CPU, per job
 
     @property
     def jobs_per_s(self) -> float:
@@ -163,21 +165,25 @@ class Bot:
                 await studio.submit(job, RequestContext(user_id=job.owner, guild_id=1, channel_id=1))
 
         owners = sorted({j.owner for j in jobs})
+        counters = ThreadCounters.now()
         await asyncio.gather(*(member([j for j in jobs if j.owner == o]) for o in owners))
         await asyncio.wait_for(sink.all_posted.wait(), timeout=3600)
         if sink.failures:
             raise RuntimeError("; ".join(sink.failures[:3]))
+        threads = per_job(counters, ThreadCounters.now(), len(jobs), studio.engine.executor.thread_ident)
         stats = studio.engine.executor.busy_stats()
         start = min(submitted.values())
         run = EngineRun(self.label, max(sink.stored.values()) - start, max(sink.posted.values()) - start,
                         [sink.posted[j] - submitted[j] for j in submitted], stats.fraction, stats.batches, len(jobs),
-                        stats.on_cpu_fraction, stats.wall_s)
+                        stats.on_cpu_fraction, stats.wall_s, threads)
         decided = ", ".join(f"{r['shape'][2]}px batching={'on' if r['batching'] else 'off'}"
                             for r in studio.engine.policy.summary() if r["batching"] is not None)
         print(f"  engine, {self.label:<12} {run.jobs_per_s:7.2f} jobs/s served, {run.jobs / run.posted_s:7.2f} posted, "
               f"p50 {run.percentile(0.5):.3f} s, p95 {run.percentile(0.95):.3f} s, busy {run.busy_fraction:.4f} "
               f"(on CPU {run.on_cpu_fraction:.3f}), outside batches {(run.served_s - run.gpu_span_s) * 1000:.0f} ms "
               f"({run.batches} batches{'; ' + decided if decided else ''})", flush=True)
+        if threads:
+            print("  " + " " * 22 + ", ".join(f"{k.replace('_', ' ')} {v:.2f}" for k, v in threads.items()), flush=True)
         return run
 
 
@@ -218,6 +224,7 @@ async def measure(config: Config, args: argparse.Namespace, work: Path, *, size:
                 "engine_batching_off_jobs_per_s": off.jobs_per_s,
                 "busy_fraction": on.busy_fraction, "busy_fraction_batching_off": off.busy_fraction,
                 "gpu_thread_on_cpu_fraction": on.on_cpu_fraction,
+                **on.threads,
                 "throughput_ratio_vs_raw": on.jobs_per_s / ceiling,
                 "throughput_ratio_batching_off_vs_raw_single": off.jobs_per_s / raw_single,
                 "batching_gain": on.jobs_per_s / off.jobs_per_s,
