@@ -25,11 +25,19 @@ log = logging.getLogger(__name__)
 TEMP_PREFIX = ".easel-"
 TEMP_SUFFIX = ".tmp"
 _SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,10}$")
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 
 
 def _read_umask() -> int:
-    """The process umask (read once at import: setting it to read it is not thread-safe later)."""
+    """The process umask, read once at import: from /proc where there is one, else by setting it
+    and back (which would race with files other threads create, so not later)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split(":", 1)[1], 8)
+    except (OSError, ValueError):
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
