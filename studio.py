@@ -32,6 +32,7 @@ from inference.samplers import label_for, sampler_names
 from inference.validation import ModelInfo
 from storage import Database, OutputStore, StoredFile
 from storage.images import NewImage
+from storage.jobs import JobsMissing
 from studio_events import (
     JobCancelled,
     JobDone,
@@ -335,8 +336,8 @@ class Studio:
             events.append(JobDone(job.job_id, job, tuple(saved), tuple(job_texts), result.seconds, result.note))
         try:
             await self.database.images.add_many(records)
-        except LookupError:  # a job left the log while it ran (its member was forgotten): drop it alone
-            gone = set(await self.database.jobs.missing([r.job_id for r in records]))
+        except JobsMissing as err:  # a job left the log while it ran (its member was forgotten): drop it alone
+            gone = set(err.job_ids)
             for job_id in sorted(gone):
                 log.warning(_DROPPED, job_id)
             records = [r for r in records if r.job_id not in gone]

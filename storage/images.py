@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from storage.connection import Connection
-from storage.jobs import missing_jobs
+from storage.jobs import JobsMissing, missing_jobs
 from storage.rows import ImageRow, image_from_row
 
 
@@ -42,7 +42,7 @@ class Images:
 
     async def add_many(self, images: Sequence[NewImage]) -> None:
         """Record the images of one or more jobs in one statement (one trip to SQLite's thread, all
-        or none). Raises LookupError, recording nothing, when one of the jobs is not in the log."""
+        or none). Raises JobsMissing (a LookupError), recording nothing, when one of the jobs is not in the log."""
         if any(image.idx < 0 for image in images):
             raise ValueError("image index must not be negative")
         if not images:
@@ -58,9 +58,7 @@ class Images:
         try:
             await self._conn.execute(sql, values)
         except sqlite3.IntegrityError as err:
-            async with self._conn.locked() as raw:
-                missing = await missing_jobs(raw, [i.job_id for i in images])
-            raise LookupError(f"there is no job {', '.join(missing)}") from err
+            raise JobsMissing(await missing_jobs(self._conn, [i.job_id for i in images])) from err
 
     async def for_job(self, job_id: str) -> list[ImageRow]:
         rows = await self._conn.fetchall("SELECT * FROM images WHERE job_id = ? ORDER BY idx", (job_id,))

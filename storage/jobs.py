@@ -15,8 +15,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
-
 from storage.connection import Connection, executemany, fetchall, fetchone
 from storage.rows import DELIVERABLE, STATUSES, HistoryPage, JobRow, job_from_row
 from storage.search import history_filter
@@ -25,10 +23,20 @@ INPUT_ROLES = ("init_image", "mask_image")  # params keys naming input files the
 MAX_PAGE = 100
 
 
-async def missing_jobs(raw: aiosqlite.Connection, job_ids: Sequence[str]) -> list[str]:
+class JobsMissing(LookupError):
+    """Jobs a write was about are not (or no longer) in the job log; ``job_ids`` names them."""
+
+    def __init__(self, job_ids: Sequence[str]) -> None:
+        self.job_ids = tuple(job_ids)
+        super().__init__(f"there is no job {', '.join(self.job_ids)}")
+
+
+async def missing_jobs(conn: Connection, job_ids: Sequence[str]) -> list[str]:
     """The ids among ``job_ids`` that are not in the job log, in their order, once each."""
     ids = list(dict.fromkeys(job_ids))
-    rows = await fetchall(raw, f"SELECT job_id FROM jobs WHERE job_id IN ({', '.join('?' * len(ids))})", ids)
+    if not ids:
+        return []
+    rows = await conn.fetchall(f"SELECT job_id FROM jobs WHERE job_id IN ({', '.join('?' * len(ids))})", ids)
     known = {row["job_id"] for row in rows}
     return [job_id for job_id in ids if job_id not in known]
 
@@ -97,8 +105,8 @@ class JobLog:
 
     async def set_statuses(self, job_ids: Sequence[str], status: str, *, error: str | None = None) -> None:
         """:meth:`set_status` for several jobs in one statement, one trip to SQLite's thread (a batch
-        that started or finished together). Raises LookupError naming the jobs that are not in the
-        log; the others are moved all the same."""
+        that started or finished together). Raises JobsMissing (a LookupError) naming the jobs that
+        are not in the log; the others are moved all the same."""
         if status not in STATUSES:
             raise ValueError(f"unknown job status {status!r} (one of {', '.join(STATUSES)})")
         if status in ("delivering", "delivered"):
@@ -118,7 +126,7 @@ class JobLog:
         )
         missing = [] if count == len(set(job_ids)) else await self.missing(job_ids)  # or delivered ones
         if missing:
-            raise LookupError(f"there is no job {', '.join(missing)}")
+            raise JobsMissing(missing)
 
     # ------------------------------------------------------------------ start-up and delivery
 
@@ -220,10 +228,7 @@ class JobLog:
 
     async def missing(self, job_ids: Sequence[str]) -> list[str]:
         """The ids among ``job_ids`` that are not (or no longer) in the log, in order, once each."""
-        if not job_ids:
-            return []
-        async with self._conn.locked() as raw:
-            return await missing_jobs(raw, job_ids)
+        return await missing_jobs(self._conn, job_ids)
 
     async def counts(self) -> dict[str, int]:
         """Jobs per status, every status present (0 when none)."""

@@ -74,9 +74,10 @@ async def test_many_images_of_several_jobs_are_recorded_in_one_call(db: Database
 
 async def test_one_unknown_job_records_none_of_the_images(db: Database) -> None:
     await add_job(db, "j1")
-    with pytest.raises(LookupError, match="no job ghost$"):
+    with pytest.raises(LookupError, match="no job ghost$") as raised:
         await db.images.add_many([NewImage("j1", 0, 5, "/o/a.png", 64, 64, "aa" * 32, 10),
                                   NewImage("ghost", 0, 6, "/o/b.png", 64, 64, "bb" * 32, 11)])
+    assert raised.value.job_ids == ("ghost",)  # type: ignore[attr-defined]
     assert await db.images.for_job("j1") == []
     with pytest.raises(ValueError, match="must not be negative"):
         await db.images.add_many([NewImage("j1", -1, 5, "/o/a.png", 64, 64, "aa" * 32, 10)])

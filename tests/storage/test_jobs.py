@@ -235,8 +235,9 @@ async def test_a_batch_with_unknown_jobs_names_them_and_moves_the_rest(db: Datab
     await add_job(db, "b")
     await finish(db, "b")
     await deliver(db, "b")
-    with pytest.raises(LookupError, match="no job ghost, phantom$"):
+    with pytest.raises(LookupError, match="no job ghost, phantom$") as raised:
         await db.jobs.set_statuses(["ghost", "a", "b", "phantom"], "running")
+    assert raised.value.job_ids == ("ghost", "phantom")  # type: ignore[attr-defined]
     assert (await db.jobs.get("a")).status == "running"  # type: ignore[union-attr]
     assert (await db.jobs.get("b")).status == "delivered"  # type: ignore[union-attr]
     await db.jobs.set_statuses(["a", "b"], "done")  # a delivered job in the batch is left alone, no error
