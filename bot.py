@@ -173,6 +173,7 @@ class EaselBot(commands.Bot):
         self.started_at = time.time()
         self.start_studio = start_studio  # False: the caller starts it (in-process tests)
         self.delivery: Delivery  # set by the delivery cog, which every request goes through
+        self._shutdown: asyncio.Future[None] | None = None
 
     async def setup_hook(self) -> None:
         if self.start_studio:
@@ -190,14 +191,28 @@ class EaselBot(commands.Bot):
         log.info("logged in as %s (%s) in %d guild(s)", self.user, getattr(self.user, "id", "?"), len(self.guilds))
 
     async def close(self) -> None:
+        """Shut down, once: later calls (a second signal, ``async with``'s exit) wait for the first.
+
+        Shielded, so the shutdown a signal began is not cut short when ``asyncio.run`` ends."""
+        if self._shutdown is None:
+            self._shutdown = asyncio.ensure_future(self._shut_down())
+        await asyncio.shield(self._shutdown)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        # discord.py's own exit only waits for its part of a close that a signal began; this waits
+        # for all of it (the studio's last results and the job log included).
+        await self.close()
+
+    async def _shut_down(self) -> None:
         """Stop the GPU work first (running jobs go back to the queue at the next start), then
-        posting, then Discord, then the job log."""
+        posting, then Discord, then the studio (its last results, the job log)."""
         await self.studio.engine.stop()
         delivery = getattr(self, "delivery", None)
         if delivery is not None:
             await delivery.close()
         await super().close()
         await self.studio.close()
+        log.info("easel stopped")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

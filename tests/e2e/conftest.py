@@ -21,7 +21,7 @@ import pytest
 import pytest_asyncio
 
 from tests.e2e.fake_discord import FakeDiscord
-from tests.e2e.launcher import TRACEBACK, BotProcess, start_bot_process
+from tests.e2e.launcher import STOPPED, TRACEBACK, BotProcess, start_bot_process
 
 BOT_SCRIPT = Path(__file__).resolve().parents[2] / "bot.py"
 NSFW_WORD = "nsfwword"
@@ -121,6 +121,13 @@ class Easel:
         for process in self.processes:
             await process.stop()
 
+    def assert_stopped_cleanly(self) -> None:
+        """The last process ran its whole shutdown (last results stored, job log closed) and exited 0."""
+        process = self.process
+        tail = "\n".join(process.log().splitlines()[-20:])
+        assert process.returncode == 0 and STOPPED in process.log(), \
+            f"the bot did not stop cleanly (exit code {process.returncode}); {process.log_path} ends:\n{tail}"
+
     def log_marks(self) -> dict[int, int]:
         return {i: len(p.log()) for i, p in enumerate(self.processes)}
 
@@ -163,6 +170,7 @@ async def easel_bot(easel_server: FakeDiscord, easel_settings: Settings, tiny_mo
     finally:
         await easel.stop()
     easel.assert_no_traceback()
+    easel.assert_stopped_cleanly()
 
 
 @pytest.fixture(autouse=True)

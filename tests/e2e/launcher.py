@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 TRACEBACK = "Traceback (most recent call last)"
+STOPPED = "easel: easel stopped"  # bot.py logs it as the last step of a clean shutdown
 
 
 def point_discord_at(rest: str, gateway: str) -> None:
