@@ -94,6 +94,9 @@ class StorageConfig:
     database: str = "easel.db"
     outputs: str = "outputs"
     retention_days: int = 0
+    # Encode and store result PNGs in a small child process (off the interpreter lock the GPU
+    # thread needs); false: on a worker thread of the bot. storage/png_writer.py.
+    png_process: bool = True
 
 
 @dataclass(frozen=True)

@@ -27,12 +27,13 @@ from inference import jobs as J
 from inference.backends import build_executor
 from inference.engine import Engine
 from inference.executor import internal_error_message
-from inference.imaging import encode_png, format_parameters
+from inference.imaging import format_parameters
 from inference.samplers import label_for, sampler_names
 from inference.validation import ModelInfo
-from storage import Database, OutputStore, StoredFile
+from storage import Database, OutputStore
 from storage.images import NewImage
 from storage.jobs import JobsMissing
+from storage.png_writer import PngWriter
 from studio_events import (
     JobCancelled,
     JobDone,
@@ -85,6 +86,7 @@ class Studio:
         self.engine = engine or Engine(config, build_executor(config))
         self.db: Database | None = None
         self.outputs = OutputStore(config.path(config.storage.outputs))
+        self.png_writer = PngWriter(self.outputs, use_process=config.storage.png_process)
         self._listeners: list[Listener] = []
         self._contexts: dict[str, RequestContext] = {}
         self._jobs: dict[str, J.Job] = {}  # queued or running: saves a job-log read per result
@@ -99,10 +101,12 @@ class Studio:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self, *, warm_up: bool = True) -> list[str]:
-        """Open the job log, load the model, requeue unfinished jobs. Returns the requeued ids."""
+        """Open the job log, start the PNG writer, load the model, requeue unfinished jobs.
+        Returns the requeued ids."""
         if self.db is not None:
             return []
         await self.outputs.prepare()
+        await self.png_writer.start()
         self.db = await Database.open(self.config.path(self.config.storage.database))
         recovered = await self.db.jobs.recover()
         jobs = [J.job_from_params(row.job_id, row.user_id, row.params) for row in recovered]
@@ -144,6 +148,7 @@ class Studio:
         await self.engine.stop()
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
+        await self.png_writer.close()
         if self.db is not None:
             await self.db.close()
             self.db = None
@@ -254,7 +259,7 @@ class Studio:
 
     async def _record_finished(self) -> None:
         """Save the results that arrived in the same turn of the loop (a batch ends together): their
-        PNGs in one trip to a worker thread, their rows and statuses in one write each; then tell
+        PNGs in one request to the PNG writer (storage/png_writer.py), their rows and statuses in one write each; then tell
         the cogs (the log leads)."""
         results, self._finishing = self._finishing, []
         try:
@@ -307,18 +312,8 @@ class Studio:
             finished.append((job, result, [parameters_text(job, seed, im.width, im.height, sampler)
                                            for im, seed in zip(result.images, result.seeds, strict=False)]))
 
-        def encode_and_store() -> list[list[StoredFile] | None]:  # one hop to a worker thread for all images
-            stored: list[list[StoredFile] | None] = []
-            for _, result, job_texts in finished:
-                try:
-                    stored.append([self.outputs.write(encode_png(im, text), ".png")
-                                   for im, text in zip(result.images, job_texts, strict=True)])
-                except Exception:  # one job's files failing (disk full, a bad image) fails that job only
-                    log.exception("could not save the images of job %s", result.job_id)
-                    stored.append(None)
-            return stored
-
-        stored_files = await asyncio.to_thread(encode_and_store)
+        stored_files = await self.png_writer.write(
+            [(job.job_id, list(zip(result.images, texts, strict=True))) for job, result, texts in finished])
         records: list[NewImage] = []
         events: list[StudioEvent] = []
         for (job, result, job_texts), files in zip(finished, stored_files, strict=True):

@@ -9,6 +9,7 @@ from ``time.pthread_getcpuclockid`` (Unix); where either is missing the figure i
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -59,3 +60,15 @@ def _voluntary_switches(native_id: int | None) -> int | None:
     except OSError:
         return None
     return None
+
+
+def process_cpu_s(pid: int | None) -> float | None:
+    """User + system CPU seconds of another process so far (Linux), or None."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)

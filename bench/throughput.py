@@ -51,7 +51,7 @@ from bench.engine import (  # noqa: E402  (sets the offline environment before d
     with_queue,
     write_config,
 )
-from bench.threads import ThreadCounters, per_job  # noqa: E402
+from bench.threads import ThreadCounters, per_job, process_cpu_s  # noqa: E402
 from config import Config  # noqa: E402
 from inference.engine import Engine  # noqa: E402
 from inference.executor import GpuExecutor  # noqa: E402
@@ -166,11 +166,16 @@ class Bot:
 
         owners = sorted({j.owner for j in jobs})
         counters = ThreadCounters.now()
+        writer_pid = studio.png_writer.pid  # started with the studio
+        writer_cpu = process_cpu_s(writer_pid)
         await asyncio.gather(*(member([j for j in jobs if j.owner == o]) for o in owners))
         await asyncio.wait_for(sink.all_posted.wait(), timeout=3600)
         if sink.failures:
             raise RuntimeError("; ".join(sink.failures[:3]))
         threads = per_job(counters, ThreadCounters.now(), len(jobs), studio.engine.executor.thread_ident)
+        writer_cpu_after = process_cpu_s(studio.png_writer.pid)
+        if writer_cpu is not None and writer_cpu_after is not None and studio.png_writer.pid == writer_pid:
+            threads["png_writer_process_cpu_ms_per_job"] = (writer_cpu_after - writer_cpu) * 1000 / len(jobs)
         stats = studio.engine.executor.busy_stats()
         start = min(submitted.values())
         run = EngineRun(self.label, max(sink.stored.values()) - start, max(sink.posted.values()) - start,

@@ -28,14 +28,15 @@ def test_defaults_serve_a_new_admin(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 def test_the_shipped_example_config_is_valid() -> None:
     cfg = load_config(ROOT / "easel.example.toml", environ={})
-    assert cfg.queue.per_user == 4 and cfg.model.safety_checker is False
+    assert cfg.queue.per_user == 4 and cfg.model.safety_checker is False and cfg.storage.png_process is True
 
 
 def test_environment_overrides_the_file(tmp_path: Path) -> None:
     path = write(tmp_path, "[queue]\nper_user = 2\n")
-    cfg = load_config(path, environ={"EASEL_QUEUE__PER_USER": "3", "EASEL_DEVICE__PREVIEWS": "off"})
+    cfg = load_config(path, environ={"EASEL_QUEUE__PER_USER": "3", "EASEL_DEVICE__PREVIEWS": "off",
+                                     "EASEL_STORAGE__PNG_PROCESS": "false"})
     assert cfg.queue.per_user == 3
-    assert cfg.device.previews is False
+    assert cfg.device.previews is False and cfg.storage.png_process is False
 
 
 @pytest.mark.parametrize(
@@ -50,6 +51,7 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
         ("", {"EASEL_QUEUE__MAX_BATCH": "99"}, "queue.max_batch"),
         ("[storage]\ndatabase = 'no/such/folder/easel.db'\n", {}, "storage.database: folder"),
         ("[model]\nsize = 100\n", {}, "model.size"),
+        ("[storage]\npng_process = 3\n", {}, "storage.png_process: expected true or false"),
     ],
 )
 def test_bad_values_name_the_key_and_the_reason(tmp_path: Path, text: str, env: dict[str, str], expected: str) -> None:

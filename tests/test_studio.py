@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from PIL import Image
 
-import studio as studio_module
 from config import Config
 from inference.imaging import parse_parameters, read_parameters
 from inference.jobs import Finished, JobResult, QueueRefused, Started, TextToImageJob
+from storage import png_writer as png_writer_module
 from studio import JobDone, JobFailed, JobStarted, RequestContext, Studio, StudioEvent
 
 
@@ -127,14 +127,14 @@ async def test_a_batch_is_recorded_together_and_an_image_that_cannot_be_saved_fa
     assert calls == [(["a", "b", "c"], "running")]
 
     good, bad = Image.new("RGB", (64, 64), "red"), Image.new("RGB", (64, 64), "blue")
-    real_encode = studio_module.encode_png
+    real_spec = png_writer_module.image_spec
 
-    def encode(image: Image.Image, text: str) -> bytes:
+    def spec(image: Image.Image, text: str | None) -> png_writer_module.ImageSpec:
         if image is bad:
-            raise OSError("No space left on device")
-        return real_encode(image, text)
+            raise OSError("image file is truncated")
+        return real_spec(image, text)
 
-    monkeypatch.setattr(studio_module, "encode_png", encode)
+    monkeypatch.setattr(png_writer_module, "image_spec", spec)
     for jid, image in (("a", good), ("b", bad), ("c", good)):
         studio._on_engine_event(Finished(jid, JobResult(jid, (image,), (9,), 0.1)))
     await until(lambda: sum(isinstance(e, JobDone | JobFailed) for e in events) == 3)

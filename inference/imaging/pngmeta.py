@@ -20,7 +20,7 @@ import json
 import re
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 from PIL import Image, PngImagePlugin
@@ -31,7 +31,7 @@ PARAMETERS_KEY = "parameters"
 NEGATIVE_PREFIX = "Negative prompt:"
 PNG_COMPRESS_LEVEL = 4  # zlib level 4 is ~3x faster than 9 and within a few percent of its size
 MAX_TEXT_BYTES = 1024 * 1024  # a compressed text chunk inflating past this is not ours to read
-_PNG_MODES = {"1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"}
+PNG_MODES = frozenset({"1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"})
 _KEY = re.compile(r"\w[\w \-/]*")
 _PAIR = re.compile(r'\s*(\w[\w \-/]*):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')
 _EXIF_IFD = 0x8769
@@ -118,10 +118,17 @@ def parse_parameters(text: str) -> dict[str, str]:
 # --------------------------------------------------------------------------- writing
 
 
+def in_mode_among(image: Image.Image, modes: Collection[str] = PNG_MODES) -> Image.Image:
+    """``image`` itself when its mode is one of ``modes``, else converted to RGBA (when it has
+    alpha) or RGB: the modes a PNG holds by default, or fewer for a caller that needs fewer."""
+    if image.mode in modes:
+        return image
+    return image.convert("RGBA" if "A" in image.mode or "a" in image.mode else "RGB")
+
+
 def encode_png(image: Image.Image, parameters: str | None = None) -> bytes:
     """PNG bytes with ``parameters`` in a tEXt chunk (iTXt when the text is not Latin-1)."""
-    if image.mode not in _PNG_MODES:
-        image = image.convert("RGBA" if "A" in image.mode or "a" in image.mode else "RGB")
+    image = in_mode_among(image)
     info = None
     if parameters:
         info = PngImagePlugin.PngInfo()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,6 @@ from typing import Any
 import pytest
 from PIL import Image
 
-import studio as studio_module
 from config import Config
 from inference import engine as engine_module
 from inference import executor as executor_module
@@ -25,6 +25,7 @@ from inference.engine import Engine
 from inference.executor import BusyStats, GpuExecutor
 from inference.jobs import Finished, ImageToImageJob, JobEvent, TextToImageJob
 from inference.prepare import PreparedJob, needs_preparing
+from storage import png_writer_child
 from studio import JobDone, RequestContext, Studio, StudioEvent
 from tests.inference.engine_helpers import (
     GUARD_S,
@@ -125,18 +126,20 @@ async def test_a_result_listener_that_blocks_the_loop_does_not_hold_up_the_gpu(
     assert started_while_blocked == [True]
 
 
+@pytest.mark.parametrize("png_process", [True, False], ids=["writer-process", "writer-thread"])
 async def test_slow_posting_and_encoding_happen_off_the_gpu_thread(
-        tiny_config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    config = dataclasses.replace(tiny_config, base_dir=tmp_path)
+        tiny_config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, png_process: bool) -> None:
+    config = dataclasses.replace(tiny_config, base_dir=tmp_path,
+                                 storage=dataclasses.replace(tiny_config.storage, png_process=png_process))
     studio = Studio(config, engine=Engine(config, GpuExecutor(config)))
-    encoded_on: set[int] = set()
-    real_encode = studio_module.encode_png
+    encoded_on: set[int] = set()  # threads of this process that encoded a PNG
+    real_encode = png_writer_child.encode_png
 
     def encode(image: Image.Image, text: str | None = None) -> bytes:
         encoded_on.add(threading.get_ident())
         return real_encode(image, text)
 
-    monkeypatch.setattr(studio_module, "encode_png", encode)
+    monkeypatch.setattr(png_writer_child, "encode_png", encode)
     upload_done = asyncio.Event()
     posted: dict[str, JobDone] = {}
 
@@ -157,10 +160,14 @@ async def test_slow_posting_and_encoding_happen_off_the_gpu_thread(
         assert "a" in posted and not upload_done.is_set()
         row = await studio.database.jobs.get("b")
         assert row is not None and row.status == "done"
+        writer_pid = studio.png_writer.pid
     finally:
         upload_done.set()
         await studio.close()
-    assert encoded_on and not encoded_on & {threading.get_ident(), studio.engine.executor.thread_ident}
+    if png_process:  # encoded in the writer process: no thread of this one
+        assert writer_pid not in (None, os.getpid()) and not encoded_on
+    else:
+        assert encoded_on and not encoded_on & {threading.get_ident(), studio.engine.executor.thread_ident}
 
 
 # --------------------------------------------------------------------------- the GPU thread's account
