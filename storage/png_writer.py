@@ -66,6 +66,7 @@ class PngWriter:
         self._waiting: dict[int, asyncio.Future[list[Outcome]]] = {}
         self._ids = itertools.count(1)
         self._send = asyncio.Lock()
+        self._starting = asyncio.Lock()
         self.starts = 0
 
     @property
@@ -134,6 +135,10 @@ class PngWriter:
         return await reply
 
     async def _running(self) -> asyncio.subprocess.Process:
+        async with self._starting:  # batches arriving together share one new process
+            return await self._start_if_needed()
+
+    async def _start_if_needed(self) -> asyncio.subprocess.Process:
         if self._proc is not None and self._proc.returncode is None and self._reader is not None \
                 and not self._reader.done():
             return self._proc

@@ -71,6 +71,12 @@ async def test_one_process_serves_many_requests_and_close_ends_it(writer: PngWri
     await writer.close()  # twice is harmless
 
 
+async def test_batches_arriving_together_start_one_process(writer: PngWriter) -> None:
+    stored = await asyncio.gather(*(writer.write([(f"j{i}", [(picture((i, 9, 9)), TEXT)])]) for i in range(4)))
+    assert all(files is not None for [files] in stored)
+    assert writer.starts == 1 and writer.pid is not None
+
+
 async def test_closing_answers_what_was_sent_first(writer: PngWriter) -> None:
     await writer.write([("warm-up", [(picture((9, 9, 9)), None)])])
     pending = asyncio.ensure_future(writer.write([(f"j{i}", [(picture((i, 0, 0)), TEXT)]) for i in range(8)]))
