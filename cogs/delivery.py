@@ -98,6 +98,10 @@ class Delivery(commands.Cog):
         self.tracked: dict[str, Tracked] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._redelivery_scheduled = False
+        # Jobs this process is posting right now. A job requeued at start-up can finish and be
+        # mid-upload ("delivering") when the redelivery scan reads the job log; without this the
+        # scan would take it for a post the previous process left unfinished and post it again.
+        self._posting: set[str] = set()
         self.interval = bot.config.discord.progress_interval_s
 
     async def cog_load(self) -> None:
@@ -200,6 +204,17 @@ class Delivery(commands.Cog):
 
     async def deliver(self, job_id: str, status: StatusMessage | None, t: Tracked | None = None,
                       done: JobDone | None = None) -> None:
+        """Post a finished job's result exactly once: claim it in the job log, post, record the message."""
+        if job_id in self._posting:
+            return  # this process is already posting it
+        self._posting.add(job_id)  # before the claim: the scan must never see our claim without this
+        try:
+            await self._deliver(job_id, status, t, done)
+        finally:
+            self._posting.discard(job_id)
+
+    async def _deliver(self, job_id: str, status: StatusMessage | None, t: Tracked | None,
+                       done: JobDone | None) -> None:
         db = self.bot.studio.database
         if not await db.jobs.begin_delivery(job_id):
             return  # already delivered (or being delivered) elsewhere
@@ -293,8 +308,8 @@ class Delivery(commands.Cog):
     async def redeliver(self) -> None:
         db = self.bot.studio.database
         for row in await db.jobs.undelivered():
-            if row.job_id in self.tracked:
-                continue
+            if row.job_id in self.tracked or row.job_id in self._posting:
+                continue  # this process posts it (a status message waits for it, or the post is on its way)
             if row.status == "delivering":
                 message = await self._find_posted(row)
                 if message is not None:

@@ -103,6 +103,41 @@ async def test_after_a_restart_finished_jobs_are_posted_exactly_once(simcord_env
     assert done.id != again.id
 
 
+async def test_a_result_being_posted_when_the_restart_scan_runs_is_posted_once(
+        simcord_env, simcord_bot, monkeypatch) -> None:
+    """A job requeued at start-up can finish, and be mid-upload, while the scan for what the previous
+    process left undelivered reads the job log: the scan must leave that post alone."""
+    w = make_world(simcord_env)
+    bot = simcord_bot
+    db = bot.studio.database
+    first_post = await final(await w.alice.slash(w.channel, "imagine", prompt="requeued and finished"))
+    job_id = (await db.jobs.history(user_id=w.alice.id)).rows[0].job_id
+    await w.admin.delete(first_post)  # as if it had never been posted
+    await db.jobs._conn.execute(  # noqa: SLF001 - as the job finished after a restart: done, not yet posted
+        "UPDATE jobs SET status='done', delivered_at=NULL, result_message_id=NULL WHERE job_id=?", (job_id,))
+    before = {m.id for m in w.channel.history()}
+    upload = asyncio.Event()
+    real_render = bot.delivery._render
+
+    async def slow_render(*args, **kwargs):
+        await upload.wait()  # the upload takes as long as the test wants
+        return await real_render(*args, **kwargs)
+
+    monkeypatch.setattr(bot.delivery, "_render", slow_render)
+    live = asyncio.create_task(bot.delivery.deliver(job_id, None))
+    while (await db.jobs.get(job_id)).status != "delivering":
+        await asyncio.sleep(0.01)
+    await asyncio.wait_for(bot.delivery.redeliver(), 10)  # returns at once: nothing of a previous run
+    upload.set()
+    await live
+    new = [m for m in w.channel.history() if m.id not in before and m.author.bot]
+    assert len(new) == 1 and f"job `{job_id}`" in new[0].content and new[0].attachments
+    row = await db.jobs.get(job_id)
+    assert row.status == "delivered" and row.result_message_id == new[0].id
+    await bot.delivery.deliver(job_id, None)  # a second call for a delivered job posts nothing
+    assert len([m for m in w.channel.history() if m.id not in before]) == 1
+
+
 async def test_a_cancelled_job_says_so_in_its_status_message(simcord_env, simcord_bot) -> None:
     w = make_world(simcord_env)
     with gpu_busy(simcord_bot):
