@@ -106,8 +106,8 @@ class Studio:
         if self.db is not None:
             return []
         await self.outputs.prepare()
-        await self.png_writer.start()
         self.db = await Database.open(self.config.path(self.config.storage.database))
+        await self.png_writer.start()
         recovered = await self.db.jobs.recover()
         jobs = [J.job_from_params(row.job_id, row.user_id, row.params) for row in recovered]
         self._jobs.update((j.job_id, j) for j in jobs)
@@ -259,8 +259,8 @@ class Studio:
 
     async def _record_finished(self) -> None:
         """Save the results that arrived in the same turn of the loop (a batch ends together): their
-        PNGs in one request to the PNG writer (storage/png_writer.py), their rows and statuses in one write each; then tell
-        the cogs (the log leads)."""
+        PNGs in one request to the PNG writer (storage/png_writer.py), their rows and statuses in
+        one write each; then tell the cogs (the log leads)."""
         results, self._finishing = self._finishing, []
         try:
             for event in await self._save_results(results):
