@@ -124,11 +124,17 @@ class UploadSink:
             task.add_done_callback(self._tasks.discard)
 
     async def _post(self, event: JobDone) -> None:
-        jobs = self.studio.database.jobs
-        if not await jobs.begin_delivery(event.job_id):
+        """The job-log work of ``Delivery.deliver``, trip for trip: claim + read the row and its
+        images, "upload", then delivered + the images' message id."""
+        db = self.studio.database
+        claimed, _row, _images = await asyncio.gather(
+            db.jobs.begin_delivery(event.job_id), db.jobs.get(event.job_id), db.images.for_job(event.job_id))
+        if not claimed:
             self.failures.append(f"{event.job_id}: delivered twice")
         await asyncio.sleep(self.upload_s)
-        await jobs.mark_delivered(event.job_id, channel_id=1, message_id=len(self.posted) + 1)
+        message_id = len(self.posted) + 1
+        await asyncio.gather(db.jobs.mark_delivered(event.job_id, channel_id=1, message_id=message_id),
+                             db.images.set_message(event.job_id, message_id))
         self.posted[event.job_id] = time.perf_counter()
         if self.on_posted is not None:
             self.on_posted(event.job_id)

@@ -34,7 +34,7 @@ from studio import JobCancelled, JobDone, JobProgress, JobQueued, JobStarted, St
 
 if TYPE_CHECKING:
     from bot import EaselBot
-    from storage import JobRow
+    from storage import ImageRow, JobRow
 
 log = logging.getLogger(__name__)
 
@@ -216,15 +216,18 @@ class Delivery(commands.Cog):
     async def _deliver(self, job_id: str, status: StatusMessage | None, t: Tracked | None,
                        done: JobDone | None) -> None:
         db = self.bot.studio.database
-        if not await db.jobs.begin_delivery(job_id):
+        # Claim, then read the row and its images: issued together they share one trip to SQLite's
+        # thread and run in this order (storage/batched.py), so what is read is the claimed job.
+        claimed, row, images = await asyncio.gather(
+            db.jobs.begin_delivery(job_id), db.jobs.get(job_id), db.images.for_job(job_id))
+        if not claimed:
             return  # already delivered (or being delivered) elsewhere
-        row = await db.jobs.get(job_id)
         assert row is not None
         for attempt in range(1, POST_ATTEMPTS + 1):
             try:
                 if status is None:
                     status = await self._channel_status(row)
-                content, files, view = await self._render(row, t, done)
+                content, files, view = await self._render(row, images, t, done)
                 await status.edit(content, files=files, view=view)
                 break
             except discord.HTTPException as exc:
@@ -234,8 +237,13 @@ class Delivery(commands.Cog):
                     return
                 await asyncio.sleep(attempt)
         assert status is not None and status.message_id is not None
-        await db.jobs.mark_delivered(job_id, channel_id=status.channel_id, message_id=status.message_id)
-        await db.images.set_message(job_id, status.message_id)
+        await self._record_posted(job_id, status.channel_id, status.message_id)
+
+    async def _record_posted(self, job_id: str, channel_id: int, message_id: int) -> None:
+        """The job delivered as ``message_id`` and its images linked to it, in one trip to SQLite."""
+        db = self.bot.studio.database
+        await asyncio.gather(db.jobs.mark_delivered(job_id, channel_id=channel_id, message_id=message_id),
+                             db.images.set_message(job_id, message_id))
 
     async def _channel_status(self, row: JobRow) -> StatusMessage:
         """A fresh reply in the request's channel (the interaction token is gone)."""
@@ -248,12 +256,12 @@ class Delivery(commands.Cog):
         message = await channel.send(text, reference=reference, allowed_mentions=NO_MENTIONS)
         return ChannelStatus(message)
 
-    async def _render(self, row: JobRow, t: Tracked | None,
+    async def _render(self, row: JobRow, images: list[ImageRow], t: Tracked | None,
                       done: JobDone | None) -> tuple[str, list[discord.File], discord.ui.View]:
         if row.error:
             return f"\u26a0\ufe0f {quote(row.error, 1500)} \u00b7 job `{row.job_id}`", [], discord.ui.View()
         job = job_from_params(row.job_id, row.user_id, row.params)
-        images = sorted(await self.bot.studio.database.images.for_job(row.job_id), key=lambda r: r.idx)
+        images = sorted(images, key=lambda r: r.idx)
         if not images:
             return f"\u26a0\ufe0f The images of job `{row.job_id}` are no longer stored.", [], discord.ui.View()
         seconds = done.seconds if done else (row.finished_at - row.started_at if row.finished_at and row.started_at
@@ -313,8 +321,7 @@ class Delivery(commands.Cog):
             if row.status == "delivering":
                 message = await self._find_posted(row)
                 if message is not None:
-                    await db.jobs.mark_delivered(row.job_id, channel_id=message.channel.id, message_id=message.id)
-                    await db.images.set_message(row.job_id, message.id)
+                    await self._record_posted(row.job_id, message.channel.id, message.id)
                     continue
                 await db.jobs.release_delivery(row.job_id)
             log.info("posting the result of job %s that was not delivered before the restart", row.job_id)

@@ -138,6 +138,24 @@ async def test_a_result_being_posted_when_the_restart_scan_runs_is_posted_once(
     assert len([m for m in w.channel.history() if m.id not in before]) == 1
 
 
+async def test_posting_a_result_takes_two_trips_to_the_job_log(simcord_env, simcord_bot) -> None:
+    """Claim + row + images read share one trip, delivered + images' message id another (storage/batched.py)."""
+    w = make_world(simcord_env)
+    db = simcord_bot.studio.database
+    first_post = await final(await w.alice.slash(w.channel, "imagine", prompt="counted", count=2))
+    job_id = (await db.jobs.history(user_id=w.alice.id)).rows[0].job_id
+    await w.admin.delete(first_post)
+    await db.jobs._conn.execute(  # noqa: SLF001 - finished, not yet posted
+        "UPDATE jobs SET status='done', delivered_at=NULL, result_message_id=NULL WHERE job_id=?", (job_id,))
+    batcher = db.jobs._conn._batcher  # noqa: SLF001
+    trips = batcher.trips
+    await simcord_bot.delivery.deliver(job_id, None)
+    assert batcher.trips - trips == 2
+    row = await db.jobs.get(job_id)
+    assert row.status == "delivered" and row.result_message_id is not None
+    assert [image.message_id for image in await db.images.for_job(job_id)] == [row.result_message_id] * 2
+
+
 async def test_a_cancelled_job_says_so_in_its_status_message(simcord_env, simcord_bot) -> None:
     w = make_world(simcord_env)
     with gpu_busy(simcord_bot):
