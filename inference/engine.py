@@ -71,6 +71,11 @@ class EngineStatus:
 
 POSITIONS_EVERY_S = 0.25
 
+# A batch that is not full keeps taking companions while the GPU is busy with the batches ahead of
+# it, and is handed over this long before they are expected to end (the larger of the two).
+HANDOVER_LEAD_S = 0.005
+HANDOVER_LEAD_FRACTION = 0.1  # of the work ahead: room for an estimate that was too long
+
 
 class Engine:
     IN_FLIGHT = 2  # batches handed to the GPU thread at once: one running, one ready behind it
@@ -326,11 +331,14 @@ class Engine:
         """The next job in fair order, plus compatible companions when the policy batches its shape.
 
         Companions already waiting join at once; otherwise the dispatcher waits for more, at most
-        ``queue.batch_wait_ms`` in all, and goes as soon as the batch is full. With a backlog the
-        wait costs nothing (the batch before is still running); on an idle GPU it is what lets a
-        burst of requests share one call. Shapes where batching does not pay never wait.
+        ``queue.batch_wait_ms`` on an idle GPU (what lets a burst of requests share one call), and
+        goes as soon as the batch is full. While the GPU is still busy with the batches ahead, the
+        batch could not start anyway: it keeps taking companions until just before they are
+        expected to end (:meth:`_busy_until`), so a backlog that is still arriving runs in full
+        batches. Shapes where batching does not pay never wait.
         """
         job = await self.queue.get()
+        self._in_flight[job.job_id] = job  # from now on /queue cancel reaches it through the executor
         batch = [job]
         key = job.batch_key()
         size = self.policy.batch_size(job)
@@ -338,15 +346,32 @@ class Engine:
             batch += self._take_compatible(key, size - 1)
             deadline = time.monotonic() + self.config.queue.batch_wait_ms / 1000
             while len(batch) < size:
-                remaining = deadline - time.monotonic()
+                remaining = max(deadline, self._busy_until()) - time.monotonic()
                 if remaining <= 0:
                     break
                 self._queue_changed.clear()
                 await self._wait_for_queue_change(remaining)
                 batch += self._take_compatible(key, size - len(batch))
-        for j in batch:
-            self._in_flight[j.job_id] = j
         return batch
+
+    def _busy_until(self) -> float:
+        """When (``time.monotonic()``) the next batch must be on the GPU thread for it not to wait:
+        the end of the work handed to it, from the jobs' measured durations, less a lead. 0 when
+        nothing runs, or when a job's duration has not been measured yet (then only
+        ``batch_wait_ms`` counts)."""
+        started = [(self._started_at[job_id], job) for job_id, job in self._in_flight.items()
+                   if job_id in self._started_at]
+        if not started:
+            return 0.0
+        work = 0.0
+        for _, job in started:
+            seconds = self.eta.measured(self._eta_key(job))
+            if seconds is None:
+                return 0.0
+            work += seconds
+        # Handed over is not started: a batch queued behind another began later, so this errs early.
+        first = min(at for at, _ in started)
+        return first + work - max(HANDOVER_LEAD_S, HANDOVER_LEAD_FRACTION * work)
 
     def _take_compatible(self, key: Any, limit: int) -> list[Job]:
         """Take companions; members' positions are then updated once for the whole batch."""
@@ -355,6 +380,8 @@ class Engine:
             taken = self.queue.take_compatible(key, limit)
         finally:
             self._positions_held = False
+        for job in taken:
+            self._in_flight[job.job_id] = job
         if taken:
             self._on_queue_change()
         return taken
@@ -401,6 +428,7 @@ class Engine:
                 self._in_flight.pop(job.job_id, None)
                 self._started_at.pop(job.job_id, None)
             self._slots.release()
+            self._queue_changed.set()  # a batch still taking companions goes now if it was waiting for this one
 
     def _finish(self, job: Job, outcome: Outcome) -> None:
         if isinstance(outcome, Finished):

@@ -19,6 +19,10 @@ class EtaEstimator:
         self._by_key[key] = seconds if old is None else (1 - SMOOTHING) * old + SMOOTHING * seconds
         self._overall = seconds if self._overall is None else (1 - SMOOTHING) * self._overall + SMOOTHING * seconds
 
+    def measured(self, key: str) -> float | None:
+        """This key's own average, or None before a job with it has finished."""
+        return self._by_key.get(key)
+
     def estimate(self, key: str) -> float:
         """Seconds a job with this key will take: its own average, else the overall one."""
         if key in self._by_key:
