@@ -10,7 +10,10 @@ device: the figures are that device's.
 Where a figure is missing the policy measures: a single run first, then one batch. The engine's
 warm-up can take both measurements for the default shape at start-up (:meth:`Engine.start`).
 Because a machine's speed drifts (other processes, clocks, a noisy first measurement), the
-losing choice is measured again once every :data:`REPROBE_EVERY` decisions for that shape.
+losing choice is measured again once every :data:`REPROBE_EVERY` decisions for that shape. Each
+such run costs a little (a job run alone where batches pay, or a batch where they do not), so
+every time the new figure confirms the decision the interval doubles, up to :data:`REPROBE_MAX`;
+a figure that changes the decision brings it back to :data:`REPROBE_EVERY`.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from inference.jobs import DiffusionJob, Job
 GAIN_NEEDED = 0.95  # batched per-image time must be under 95% of single to be worth the wait
 SMOOTHING = 0.3
 REPROBE_EVERY = 50
+REPROBE_MAX = 800
 
 Shape = tuple[object, ...]
 
@@ -39,6 +43,8 @@ class BatchPolicy:
     single: dict[Shape, float] = field(default_factory=dict)  # shape -> seconds per image, one job per call
     batched: dict[Shape, float] = field(default_factory=dict)  # shape -> seconds per image, several jobs
     _since_probe: dict[Shape, int] = field(default_factory=dict, repr=False)
+    _probe_every: dict[Shape, int] = field(default_factory=dict, repr=False)
+    _probing: dict[Shape, bool] = field(default_factory=dict, repr=False)  # the decision before a re-measurement
 
     def batch_size(self, job: Job) -> int:
         """How many jobs like this one to run together (1 = alone)."""
@@ -51,8 +57,9 @@ class BatchPolicy:
             return self.max_batch  # then try a batch once
         pays = self.pays(job)
         count = self._since_probe.get(key, 0) + 1
-        if count >= REPROBE_EVERY:
+        if count >= self._probe_every.get(key, REPROBE_EVERY):
             self._since_probe[key] = 0
+            self._probing[key] = bool(pays)
             pays = not pays  # measure the losing choice again
         else:
             self._since_probe[key] = count
@@ -71,8 +78,17 @@ class BatchPolicy:
             return
         table = self.single if batch_len == 1 else self.batched
         key = shape_key(job)
+        decided = self.pays(job)
         old = table.get(key)
         table[key] = seconds_per_image if old is None else (1 - SMOOTHING) * old + SMOOTHING * seconds_per_image
+        pays = self.pays(job)
+        probed = self._probing.get(key)
+        if probed is not None and (batch_len == 1) == probed:  # a figure for the choice that was losing
+            del self._probing[key]
+            if pays == probed:
+                self._probe_every[key] = min(REPROBE_MAX, 2 * self._probe_every.get(key, REPROBE_EVERY))
+        if decided is not None and pays != decided:
+            self._probe_every[key] = REPROBE_EVERY
 
     def summary(self) -> list[dict[str, object]]:
         """Every measured shape with both figures and the decision, for benches and ``/admin``."""

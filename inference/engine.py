@@ -27,22 +27,16 @@ from config import Config
 from inference.batching import BatchPolicy
 from inference.eta import EtaEstimator
 from inference.executor import GpuExecutor, Outcome, internal_error_message
-from inference.jobs import Cancelled, Failed, Finished, Job, JobError, JobEvent, Queued, TextToImageJob
+from inference.jobs import Cancelled, Failed, Finished, Job, JobError, JobEvent, Queued
 from inference.prepare import PreparedJob, needs_preparing, prepare
 from inference.presets import detect_family, preset_for
 from inference.scheduler import FairQueue
 from inference.validation import ModelInfo
+from inference.warmup import warm_up_model
 
 log = logging.getLogger(__name__)
 
 Listener = Callable[[JobEvent], None]
-Measurement = tuple[Job, int, float]  # (job, jobs in the call, seconds per image)
-
-# Measuring batching at start-up costs one single and one batched run of the default shape; skip
-# it (the policy then measures on real jobs) when that would delay start-up by more than this.
-CALIBRATION_BUDGET_S = 15.0
-RETIME_BELOW_S = 2.0  # a first run slower than the budget allows is timed again only if it was this cheap
-
 
 ETA_FIELDS = ("kind", "model", "width", "height", "steps", "count", "strength")
 
@@ -122,51 +116,15 @@ class Engine:
         model = await asyncio.wrap_future(self.executor.submit(self.executor.model, ""))
         self.policy.device = str(model.device)
         if warm_up and getattr(self.executor, "warms_up", True):  # a remote service has nothing of ours to warm
-            for job, batch_len, per_image in await asyncio.wrap_future(self.executor.submit(self._warm_up)):
+            measured = await asyncio.wrap_future(self.executor.submit(
+                warm_up_model, self.executor, self.policy.max_batch, self.config.device.compile))
+            for job, batch_len, per_image in measured:
                 self.policy.record(job, batch_len, per_image)
+            if measured:  # queue estimates (and filling batches, _busy_until) have a figure from the start
+                job = measured[0][0]
+                chosen = [per_image for _, batch_len, per_image in measured if (batch_len > 1) == self.policy.pays(job)]
+                self.eta.record(self._eta_key(job), chosen[0])
         self._dispatcher = asyncio.create_task(self._dispatch(), name="easel-dispatcher")
-
-    def _warm_up(self) -> list[Measurement]:
-        """On the GPU thread: one 1-step generation per warm-up size, so the first member pays for
-        neither lazy initialisation nor (with ``device.compile``) a compilation; then, when cheap
-        enough, one single and one batched run of the default shape for the batching policy."""
-        from inference.generate import warm_up_sizes
-
-        model = self.executor.model("")
-        preset = model.preset
-        size, steps, n = preset.size, preset.steps, self.policy.max_batch
-        timings = [self._timed_run(model, [self._probe(model, width, height, 1)])
-                   for width, height in warm_up_sizes(preset, compiled=self.config.device.compile)]
-        if n <= 1:
-            return []
-        one_step = timings[0]  # the default size comes first; this run included the lazy start
-        if one_step * steps * (1 + n) > CALIBRATION_BUDGET_S and one_step < RETIME_BELOW_S:
-            one_step = self._timed_run(model, [self._probe(model, size, size, 1)])
-        if one_step * steps * (1 + n) > CALIBRATION_BUDGET_S:
-            log.info("batching for %s will be measured on the first jobs (measuring now would take ~%.0f s)",
-                     model.name, one_step * steps * (1 + n))
-            return []
-        batch = [self._probe(model, size, size, steps, seed) for seed in range(n)]
-        if self.config.device.compile:
-            self._timed_run(model, batch)  # a new batch shape compiles first
-        single = self._timed_run(model, batch[:1])
-        batched = self._timed_run(model, batch) / n
-        log.info("batching %s at %d px: %.3f s per image alone, %.3f s in a batch of %d", model.name, size,
-                 single, batched, n)
-        return [(batch[0], 1, single), (batch[0], n, batched)]
-
-    @staticmethod
-    def _probe(model: Any, width: int, height: int, steps: int, seed: int = 0) -> TextToImageJob:
-        return TextToImageJob(job_id=f"warmup{seed}", owner=0, prompt="a photo of a house", width=width,
-                              height=height, steps=steps, guidance=model.preset.guidance, model=model.name, seed=seed)
-
-    @staticmethod
-    def _timed_run(model: Any, jobs: list[TextToImageJob]) -> float:
-        from inference.generate import run_diffusion_batch
-
-        started = time.perf_counter()
-        run_diffusion_batch(model, [PreparedJob(job) for job in jobs], lambda *_: True)
-        return time.perf_counter() - started
 
     async def stop(self) -> None:
         """Stop serving. Running jobs are abandoned, not failed: the job log still has them as

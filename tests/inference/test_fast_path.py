@@ -12,8 +12,9 @@ import pytest
 from config import Config
 from inference import engine as engine_module
 from inference import executor as executor_module
+from inference import warmup as warmup_module
 from inference.batching import shape_key
-from inference.engine import Engine
+from inference.engine import Engine, eta_key
 from inference.executor import GpuExecutor
 from inference.generate import ensure_sdpa, warm_up_sizes
 from inference.jobs import Failed, Finished
@@ -39,13 +40,15 @@ async def test_warm_up_measures_batching_for_the_default_shape(tiny_config: Conf
     shape = shape_key(t2i("x", steps=4))  # tiny_config: 64 px, 4 steps by default
     assert engine.policy.device == "cpu"
     assert shape in engine.policy.single and shape in engine.policy.batched
+    # the estimate members' queue positions use (and batches filling while the GPU is busy) is measured too
+    assert engine.eta.measured(eta_key(t2i("x", steps=4))) == pytest.approx(engine.policy.batched[shape])
 
 
 async def test_warm_up_leaves_batching_to_real_jobs_when_measuring_would_be_slow(
         tiny_config: Config, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setattr(engine_module, "CALIBRATION_BUDGET_S", 0.0)
+    monkeypatch.setattr(warmup_module, "CALIBRATION_BUDGET_S", 0.0)
     engine = Engine(tiny_config, GpuExecutor(tiny_config))
-    with caplog.at_level("INFO", logger="inference.engine"):
+    with caplog.at_level("INFO", logger="inference.warmup"):
         await engine.start(warm_up=True)
     await engine.stop()
     assert engine.policy.single == {} and engine.policy.batched == {}
@@ -90,7 +93,7 @@ async def test_an_executor_can_ask_for_more_batches_in_flight_and_to_skip_the_wa
     engine = Engine(queue_config(tiny_config, max_batch=1), executor)
     outcomes = Outcomes()
     engine.add_listener(outcomes)
-    monkeypatch.setattr(engine, "_warm_up", lambda: pytest.fail("warmed up an executor that asked not to"))
+    monkeypatch.setattr(engine_module, "warm_up_model", lambda *_: pytest.fail("warmed up an executor that asked not to"))
     release = threading.Event()
     original = executor_module.run_diffusion_batch
 

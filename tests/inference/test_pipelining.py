@@ -20,7 +20,7 @@ from PIL import Image
 from config import Config
 from inference import engine as engine_module
 from inference import executor as executor_module
-from inference.batching import REPROBE_EVERY, BatchPolicy, shape_key
+from inference.batching import REPROBE_EVERY, REPROBE_MAX, BatchPolicy, shape_key
 from inference.engine import Engine
 from inference.executor import BusyStats, GpuExecutor
 from inference.jobs import Cancelled, Finished, ImageToImageJob, JobEvent, TextToImageJob
@@ -260,6 +260,31 @@ def test_policy_batches_where_it_pays_and_remeasures_the_losing_choice_now_and_t
     policy.record(job, 1, 0.0)  # a broken measurement is ignored
     assert policy.single[shape_key(job)] == 1.0
     assert BatchPolicy(max_batch=1).batch_size(job) == 1
+
+
+def test_each_remeasurement_that_confirms_the_decision_doubles_the_interval_and_a_change_resets_it() -> None:
+    policy = BatchPolicy(max_batch=4)
+    job = t2i("x")
+    policy.record(job, 1, 1.0)
+    policy.record(job, 4, 0.5)
+
+    def decisions_until_a_single_run() -> int:
+        for n in range(1, 10 * REPROBE_MAX):
+            if policy.batch_size(job) == 1:
+                return n
+        raise AssertionError("the losing choice was never measured again")
+
+    intervals = []
+    for _ in range(6):
+        intervals.append(decisions_until_a_single_run())
+        policy.record(job, 1, 1.0)  # alone is still twice as slow: the decision stands
+    assert intervals == [REPROBE_EVERY, 2 * REPROBE_EVERY, 4 * REPROBE_EVERY, 8 * REPROBE_EVERY, REPROBE_MAX,
+                         REPROBE_MAX]
+    decisions_until_a_single_run()
+    for _ in range(3):  # the machine changed: alone is now faster per image than in a batch
+        policy.record(job, 1, 0.2)
+    assert policy.pays(job) is False
+    assert [policy.batch_size(job) for _ in range(REPROBE_EVERY)].count(4) == 1  # back to every REPROBE_EVERY
 
 
 @pytest.mark.parametrize(("batched_s", "pays"), [(2.0, False), (0.3, True)], ids=["slower", "faster"])
