@@ -17,6 +17,7 @@ order; ``undelivered()`` lists finished jobs whose result never reached Discord.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import secrets
 from collections.abc import Callable, Coroutine
@@ -96,6 +97,9 @@ class Studio:
         self._started = asyncio.Event()
         self._on_started: list[Callable[[], Any]] = []
         self._retention: asyncio.Task[None] | None = None
+        # Set by the poster of results (cogs/delivery.py): finished jobs are recorded already claimed
+        # for it, and JobDone carries their rows, which saves it a trip to the job log per result.
+        self.claim_for_posting = False
         self.engine.add_listener(self._on_engine_event)
 
     # ------------------------------------------------------------------ lifecycle
@@ -338,8 +342,20 @@ class Studio:
             records = [r for r in records if r.job_id not in gone]
             events = [e for e in events if e.job_id not in gone]
             await self.database.images.add_many(records)
-        await self.database.jobs.set_statuses([e.job_id for e in events if isinstance(e, JobDone)], "done")
-        return events
+        claim = self.claim_for_posting
+        rows = await self.database.jobs.finish([e.job_id for e in events if isinstance(e, JobDone)], claim=claim)
+        recorded: list[StudioEvent] = []
+        for event in events:
+            if isinstance(event, JobDone):
+                row = rows.get(event.job_id)
+                if row is None:  # gone from the log since its images were recorded
+                    log.warning(_DROPPED, event.job_id)
+                    continue
+                if claim:
+                    event = dataclasses.replace(event, row=row, image_rows=tuple(
+                        r.as_row() for r in records if r.job_id == event.job_id))
+            recorded.append(event)
+        return recorded
 
     def _sampler_label(self, job: J.Job) -> str:
         if not isinstance(job, J.DiffusionJob):

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from inference import jobs as J
+from storage.rows import ImageRow, JobRow
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,10 @@ class JobDone(StudioEvent):
     parameters: tuple[str, ...]
     seconds: float
     note: str = ""
+    # Set when the studio recorded the job already claimed for posting (Studio.claim_for_posting):
+    # its row and images as recorded, so the poster needs no trip to the job log before posting.
+    row: JobRow | None = None
+    image_rows: tuple[ImageRow, ...] = ()
 
 
 @dataclass(frozen=True)

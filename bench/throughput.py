@@ -124,13 +124,15 @@ class UploadSink:
             task.add_done_callback(self._tasks.discard)
 
     async def _post(self, event: JobDone) -> None:
-        """The job-log work of ``Delivery.deliver``, trip for trip: claim + read the row and its
-        images, "upload", then delivered + the images' message id."""
+        """The job-log work of ``Delivery.deliver``, trip for trip: a result recorded claimed for
+        the poster (``Studio.claim_for_posting``, as the Delivery cog asks) comes with its row and
+        images; otherwise claim + read them. Then "upload", then delivered + the images' message id."""
         db = self.studio.database
-        claimed, _row, _images = await asyncio.gather(
-            db.jobs.begin_delivery(event.job_id), db.jobs.get(event.job_id), db.images.for_job(event.job_id))
-        if not claimed:
-            self.failures.append(f"{event.job_id}: delivered twice")
+        if event.row is None:
+            claimed, _row, _images = await asyncio.gather(
+                db.jobs.begin_delivery(event.job_id), db.jobs.get(event.job_id), db.images.for_job(event.job_id))
+            if not claimed:
+                self.failures.append(f"{event.job_id}: delivered twice")
         await asyncio.sleep(self.upload_s)
         message_id = len(self.posted) + 1
         await asyncio.gather(db.jobs.mark_delivered(event.job_id, channel_id=1, message_id=message_id),
@@ -148,6 +150,7 @@ class Bot:
 
     def __init__(self, config: Config, upload_s: float, label: str) -> None:
         self.studio = Studio(config, engine=Engine(config, GpuExecutor(config)))
+        self.studio.claim_for_posting = True  # as cogs/delivery.py does
         self.sink = UploadSink(self.studio, upload_s)
         self.studio.add_listener(self.sink)
         self.label = label

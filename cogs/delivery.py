@@ -107,6 +107,7 @@ class Delivery(commands.Cog):
     async def cog_load(self) -> None:
         self.bot.delivery = self
         self.bot.studio.add_listener(self.on_studio_event)
+        self.bot.studio.claim_for_posting = True  # results come claimed for us, with their rows
 
     async def cog_unload(self) -> None:
         await self.close()
@@ -153,6 +154,10 @@ class Delivery(commands.Cog):
             t.dirty = True
             self._poke(t)
             return
+        if isinstance(event, JobDone) and event.row is not None:
+            # Recorded already claimed for us: ours to post from this moment (the restart scan
+            # must not take it for a post a previous process left unfinished).
+            self._posting.add(event.job_id)
         self._spawn(self._finish(event, t))
 
     def _spawn(self, coro: Any) -> None:
@@ -204,8 +209,10 @@ class Delivery(commands.Cog):
 
     async def deliver(self, job_id: str, status: StatusMessage | None, t: Tracked | None = None,
                       done: JobDone | None = None) -> None:
-        """Post a finished job's result exactly once: claim it in the job log, post, record the message."""
-        if job_id in self._posting:
+        """Post a finished job's result exactly once: claim it in the job log (unless the studio
+        recorded it claimed for us: ``done.row``), post, record the message."""
+        claimed = done is not None and done.row is not None  # on_studio_event marked it as ours
+        if job_id in self._posting and not claimed:
             return  # this process is already posting it
         self._posting.add(job_id)  # before the claim: the scan must never see our claim without this
         try:
@@ -216,13 +223,18 @@ class Delivery(commands.Cog):
     async def _deliver(self, job_id: str, status: StatusMessage | None, t: Tracked | None,
                        done: JobDone | None) -> None:
         db = self.bot.studio.database
-        # Claim, then read the row and its images: issued together they share one trip to SQLite's
-        # thread and run in this order (storage/batched.py), so what is read is the claimed job.
-        claimed, row, images = await asyncio.gather(
-            db.jobs.begin_delivery(job_id), db.jobs.get(job_id), db.images.for_job(job_id))
-        if not claimed:
-            return  # already delivered (or being delivered) elsewhere
-        assert row is not None
+        if done is not None and done.row is not None:  # claimed when it was recorded
+            row, images = done.row, list(done.image_rows)
+        else:
+            # Claim, then read the row and its images: issued together they share one trip to
+            # SQLite's thread and run in this order (storage/batched.py), so what is read is the
+            # claimed job.
+            claimed, found, images = await asyncio.gather(
+                db.jobs.begin_delivery(job_id), db.jobs.get(job_id), db.images.for_job(job_id))
+            if not claimed:
+                return  # already delivered (or being delivered) elsewhere
+            assert found is not None
+            row = found
         for attempt in range(1, POST_ATTEMPTS + 1):
             try:
                 if status is None:

@@ -29,6 +29,11 @@ class NewImage:
     size_bytes: int
     nsfw: bool = False
 
+    def as_row(self) -> ImageRow:
+        """The row this image has once recorded (not posted yet)."""
+        return ImageRow(self.job_id, self.idx, self.seed, Path(self.path), self.width, self.height, self.sha256,
+                        self.size_bytes, bool(self.nsfw))
+
 
 class Images:
     def __init__(self, conn: Connection) -> None:

@@ -128,6 +128,22 @@ class JobLog:
         if missing:
             raise JobsMissing(missing)
 
+    async def finish(self, job_ids: Sequence[str], *, claim: bool = False) -> dict[str, JobRow]:
+        """Record finished jobs as ``done``, in one statement; with ``claim``, as ``delivering``
+        straight away: claimed for the poster that asked the studio for it, exactly as
+        :meth:`begin_delivery` would (prior status ``done``, so :meth:`release_delivery` puts a
+        job whose post failed back). Returns the rows as recorded, by job id; a job that is not in
+        the log (or was delivered already) is left out."""
+        if not job_ids:
+            return {}
+        marks = ", ".join(f"?{n}" for n in range(4, 4 + len(job_ids)))
+        rows = await self._conn.fetchall(
+            "UPDATE jobs SET status = ?1, prior_status = ?2, finished_at = ?3"
+            f" WHERE job_id IN ({marks}) AND status != 'delivered' RETURNING *",
+            ["delivering" if claim else "done", "done" if claim else None, self._clock(), *job_ids],
+        )
+        return {row["job_id"]: job_from_row(row) for row in rows}
+
     # ------------------------------------------------------------------ start-up and delivery
 
     async def recover(self) -> list[JobRow]:

@@ -119,6 +119,13 @@ async def test_a_batch_is_recorded_together_and_an_image_that_cannot_be_saved_fa
         await original(job_ids, status, **kw)
 
     monkeypatch.setattr(studio.database.jobs, "set_statuses", spy)
+    original_finish = studio.database.jobs.finish
+
+    async def finish_spy(job_ids: list[str], *, claim: bool = False) -> Any:
+        calls.append((list(job_ids), "delivering" if claim else "done"))
+        return await original_finish(job_ids, claim=claim)
+
+    monkeypatch.setattr(studio.database.jobs, "finish", finish_spy)
     events: list[StudioEvent] = []
     studio.add_listener(events.append)
     for jid in "abc":
@@ -194,3 +201,44 @@ async def test_a_start_that_cannot_be_written_is_logged_and_not_announced(
     studio._on_engine_event(Started("b"))
     await until(lambda: "could not record the start of job(s) a, b" in caplog.text)
     assert not events
+
+
+async def test_results_recorded_for_a_poster_come_claimed_with_their_rows(studio: Studio) -> None:
+    """With ``claim_for_posting`` (the Delivery cog sets it) a finished job is recorded as
+    ``delivering`` in the same statement as ``done`` would be, and JobDone carries the row and
+    image rows the poster would otherwise read back: nothing else may claim it, and a failed post
+    puts it back to ``done``."""
+    studio.claim_for_posting = True
+    await studio.database.jobs.add(job_id="a", kind="imagine", user_id=1, guild_id=None, channel_id=6,
+                                   params=job("a").to_params())
+    events: list[StudioEvent] = []
+    studio.add_listener(events.append)
+    studio._on_engine_event(Finished("a", JobResult("a", (Image.new("RGB", (64, 64), "red"),), (9,), 0.1)))
+    await until(lambda: any(isinstance(e, JobDone) for e in events))
+    done = next(e for e in events if isinstance(e, JobDone))
+    assert done.row is not None and done.row.status == "delivering" and done.row.finished_at is not None
+    assert list(done.image_rows) == await studio.database.images.for_job("a")
+    assert not await studio.database.jobs.begin_delivery("a")  # claimed already
+    assert await studio.database.jobs.release_delivery("a")
+    assert (await studio.database.jobs.get("a")).status == "done"  # type: ignore[union-attr]
+
+
+async def test_a_job_that_left_the_log_while_it_ran_is_dropped_and_its_companions_recorded(studio: Studio) -> None:
+    for jid in "ab":
+        await studio.database.jobs.add(job_id=jid, kind="imagine", user_id=1, guild_id=None, channel_id=6,
+                                       params=job(jid).to_params())
+    events: list[StudioEvent] = []
+    studio.add_listener(events.append)
+    real_finish = studio.database.jobs.finish
+
+    async def forgotten_meanwhile(job_ids: list[str], *, claim: bool = False) -> Any:
+        await studio.database.jobs._conn.execute("DELETE FROM jobs WHERE job_id = 'b'")  # noqa: SLF001 - /forget
+        return await real_finish(job_ids, claim=claim)
+
+    studio.database.jobs.finish = forgotten_meanwhile  # type: ignore[method-assign]
+    for jid in "ab":
+        studio._on_engine_event(Finished(jid, JobResult(jid, (Image.new("RGB", (64, 64), "red"),), (9,), 0.1)))
+    await until(lambda: any(isinstance(e, JobDone) for e in events))
+    await asyncio.sleep(0.05)
+    assert [e.job_id for e in events if isinstance(e, JobDone | JobFailed)] == ["a"]
+    assert (await studio.database.jobs.get("a")).status == "done"  # type: ignore[union-attr]

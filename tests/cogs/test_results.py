@@ -156,6 +156,29 @@ async def test_posting_a_result_takes_two_trips_to_the_job_log(simcord_env, simc
     assert [image.message_id for image in await db.images.for_job(job_id)] == [row.result_message_id] * 2
 
 
+async def test_a_live_result_comes_claimed_from_the_studio_and_is_posted_without_claiming_again(
+        simcord_env, simcord_bot, monkeypatch) -> None:
+    """The studio records a finished job already claimed for the Delivery cog (one statement, the
+    row comes back with it): posting it takes the one trip that records the message."""
+    w = make_world(simcord_env)
+    db = simcord_bot.studio.database
+    claims: list[str] = []
+    real_claim = db.jobs.begin_delivery
+
+    async def counted_claim(job_id: str) -> bool:
+        claims.append(job_id)
+        return await real_claim(job_id)
+
+    monkeypatch.setattr(db.jobs, "begin_delivery", counted_claim)
+    post = await final(await w.alice.slash(w.channel, "imagine", prompt="claimed on the way", count=2))
+    job_id = (await db.jobs.history(user_id=w.alice.id)).rows[0].job_id
+    assert claims == [] and f"job `{job_id}`" in post.content and post.attachments
+    row = await db.jobs.get(job_id)
+    assert row.status == "delivered" and row.result_message_id == post.id
+    assert [image.message_id for image in await db.images.for_job(job_id)] == [post.id] * 2
+    assert len([m for m in w.channel.history() if m.author.bot and f"job `{job_id}`" in m.content]) == 1
+
+
 async def test_a_cancelled_job_says_so_in_its_status_message(simcord_env, simcord_bot) -> None:
     w = make_world(simcord_env)
     with gpu_busy(simcord_bot):

@@ -131,3 +131,23 @@ async def test_undelivered_lists_results_in_order(db: Database) -> None:
     await finish(db, "a")
     assert await db.jobs.begin_delivery("a")
     assert [r.job_id for r in await db.jobs.undelivered()] == ["a", "b", "d"]
+
+
+@pytest.mark.parametrize("claim", [False, True], ids=["done", "claimed for the poster"])
+async def test_finishing_records_every_job_in_one_statement_and_returns_their_rows(db: Database, claim: bool) -> None:
+    for jid in ("j1", "j2", "old"):
+        await add_job(db, jid)
+        await db.jobs.set_status(jid, "running")
+    await finish(db, "old")
+    assert await db.jobs.begin_delivery("old")
+    await db.jobs.mark_delivered("old", channel_id=1, message_id=5)
+    trips = db.jobs._conn._batcher.trips  # noqa: SLF001
+    rows = await db.jobs.finish(["j1", "j2", "ghost", "old"], claim=claim)
+    assert db.jobs._conn._batcher.trips == trips + 1  # noqa: SLF001
+    assert sorted(rows) == ["j1", "j2"]  # unknown and delivered jobs are left out (and left alone)
+    assert (await db.jobs.get("old")).status == "delivered"  # type: ignore[union-attr]
+    for jid in ("j1", "j2"):
+        stored = await db.jobs.get(jid)
+        assert stored == rows[jid] and stored is not None and stored.finished_at is not None
+        assert stored.status == ("delivering" if claim else "done") and stored.outcome == "done"
+    assert await db.jobs.begin_delivery("j1") is (not claim)  # claimed already, or free to claim
