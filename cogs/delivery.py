@@ -5,10 +5,13 @@ interaction, or a reply for reactions); progress edits are throttled to one per
 ``discord.progress_interval_s``; the result replaces the status. Jobs without a status message
 (restarted bot, requeued job) are posted to their channel as a reply quoting the request.
 
-Exactly once: ``begin_delivery`` atomically claims a finished job before posting and
-``mark_delivered`` records the message id. A job found ``delivering`` at start-up (the bot died
-between posting and recording) is looked up in its channel's recent messages before anything is
-posted again.
+Exactly once: a finished job is claimed before posting and ``mark_delivered`` records the
+message id. A live result comes claimed already: this cog sets ``Studio.claim_for_posting``, so
+the studio records a finished job as ``delivering`` in the statement that records it finished,
+and its JobDone carries the row and images (no trip to the job log before posting). Jobs the
+studio did not claim (after a restart, a failure) are claimed here with ``begin_delivery``. A job
+found ``delivering`` at start-up (the bot died between finishing and recording the post) is
+looked up in its channel's recent messages before anything is posted again.
 """
 
 from __future__ import annotations
@@ -110,6 +113,7 @@ class Delivery(commands.Cog):
         self.bot.studio.claim_for_posting = True  # results come claimed for us, with their rows
 
     async def cog_unload(self) -> None:
+        self.bot.studio.claim_for_posting = False  # nobody would post them: the next start's scan will
         await self.close()
 
     async def close(self) -> None:
