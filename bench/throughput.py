@@ -1,6 +1,6 @@
 """Bench: N jobs from several members through the whole bot except Discord, against raw pipeline calls.
 
-    python bench/throughput.py [--jobs 50] [--users 5] [--size 64] [--steps 4] [--threads 1] [--rounds 5]
+    python bench/throughput.py [--jobs 50] [--users 5] [--size 64] [--steps 4] [--threads 1] [--rounds 15]
 
 Each member submits their share of the jobs at once through the studio, exactly as the cogs do:
 the job is committed to a temporary SQLite job log, queued fairly, run on the GPU thread, its PNG
@@ -276,7 +276,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--max-batch", type=int, default=4, help="queue.max_batch (default 4)")
     parser.add_argument("--batch-wait-ms", type=int, default=5, help="queue.batch_wait_ms (default 5)")
     parser.add_argument("--upload-ms", type=float, default=50, help="simulated upload time per result (default 50)")
-    parser.add_argument("--rounds", type=int, default=5, help="repeat everything; JSON has medians (default 5)")
+    # One round's ratio moves by +-0.05 on a shared machine (its speed changes by 10-20% within
+    # seconds); the median of 15 is within about +-0.02.
+    parser.add_argument("--rounds", type=int, default=15, help="repeat everything; JSON has medians (default 15)")
     parser.add_argument("--sd15", choices=("auto", "skip", "cuda", "cpu"), default="auto",
                         help="also serve a random full-size SD 1.5: auto = on CUDA only (default)")
     parser.add_argument("--sd15-jobs", type=int, default=20, help="jobs for the full-size run (default 20)")
