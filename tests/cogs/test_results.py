@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 
 from cogs.utils.origin import InteractionOrigin
+from inference.jobs import TextToImageJob
+from studio import RequestContext, new_job_id
 from tests.cogs.conftest import eventually
 from tests.cogs.helpers import button_ids, final, final_in, gpu_busy, image_of, make_world, refusal
 
@@ -177,6 +179,35 @@ async def test_a_live_result_comes_claimed_from_the_studio_and_is_posted_without
     assert row.status == "delivered" and row.result_message_id == post.id
     assert [image.message_id for image in await db.images.for_job(job_id)] == [post.id] * 2
     assert len([m for m in w.channel.history() if m.author.bot and f"job `{job_id}`" in m.content]) == 1
+
+
+async def test_a_result_the_studio_claimed_is_left_alone_by_a_restart_scan_before_its_post_begins(
+        simcord_env, simcord_bot, monkeypatch) -> None:
+    """The studio records a finished job already claimed (``delivering``) and publishes it; the cog
+    marks it as its own in that same step, so a restart scan that runs before the post has even
+    started does not take it for a post a previous process left unfinished."""
+    w = make_world(simcord_env)
+    bot = simcord_bot
+    db = bot.studio.database
+    gate = asyncio.Event()
+    real_finish = bot.delivery._finish
+
+    async def held(*args, **kwargs):
+        await gate.wait()
+        return await real_finish(*args, **kwargs)
+
+    monkeypatch.setattr(bot.delivery, "_finish", held)
+    job = TextToImageJob(job_id=new_job_id(), owner=w.alice.id, prompt="claimed, not posted yet", width=64,
+                         height=64, steps=2, seed=1, model=bot.studio.model_names()[0])
+    await bot.studio.submit(job, RequestContext(user_id=w.alice.id, guild_id=w.guild.id, channel_id=w.channel.id))
+    while (row := await db.jobs.get(job.job_id)) is None or row.status != "delivering":
+        await asyncio.sleep(0.02)
+    await asyncio.wait_for(bot.delivery.redeliver(), 10)  # must not post it
+    gate.set()
+    while (await db.jobs.get(job.job_id)).status != "delivered":
+        await asyncio.sleep(0.02)
+    posts = [m for m in w.channel.history() if m.author.bot and f"job `{job.job_id}`" in m.content]
+    assert len(posts) == 1 and posts[0].attachments
 
 
 async def test_a_cancelled_job_says_so_in_its_status_message(simcord_env, simcord_bot) -> None:
