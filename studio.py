@@ -263,8 +263,8 @@ class Studio:
 
     async def _record_finished(self) -> None:
         """Save the results that arrived in the same turn of the loop (a batch ends together): their
-        PNGs in one request to the PNG writer (storage/png_writer.py), their rows and statuses in
-        one write each; then tell the cogs (the log leads)."""
+        PNGs in one request to the PNG writer (storage/png_writer.py), their image rows and then
+        their statuses in one trip to the job log; then tell the cogs (the log leads)."""
         results, self._finishing = self._finishing, []
         try:
             for event in await self._save_results(results):
@@ -333,17 +333,18 @@ class Studio:
                                         stored.sha256, stored.size, nsfw))
                 saved.append(SavedImage(index, seed, stored.path, image.width, image.height, nsfw))
             events.append(JobDone(job.job_id, job, tuple(saved), tuple(job_texts), result.seconds, result.note))
-        try:
-            await self.database.images.add_many(records)
+        claim = self.claim_for_posting
+        try:  # images, then the jobs as finished: one trip to SQLite's thread
+            rows = await self.database.record_results(
+                records, [e.job_id for e in events if isinstance(e, JobDone)], claim=claim)
         except JobsMissing as err:  # a job left the log while it ran (its member was forgotten): drop it alone
             gone = set(err.job_ids)
             for job_id in sorted(gone):
                 log.warning(_DROPPED, job_id)
             records = [r for r in records if r.job_id not in gone]
             events = [e for e in events if e.job_id not in gone]
-            await self.database.images.add_many(records)
-        claim = self.claim_for_posting
-        rows = await self.database.jobs.finish([e.job_id for e in events if isinstance(e, JobDone)], claim=claim)
+            rows = await self.database.record_results(
+                records, [e.job_id for e in events if isinstance(e, JobDone)], claim=claim)
         recorded: list[StudioEvent] = []
         for event in events:
             if isinstance(event, JobDone):

@@ -10,6 +10,10 @@ row count, rows or exception, exactly as if it had run alone.
 
 Only the batching is new: a statement still waits for the connection's lock (a transaction in
 progress finishes first and never contains it), and one statement's failure is its own.
+
+A *sequence* (:meth:`StatementBatcher.submit_sequence`) is several statements of one caller that
+belong together in order, each run only if the ones before it succeeded (each still commits by
+itself): what awaiting them one after the other would do, in one trip instead of several.
 """
 
 from __future__ import annotations
@@ -25,25 +29,36 @@ import aiosqlite
 Params = Sequence[Any] | dict[str, Any]
 
 
+Plain = tuple[str, Params, bool]  # sql, parameters, whether to fetch rows
+Item = Plain | list[Plain]  # one statement, or a sequence run in order until one fails
+
+
 @dataclass
 class _Statement:
-    sql: str
+    sql: str | list[Plain]  # a list: a sequence (its result is the list of their results)
     params: Params
     rows: bool  # True: fetch every row (SELECT, ... RETURNING); False: the number of rows changed
     future: asyncio.Future[Any] = field(repr=False)
 
 
-def run_statements(conn: sqlite3.Connection, statements: Sequence[tuple[str, Params, bool]]) -> list[Any]:
+def _run_one(conn: sqlite3.Connection, sql: str, params: Params, rows: bool) -> Any:
+    cursor = conn.execute(sql, params)
+    try:
+        return cursor.fetchall() if rows else cursor.rowcount
+    finally:
+        cursor.close()
+
+
+def run_statements(conn: sqlite3.Connection, statements: Sequence[Item]) -> list[Any]:
     """On SQLite's thread: run each statement by itself; a result (row count or rows) or the
-    exception it raised, per statement."""
+    exception it raised, per statement (per sequence: the list of results, or the first exception)."""
     out: list[Any] = []
-    for sql, params, rows in statements:
+    for item in statements:
         try:
-            cursor = conn.execute(sql, params)
-            try:
-                out.append(cursor.fetchall() if rows else cursor.rowcount)
-            finally:
-                cursor.close()
+            if isinstance(item, list):
+                out.append([_run_one(conn, *statement) for statement in item])
+            else:
+                out.append(_run_one(conn, *item))
         except Exception as exc:  # noqa: BLE001  (handed to the statement's own caller)
             out.append(exc)
     return out
@@ -62,6 +77,14 @@ class StatementBatcher:
 
     def submit(self, sql: str, params: Params, *, rows: bool) -> asyncio.Future[Any]:
         """Queue one statement; await the result. A caller cancelled before its batch runs drops it."""
+        return self._queue(sql, params, rows)
+
+    def submit_sequence(self, statements: list[Plain]) -> asyncio.Future[list[Any]]:
+        """Queue statements to run in this order, each only if the ones before it succeeded; await
+        the list of their results, or the first exception."""
+        return self._queue(list(statements), (), True)
+
+    def _queue(self, sql: str | list[Plain], params: Params, rows: bool) -> asyncio.Future[Any]:
         if self._is_closed():
             raise RuntimeError("the database is closed")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -99,7 +122,8 @@ class StatementBatcher:
             return
         self.trips += 1
         try:
-            results = await _on_thread(self._raw, [(s.sql, s.params, s.rows) for s in live])
+            results = await _on_thread(self._raw, [s.sql if isinstance(s.sql, list) else (s.sql, s.params, s.rows)
+                                                   for s in live])
         except asyncio.CancelledError:
             _fail(live, RuntimeError("the database is closing"))
             raise
@@ -115,7 +139,7 @@ class StatementBatcher:
                 statement.future.set_result(result)
 
 
-async def _on_thread(raw: aiosqlite.Connection, statements: list[tuple[str, Params, bool]]) -> list[Any]:
+async def _on_thread(raw: aiosqlite.Connection, statements: list[Item]) -> list[Any]:
     """One trip to aiosqlite's worker thread for all ``statements``.
 
     ``aiosqlite.Connection._execute`` (run a function on the worker thread) is not public API; it
@@ -127,15 +151,21 @@ async def _on_thread(raw: aiosqlite.Connection, statements: list[tuple[str, Para
     if execute is not None and connection is not None:
         return list(await execute(run_statements, connection, statements))
     out: list[Any] = []
-    for sql, params, rows in statements:
+    for item in statements:
         try:
-            if rows:
-                out.append(list(await raw.execute_fetchall(sql, params)))
+            if isinstance(item, list):
+                out.append([await _public_one(raw, *statement) for statement in item])
             else:
-                out.append((await raw.execute(sql, params)).rowcount)
+                out.append(await _public_one(raw, *item))
         except Exception as exc:  # noqa: BLE001  (handed to the statement's own caller)
             out.append(exc)
     return out
+
+
+async def _public_one(raw: aiosqlite.Connection, sql: str, params: Params, rows: bool) -> Any:
+    if rows:
+        return list(await raw.execute_fetchall(sql, params))
+    return (await raw.execute(sql, params)).rowcount
 
 
 def _fail(batch: list[_Statement], exc: BaseException) -> None:

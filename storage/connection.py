@@ -16,6 +16,7 @@ import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import aiosqlite
 
@@ -54,6 +55,12 @@ class Connection:
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
         return list(await self._batcher.submit(sql, params, rows=True))
+
+    async def run_in_order(self, statements: list[tuple[str, Params, bool]]) -> list[Any]:
+        """Statements ``(sql, params, fetch_rows)`` run in this order, each only if the ones before
+        it succeeded, each committed by itself (like awaiting them one by one), in one trip to
+        SQLite's thread. Returns their results (rows or row counts); raises the first failure."""
+        return list(await self._batcher.submit_sequence(statements))
 
     @asynccontextmanager
     async def locked(self) -> AsyncIterator[aiosqlite.Connection]:

@@ -8,16 +8,18 @@ import logging
 import math
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
 from storage import migrations
 from storage.connection import Connection, fetchone
-from storage.images import Images
-from storage.jobs import JobLog
+from storage.images import Images, NewImage, insert_statement
+from storage.jobs import JobLog, JobsMissing, finished_rows, missing_jobs
 from storage.retention import ForgetReport, PruneReport, forget_user, prune_finished
+from storage.rows import JobRow
 from storage.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,26 @@ class Database:
 
     async def close(self) -> None:
         await self._conn.close()
+
+    async def record_results(self, images: Sequence[NewImage], job_ids: Sequence[str], *,
+                             claim: bool = False) -> dict[str, JobRow]:
+        """Record finished jobs' images (``Images.add_many``), then the jobs as finished
+        (``JobLog.finish``: done, or with ``claim`` claimed for posting) in one trip to SQLite's
+        thread; the jobs are recorded finished only once their images are. Returns the jobs' rows
+        by id (one that left the log meanwhile is left out). Raises JobsMissing (a LookupError),
+        recording nothing, when one of the images' jobs is not in the log."""
+        statements: list[tuple[str, Any, bool]] = []
+        if images:
+            statements.append((*insert_statement(images), False))
+        if job_ids:
+            statements.append((*self.jobs.finish_statement(job_ids, claim=claim), True))
+        if not statements:
+            return {}
+        try:
+            results = await self._conn.run_in_order(statements)
+        except sqlite3.IntegrityError as err:  # only the images' insert can break a constraint
+            raise JobsMissing(await missing_jobs(self._conn, [i.job_id for i in images])) from err
+        return finished_rows(results[-1]) if job_ids else {}
 
     async def schema_version(self) -> int:
         row = await self._conn.fetchone("PRAGMA user_version")

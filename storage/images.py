@@ -35,6 +35,22 @@ class NewImage:
                         self.size_bytes, bool(self.nsfw))
 
 
+def insert_statement(images: Sequence[NewImage]) -> tuple[str, list[object]]:
+    """The one statement that records ``images`` (at least one), replacing an earlier run's row of
+    the same job and index but keeping its posted message id."""
+    if any(image.idx < 0 for image in images):
+        raise ValueError("image index must not be negative")
+    values: list[object] = []
+    for i in images:
+        values += [i.job_id, i.idx, i.seed, str(i.path), i.width, i.height, i.sha256, i.size_bytes, int(bool(i.nsfw))]
+    sql = ("INSERT INTO images (job_id, idx, seed, path, width, height, sha256, size_bytes, nsfw) VALUES "
+           + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(images))
+           + " ON CONFLICT (job_id, idx) DO UPDATE SET seed = excluded.seed, path = excluded.path,"
+           " width = excluded.width, height = excluded.height, sha256 = excluded.sha256,"
+           " size_bytes = excluded.size_bytes, nsfw = excluded.nsfw")
+    return sql, values
+
+
 class Images:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
@@ -48,18 +64,9 @@ class Images:
     async def add_many(self, images: Sequence[NewImage]) -> None:
         """Record the images of one or more jobs in one statement (one trip to SQLite's thread, all
         or none). Raises JobsMissing (a LookupError), recording nothing, when one of the jobs is not in the log."""
-        if any(image.idx < 0 for image in images):
-            raise ValueError("image index must not be negative")
         if not images:
             return
-        values: list[object] = []
-        for i in images:
-            values += [i.job_id, i.idx, i.seed, str(i.path), i.width, i.height, i.sha256, i.size_bytes, int(bool(i.nsfw))]
-        sql = ("INSERT INTO images (job_id, idx, seed, path, width, height, sha256, size_bytes, nsfw) VALUES "
-               + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(images))
-               + " ON CONFLICT (job_id, idx) DO UPDATE SET seed = excluded.seed, path = excluded.path,"
-               " width = excluded.width, height = excluded.height, sha256 = excluded.sha256,"
-               " size_bytes = excluded.size_bytes, nsfw = excluded.nsfw")
+        sql, values = insert_statement(images)
         try:
             await self._conn.execute(sql, values)
         except sqlite3.IntegrityError as err:

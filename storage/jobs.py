@@ -41,6 +41,11 @@ async def missing_jobs(conn: Connection, job_ids: Sequence[str]) -> list[str]:
     return [job_id for job_id in ids if job_id not in known]
 
 
+def finished_rows(rows: Sequence[sqlite3.Row]) -> dict[str, JobRow]:
+    """What :meth:`JobLog.finish` returns, from the rows its statement returned."""
+    return {row["job_id"]: job_from_row(row) for row in rows}
+
+
 class JobLog:
     def __init__(self, conn: Connection, *, clock: Callable[[], float] = time.time, fts: bool = True) -> None:
         self._conn = conn
@@ -136,13 +141,14 @@ class JobLog:
         the log (or was delivered already) is left out."""
         if not job_ids:
             return {}
+        return finished_rows(await self._conn.fetchall(*self.finish_statement(job_ids, claim=claim)))
+
+    def finish_statement(self, job_ids: Sequence[str], *, claim: bool) -> tuple[str, list[Any]]:
+        """The one statement of :meth:`finish` (for at least one job); its rows go to :func:`finished_rows`."""
         marks = ", ".join(f"?{n}" for n in range(4, 4 + len(job_ids)))
-        rows = await self._conn.fetchall(
-            "UPDATE jobs SET status = ?1, prior_status = ?2, finished_at = ?3"
-            f" WHERE job_id IN ({marks}) AND status != 'delivered' RETURNING *",
-            ["delivering" if claim else "done", "done" if claim else None, self._clock(), *job_ids],
-        )
-        return {row["job_id"]: job_from_row(row) for row in rows}
+        return ("UPDATE jobs SET status = ?1, prior_status = ?2, finished_at = ?3"
+                f" WHERE job_id IN ({marks}) AND status != 'delivered' RETURNING *",
+                ["delivering" if claim else "done", "done" if claim else None, self._clock(), *job_ids])
 
     # ------------------------------------------------------------------ start-up and delivery
 

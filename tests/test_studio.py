@@ -119,13 +119,13 @@ async def test_a_batch_is_recorded_together_and_an_image_that_cannot_be_saved_fa
         await original(job_ids, status, **kw)
 
     monkeypatch.setattr(studio.database.jobs, "set_statuses", spy)
-    original_finish = studio.database.jobs.finish
+    original_record = studio.database.record_results
 
-    async def finish_spy(job_ids: list[str], *, claim: bool = False) -> Any:
+    async def record_spy(images: Any, job_ids: list[str], *, claim: bool = False) -> Any:
         calls.append((list(job_ids), "delivering" if claim else "done"))
-        return await original_finish(job_ids, claim=claim)
+        return await original_record(images, job_ids, claim=claim)
 
-    monkeypatch.setattr(studio.database.jobs, "finish", finish_spy)
+    monkeypatch.setattr(studio.database, "record_results", record_spy)
     events: list[StudioEvent] = []
     studio.add_listener(events.append)
     for jid in "abc":
@@ -220,25 +220,4 @@ async def test_results_recorded_for_a_poster_come_claimed_with_their_rows(studio
     assert list(done.image_rows) == await studio.database.images.for_job("a")
     assert not await studio.database.jobs.begin_delivery("a")  # claimed already
     assert await studio.database.jobs.release_delivery("a")
-    assert (await studio.database.jobs.get("a")).status == "done"  # type: ignore[union-attr]
-
-
-async def test_a_job_that_left_the_log_while_it_ran_is_dropped_and_its_companions_recorded(studio: Studio) -> None:
-    for jid in "ab":
-        await studio.database.jobs.add(job_id=jid, kind="imagine", user_id=1, guild_id=None, channel_id=6,
-                                       params=job(jid).to_params())
-    events: list[StudioEvent] = []
-    studio.add_listener(events.append)
-    real_finish = studio.database.jobs.finish
-
-    async def forgotten_meanwhile(job_ids: list[str], *, claim: bool = False) -> Any:
-        await studio.database.jobs._conn.execute("DELETE FROM jobs WHERE job_id = 'b'")  # noqa: SLF001 - /forget
-        return await real_finish(job_ids, claim=claim)
-
-    studio.database.jobs.finish = forgotten_meanwhile  # type: ignore[method-assign]
-    for jid in "ab":
-        studio._on_engine_event(Finished(jid, JobResult(jid, (Image.new("RGB", (64, 64), "red"),), (9,), 0.1)))
-    await until(lambda: any(isinstance(e, JobDone) for e in events))
-    await asyncio.sleep(0.05)
-    assert [e.job_id for e in events if isinstance(e, JobDone | JobFailed)] == ["a"]
     assert (await studio.database.jobs.get("a")).status == "done"  # type: ignore[union-attr]

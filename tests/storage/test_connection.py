@@ -155,3 +155,34 @@ async def test_without_aiosqlites_private_runner_statements_go_one_by_one_with_t
     assert results[0] == 1
     assert [r[0] for r in results[1]] == ["a"]
     assert isinstance(results[2], sqlite3.OperationalError)
+
+
+async def test_statements_run_in_order_stop_at_the_first_failure_and_share_the_trip(conn: Connection) -> None:
+    await conn.execute("CREATE UNIQUE INDEX t_name ON t (name)")
+    await conn.execute("INSERT INTO t VALUES ('taken')")
+    trips = conn._batcher.trips
+    ok, broken, other = await asyncio.gather(
+        conn.run_in_order([("INSERT INTO t VALUES ('one')", (), False), ("SELECT name FROM t ORDER BY name", (), True)]),
+        conn.run_in_order([("INSERT INTO t VALUES ('taken')", (), False), ("INSERT INTO t VALUES ('never')", (), False)]),
+        conn.execute("INSERT INTO t VALUES ('alone')"),
+        return_exceptions=True,
+    )
+    assert conn._batcher.trips == trips + 1
+    assert ok[0] == 1 and [r[0] for r in ok[1]] == ["one", "taken"]
+    assert isinstance(broken, sqlite3.IntegrityError) and other == 1
+    assert sorted(r[0] for r in await conn.fetchall("SELECT name FROM t")) == ["alone", "one", "taken"]
+
+
+async def test_statements_in_order_without_aiosqlites_private_runner(conn: Connection) -> None:
+    class PublicOnly:  # an aiosqlite without Connection._execute / _connection
+        def __init__(self, raw: aiosqlite.Connection) -> None:
+            self.execute = raw.execute
+            self.execute_fetchall = raw.execute_fetchall
+
+    results = await batched._on_thread(PublicOnly(conn._raw), [  # type: ignore[arg-type]
+        [("INSERT INTO t VALUES (?)", ("a",), False), ("SELECT name FROM t", (), True)],
+        [("SELECT nonsense FROM t", (), True), ("INSERT INTO t VALUES ('never')", (), False)],
+    ])
+    assert results[0][0] == 1 and [r[0] for r in results[0][1]] == ["a"]
+    assert isinstance(results[1], sqlite3.OperationalError)
+    assert [r[0] for r in await conn.fetchall("SELECT name FROM t")] == ["a"]

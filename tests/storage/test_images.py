@@ -8,6 +8,7 @@ import pytest
 
 from storage import Database, ImageRow
 from storage.images import NewImage
+from storage.jobs import JobsMissing
 from tests.storage.helpers import add_job
 
 
@@ -81,3 +82,26 @@ async def test_one_unknown_job_records_none_of_the_images(db: Database) -> None:
     assert await db.images.for_job("j1") == []
     with pytest.raises(ValueError, match="must not be negative"):
         await db.images.add_many([NewImage("j1", -1, 5, "/o/a.png", 64, 64, "aa" * 32, 10)])
+
+
+async def test_results_record_the_images_then_the_jobs_in_one_trip(db: Database) -> None:
+    for jid in ("j1", "j2"):
+        await add_job(db, jid)
+        await db.jobs.set_status(jid, "running")
+    trips = db.jobs._conn._batcher.trips  # noqa: SLF001
+    rows = await db.record_results([NewImage("j1", 0, 5, "/o/a.png", 64, 64, "aa" * 32, 10),
+                                    NewImage("j2", 0, 6, "/o/b.png", 64, 64, "bb" * 32, 11)], ["j1", "j2"], claim=True)
+    assert db.jobs._conn._batcher.trips == trips + 1  # noqa: SLF001
+    assert sorted(rows) == ["j1", "j2"] and {r.status for r in rows.values()} == {"delivering"}
+    assert [i.seed for i in await db.images.for_job("j2")] == [6]
+
+
+async def test_results_with_a_job_gone_from_the_log_record_nothing(db: Database) -> None:
+    await add_job(db, "j1")
+    await db.jobs.set_status("j1", "running")
+    with pytest.raises(JobsMissing) as missing:
+        await db.record_results([NewImage("j1", 0, 5, "/o/a.png", 64, 64, "aa" * 32, 10),
+                                 NewImage("ghost", 0, 6, "/o/b.png", 64, 64, "bb" * 32, 11)], ["j1", "ghost"])
+    assert list(missing.value.job_ids) == ["ghost"]
+    assert await db.images.for_job("j1") == []  # the insert failed as a whole ...
+    assert (await db.jobs.get("j1")).status == "running"  # type: ignore[union-attr]  # ... so no job was finished
