@@ -5,18 +5,27 @@ same bytes twice stores them once, and a name always matches its content. It is 
 file in the same folder, flushed and fsynced, then ``os.replace``d onto its name, so the folder
 never holds a half-written file under a final name; a crash leaves at most a temp file, which
 :meth:`OutputStore.sweep_temp` removes at start-up. Blocking IO runs in ``asyncio.to_thread``.
+
+A batch of results is written with ``durable=False`` and made durable with one
+:meth:`OutputStore.sync` (``syncfs`` of the folder's filesystem) before anyone is told about the
+files: two fsyncs per image made the kernel's journal work take the CPU from the GPU thread
+(bench/README.md). Until that sync a crash can leave a final name over incomplete data, so a
+file found under the name its bytes would get is reused only if its content checks out; otherwise
+it is written again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import hashlib
 import logging
 import os
 import re
 import secrets
-from collections.abc import Iterable
+import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,19 +76,37 @@ class OutputStore:
         suffix = _check_suffix(suffix)
         return await asyncio.to_thread(self._save, bytes(data), suffix)
 
-    def write(self, data: bytes, suffix: str = ".png") -> StoredFile:
-        """:meth:`save_bytes` for code already on a worker thread (blocking: never on the event loop)."""
-        return self._save(data, _check_suffix(suffix))
+    def write(self, data: bytes, suffix: str = ".png", *, durable: bool = True) -> StoredFile:
+        """:meth:`save_bytes` for code already on a worker thread (blocking: never on the event loop).
 
-    def _save(self, data: bytes, suffix: str) -> StoredFile:
+        ``durable=False``: no fsync; the caller calls :meth:`sync` once for the whole batch before
+        it reports the files (where the platform has no such call, the file is fsynced anyway)."""
+        return self._save(data, _check_suffix(suffix), durable=durable or not BATCH_SYNC)
+
+    def sync(self) -> None:
+        """Make everything written under the folder so far durable: ``syncfs`` of its filesystem
+        (Linux), else ``sync``. Raises OSError when the system reports a write error."""
+        if _syncfs is not None:
+            fd = os.open(self.folder, os.O_RDONLY)
+            try:
+                if _syncfs(fd) != 0:
+                    code = ctypes.get_errno()
+                    raise OSError(code, os.strerror(code))
+            finally:
+                os.close(fd)
+        elif BATCH_SYNC:
+            os.sync()
+
+    def _save(self, data: bytes, suffix: str, *, durable: bool = True) -> StoredFile:
         digest = hashlib.sha256(data).hexdigest()
         final = self.path_for(digest, suffix)
         stored = StoredFile(final, digest, len(data))
-        try:
-            os.utime(final)
-            return stored
-        except FileNotFoundError:
-            pass
+        if _holds(final, data):
+            try:
+                os.utime(final)
+                return stored
+            except FileNotFoundError:  # removed just now (forget, prune): write it again
+                pass
         # Plain os calls, as few as durability allows: each one lets go of the GIL and has to take
         # it back from the GPU thread (bench/README.md, "what the GPU thread loses").
         folder = final.parent
@@ -99,7 +126,8 @@ class OutputStore:
                 view = memoryview(data)
                 while view:
                     view = view[os.write(fd, view):]
-                os.fsync(fd)
+                if durable:
+                    os.fsync(fd)
             finally:
                 os.close(fd)
             os.replace(temp, final)
@@ -107,7 +135,8 @@ class OutputStore:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
             raise
-        _fsync_folder(folder)
+        if durable:
+            _fsync_folder(folder)
         return stored
 
     async def read(self, path: str | Path) -> bytes:
@@ -171,6 +200,35 @@ def _check_suffix(suffix: str) -> str:
     if not _SUFFIX.match(suffix):
         raise ValueError(f"file suffix must be like '.png', not {suffix!r}")
     return suffix.lower()
+
+
+def _holds(path: Path, data: bytes) -> bool:
+    """Whether ``path`` exists with exactly these bytes (one read; only when the same bytes are
+    saved again): a file under its final name may be what a crash left before its batch's sync."""
+    try:
+        if os.stat(path).st_size != len(data):
+            return False
+        with open(path, "rb") as existing:
+            return existing.read() == data
+    except OSError:
+        return False
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    """libc's ``syncfs`` (Linux, glibc 2.14+), or None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        call = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = [ctypes.c_int]
+    call.restype = ctypes.c_int
+    return call  # type: ignore[no-any-return]
+
+
+_syncfs = _load_syncfs()
+BATCH_SYNC = _syncfs is not None or hasattr(os, "sync")  # else every file is fsynced on its own
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -29,7 +29,7 @@ from PIL import Image
 
 from inference.imaging.pngmeta import in_mode_among
 from storage.files import OutputStore, StoredFile
-from storage.png_writer_child import HEADER, ImageSpec, Outcome, launch_code, pack, store_job
+from storage.png_writer_child import HEADER, ImageSpec, Outcome, launch_code, pack, store_jobs
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class PngWriter:
                 return await self._ask(specs)
             except WriterGone as err:
                 log.warning("PNG writer process unavailable (%s); storing these images on a thread", err)
-        return await asyncio.to_thread(lambda: [store_job(self.store, images) for _, images in specs])
+        return await asyncio.to_thread(store_jobs, self.store, [images for _, images in specs])
 
     @staticmethod
     def _stored(label: str, outcome: Outcome) -> list[StoredFile] | None:

@@ -66,16 +66,31 @@ def read_frame(stream: BinaryIO) -> Any:
 
 
 def store_job(store: OutputStore, images: list[ImageSpec]) -> Outcome:
-    """Encode and store one job's images; an error fails this job only (disk full, a bad image)."""
+    """Encode and store one job's images, not yet durable (:func:`store_jobs` syncs); an error
+    fails this job only (disk full, a bad image)."""
     try:
         stored = []
         for mode, size, pixels, text in images:
             image = Image.frombuffer(mode, size, pixels, "raw", mode, 0, 1)
-            saved = store.write(encode_png(image, text), ".png")
+            saved = store.write(encode_png(image, text), ".png", durable=False)
             stored.append((str(saved.path), saved.sha256, saved.size))
         return ("ok", stored)
     except Exception:  # noqa: BLE001 - reported to the bot, which fails the job and logs it
         return ("error", traceback.format_exc())
+
+
+def store_jobs(store: OutputStore, jobs: list[list[ImageSpec]]) -> list[Outcome]:
+    """Store a batch of jobs' images and make them durable together: one sync of the outputs
+    folder instead of two fsyncs per image (storage/files.py). Nothing is reported stored before
+    that sync; if it fails, so does every job of the batch."""
+    outcomes = [store_job(store, images) for images in jobs]
+    if any(kind == "ok" for kind, _ in outcomes):
+        try:
+            store.sync()
+        except OSError:
+            failure = traceback.format_exc()
+            return [("error", failure) if kind == "ok" else (kind, value) for kind, value in outcomes]
+    return outcomes
 
 
 def serve(requests: BinaryIO, replies: BinaryIO) -> int:
@@ -85,7 +100,7 @@ def serve(requests: BinaryIO, replies: BinaryIO) -> int:
     while (request := read_frame(requests)) is not None:
         request_id, folder, jobs = request
         store = stores.setdefault(folder, OutputStore(folder))
-        outcomes = [store_job(store, images) for _label, images in jobs]
+        outcomes = store_jobs(store, [images for _label, images in jobs])
         replies.write(pack((request_id, outcomes)))
         replies.flush()
         served += 1

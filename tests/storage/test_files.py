@@ -162,3 +162,44 @@ async def test_outputs_are_readable_whatever_the_umask(outputs: OutputStore, mon
     finally:
         os.umask(old)
     assert stored.path.stat().st_mode & 0o777 == 0o644
+
+
+def test_a_durable_write_fsyncs_the_file_and_its_folder_and_a_batch_write_leaves_that_to_sync(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = OutputStore(tmp_path)
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(files_module.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    store.write(DATA)
+    assert len(synced) == 2  # the file's data, then the folder entry of its new name
+    synced.clear()
+    other = store.write(b"another image", durable=False)
+    assert synced == [] or not files_module.BATCH_SYNC  # (without a batch sync call every file is fsynced)
+    store.sync()  # syncfs of the folder's filesystem here; raises if the system reports an error
+    assert other.path.read_bytes() == b"another image"
+
+
+def test_a_file_a_crash_left_incomplete_under_its_final_name_is_written_again(tmp_path: Path) -> None:
+    """Written with ``durable=False``, a file's name can reach the disk before its data (a crash
+    before the batch's sync). Saving the same bytes again must not trust such a file."""
+    store = OutputStore(tmp_path)
+    final = store.path_for(SHA, ".png")
+    final.parent.mkdir(parents=True)
+    final.write_bytes(b"\0" * len(DATA))  # the right size, zeros where the data never arrived
+    assert store.write(DATA, durable=False).path == final
+    assert final.read_bytes() == DATA
+    final.write_bytes(DATA[:5])  # cut short
+    store.write(DATA)
+    assert final.read_bytes() == DATA
+    os.utime(final, (1, 1))
+    store.write(DATA)  # intact: kept, and its mtime refreshed (forget/prune see it is wanted)
+    assert final.read_bytes() == DATA and final.stat().st_mtime > 1
+
+
+def test_sync_reports_a_write_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if files_module._syncfs is None:
+        pytest.skip("no syncfs here")
+    monkeypatch.setattr(files_module, "_syncfs", lambda fd: -1)
+    monkeypatch.setattr(files_module.ctypes, "get_errno", lambda: 5)
+    with pytest.raises(OSError, match="Input/output error"):
+        OutputStore(tmp_path).sync()

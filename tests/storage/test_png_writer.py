@@ -18,7 +18,7 @@ from inference.imaging.pngmeta import read_parameters
 from storage import OutputStore
 from storage import png_writer as writer_module
 from storage.png_writer import PngWriter
-from storage.png_writer_child import pack, read_frame, serve, store_job
+from storage.png_writer_child import pack, read_frame, serve, store_job, store_jobs
 
 TEXT = "a lighthouse at dusk\nSteps: 4, Sampler: Euler, Seed: 7, Size: 16x16"
 
@@ -255,3 +255,43 @@ async def test_the_thread_writer_never_starts_a_process(outputs: OutputStore) ->
     [files] = await png_writer.write([("j", [(picture((1, 1, 1)), TEXT)])])
     await png_writer.close()
     assert files is not None and png_writer.starts == 0 and png_writer.pid is None
+
+
+def test_a_batch_is_made_durable_with_one_sync_after_all_its_jobs(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    store = OutputStore(tmp_path / "outputs")
+    order: list[str] = []
+    real_write = store.write
+    monkeypatch.setattr(store, "write", lambda data, suffix, durable=True: (order.append(f"write durable={durable}"),
+                                                                            real_write(data, suffix, durable=durable))[1])
+    monkeypatch.setattr(store, "sync", lambda: order.append("sync"))
+    image = picture((1, 2, 3))
+    spec = (image.mode, image.size, image.tobytes(), TEXT)
+    outcomes = store_jobs(store, [[spec], [spec, spec]])
+    assert [kind for kind, _ in outcomes] == ["ok", "ok"]
+    assert order == ["write durable=False"] * 3 + ["sync"]
+
+
+def test_a_failed_sync_fails_every_job_of_the_batch_and_keeps_each_jobs_own_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = OutputStore(tmp_path / "outputs")
+
+    def broken_sync() -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(store, "sync", broken_sync)
+    image = picture((1, 2, 3))
+    good = (image.mode, image.size, image.tobytes(), TEXT)
+    bad = ("RGB", (4, 4), b"short", TEXT)  # too few pixels: this job fails on its own
+    outcomes = store_jobs(store, [[good], [bad]])
+    assert outcomes[0][0] == "error" and "Input/output error" in outcomes[0][1]
+    assert outcomes[1][0] == "error" and "Input/output error" not in outcomes[1][1]
+
+
+async def test_the_thread_fallback_syncs_its_batch_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = OutputStore(tmp_path / "outputs")
+    syncs: list[int] = []
+    monkeypatch.setattr(store, "sync", lambda: syncs.append(1))
+    writer = PngWriter(store, use_process=False)
+    stored = await writer.write([("a", [(picture((9, 9, 9)), TEXT)]), ("b", [(picture((8, 8, 8)), TEXT)])])
+    assert all(files for files in stored) and syncs == [1]
