@@ -2,7 +2,8 @@
 
 :class:`PngWriter` hands each batch of finished jobs' images to a small child process
 (:mod:`storage.png_writer_child`) that encodes them as PNGs with their parameters and stores them
-in the outputs folder (content-addressed, atomic, fsynced: :class:`storage.files.OutputStore`).
+in the outputs folder (content-addressed, atomic: :class:`storage.files.OutputStore`), a batch made
+durable with one sync of the folder's filesystem before the reply (:func:`store_jobs`).
 The event loop only copies the pixels into one message and reads one reply per batch: no thread
 of the bot runs the encoder or the file calls, so they never hold the interpreter lock the GPU
 thread needs (on the tiny bench model that was ~10 of its ~13 waits per job).

@@ -4,8 +4,8 @@ Started by :class:`storage.png_writer.PngWriter` as ``python -c`` running :func:
 pipes on stdin (requests) and stdout (replies). It imports Pillow and the outputs store, never
 torch, so it starts in well under a second and stays small.
 
-Why a process: encoding a PNG and writing it durably (open, write, fsync, rename, the folder's
-fsync) is Python between many short C calls, and each of them lets go of the interpreter lock and
+Why a process: encoding a PNG and writing it (open, write, close, rename; one sync per batch)
+is Python between many short C calls, and each of them lets go of the interpreter lock and
 takes it back. On a thread of the bot, every take-back makes the GPU thread wait
 (bench/README.md, "what the GPU thread loses"). Here it has its own interpreter.
 
