@@ -80,22 +80,22 @@ class OutputStore:
         """:meth:`save_bytes` for code already on a worker thread (blocking: never on the event loop).
 
         ``durable=False``: no fsync; the caller calls :meth:`sync` once for the whole batch before
-        it reports the files (where the platform has no such call, the file is fsynced anyway)."""
+        it reports the files (without ``syncfs``, the file is fsynced anyway)."""
         return self._save(data, _check_suffix(suffix), durable=durable or not BATCH_SYNC)
 
     def sync(self) -> None:
-        """Make everything written under the folder so far durable: ``syncfs`` of its filesystem
-        (Linux), else ``sync``. Raises OSError when the system reports a write error."""
-        if _syncfs is not None:
-            fd = os.open(self.folder, os.O_RDONLY)
-            try:
-                if _syncfs(fd) != 0:
-                    code = ctypes.get_errno()
-                    raise OSError(code, os.strerror(code))
-            finally:
-                os.close(fd)
-        elif BATCH_SYNC:
-            os.sync()
+        """Make everything written under the folder so far durable: ``syncfs`` of its filesystem,
+        which waits for the writes (Linux). Elsewhere every file was fsynced already: nothing to do.
+        Raises OSError when the system reports a write error."""
+        if _syncfs is None:
+            return
+        fd = os.open(self.folder, os.O_RDONLY)
+        try:
+            if _syncfs(fd) != 0:
+                code = ctypes.get_errno()
+                raise OSError(code, os.strerror(code))
+        finally:
+            os.close(fd)
 
     def _save(self, data: bytes, suffix: str, *, durable: bool = True) -> StoredFile:
         digest = hashlib.sha256(data).hexdigest()
@@ -228,7 +228,9 @@ def _load_syncfs() -> Callable[[int], int] | None:
 
 
 _syncfs = _load_syncfs()
-BATCH_SYNC = _syncfs is not None or hasattr(os, "sync")  # else every file is fsynced on its own
+# POSIX lets sync() return before the data is written (macOS does), so only syncfs makes a batch
+# durable; elsewhere every file is fsynced on its own.
+BATCH_SYNC = _syncfs is not None
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -203,3 +203,17 @@ def test_sync_reports_a_write_error(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(files_module.ctypes, "get_errno", lambda: 5)
     with pytest.raises(OSError, match="Input/output error"):
         OutputStore(tmp_path).sync()
+
+
+def test_without_syncfs_every_file_is_fsynced_and_sync_does_nothing(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(files_module, "_syncfs", None)
+    monkeypatch.setattr(files_module, "BATCH_SYNC", False)
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(files_module.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    store = OutputStore(tmp_path)
+    store.write(DATA, durable=False)
+    assert len(synced) == 2  # durable on its own: no batch sync to rely on
+    store.sync()
+    assert len(synced) == 2
