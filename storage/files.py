@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import errno
 import hashlib
 import logging
 import os
@@ -66,6 +67,8 @@ class OutputStore:
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
         self._folders: set[Path] = set()  # sha[:2] folders known to exist (skips a mkdir per save)
+        self._unsynced: list[Path] = []  # written with durable=False since the last sync
+        self._batch_sync = BATCH_SYNC  # off for good once this folder's filesystem refuses syncfs
 
     def path_for(self, sha256: str, suffix: str = ".png") -> Path:
         return self.folder / sha256[:2] / f"{sha256}{_check_suffix(suffix)}"
@@ -81,21 +84,35 @@ class OutputStore:
 
         ``durable=False``: no fsync; the caller calls :meth:`sync` once for the whole batch before
         it reports the files (without ``syncfs``, the file is fsynced anyway)."""
-        return self._save(data, _check_suffix(suffix), durable=durable or not BATCH_SYNC)
+        durable = durable or not self._batch_sync
+        stored = self._save(data, _check_suffix(suffix), durable=durable)
+        if not durable:
+            self._unsynced.append(stored.path)
+        return stored
 
     def sync(self) -> None:
         """Make everything written under the folder so far durable: ``syncfs`` of its filesystem,
         which waits for the writes (Linux). Elsewhere every file was fsynced already: nothing to do.
-        Raises OSError when the system reports a write error."""
-        if _syncfs is None:
+        A filesystem that does not support syncfs gets each file fsynced instead (and from then on
+        at once). Raises OSError when the system reports a write error."""
+        unsynced, self._unsynced = self._unsynced, []
+        if _syncfs is None or not self._batch_sync:
             return
         fd = os.open(self.folder, os.O_RDONLY)
         try:
-            if _syncfs(fd) != 0:
-                code = ctypes.get_errno()
-                raise OSError(code, os.strerror(code))
+            code = 0 if _syncfs(fd) == 0 else ctypes.get_errno()
         finally:
             os.close(fd)
+        if code in _UNSUPPORTED:
+            log.warning("the outputs folder's filesystem does not support syncfs (%s); fsyncing each file",
+                        os.strerror(code))
+            self._batch_sync = False
+            for path in unsynced:
+                _fsync_path(path)
+            for folder in dict.fromkeys(path.parent for path in unsynced):
+                _fsync_folder(folder)
+        elif code:
+            raise OSError(code, os.strerror(code))
 
     def _save(self, data: bytes, suffix: str, *, durable: bool = True) -> StoredFile:
         digest = hashlib.sha256(data).hexdigest()
@@ -231,6 +248,17 @@ _syncfs = _load_syncfs()
 # POSIX lets sync() return before the data is written (macOS does), so only syncfs makes a batch
 # durable; elsewhere every file is fsynced on its own.
 BATCH_SYNC = _syncfs is not None
+
+
+_UNSUPPORTED = {errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP)}
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -217,3 +217,25 @@ def test_without_syncfs_every_file_is_fsynced_and_sync_does_nothing(tmp_path: Pa
     assert len(synced) == 2  # durable on its own: no batch sync to rely on
     store.sync()
     assert len(synced) == 2
+
+
+def test_a_filesystem_without_syncfs_gets_each_file_of_the_batch_fsynced_and_then_fsyncs_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    if files_module._syncfs is None:
+        pytest.skip("no syncfs here")
+    monkeypatch.setattr(files_module, "_syncfs", lambda fd: -1)
+    monkeypatch.setattr(files_module.ctypes, "get_errno", lambda: files_module.errno.ENOSYS)
+    store = OutputStore(tmp_path)
+    written = [store.write(bytes([n]) * 10, durable=False) for n in range(3)]
+    synced: list[str] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(files_module.os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")),
+                                                              real_fsync(fd)))
+    with caplog.at_level("WARNING", logger="storage.files"):
+        store.sync()  # no error: the files are made durable one by one instead
+    assert "does not support syncfs" in caplog.text
+    assert {str(f.path) for f in written} <= set(synced)  # every file, and their folders
+    assert {str(f.path.parent) for f in written} <= set(synced)
+    synced.clear()
+    store.write(b"later", durable=False)  # from now on fsynced at once
+    assert len(synced) == 2
