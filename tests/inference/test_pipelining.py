@@ -8,9 +8,11 @@ fails if the engine only does it afterwards.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -393,11 +395,21 @@ async def test_shapes_where_batching_does_not_pay_never_wait(
 # --------------------------------------------------------------------------- filling a batch while the GPU is busy
 
 
-async def engine_with_a_busy_gpu(config: Config, monkeypatch: pytest.MonkeyPatch, calls: list[int], *,
-                                 measured_s: float | None) -> tuple[Engine, Outcomes, threading.Event, threading.Event]:
-    """An engine whose policy batches the 64 px shape, and whose first batch, once on the GPU
-    thread (``entered``), holds it until ``gate`` opens; ``measured_s``: each job's measured
-    duration (None: nothing measured yet). Returns (engine, outcomes, gate, entered)."""
+@dataclasses.dataclass
+class BusyGpu:
+    engine: Engine
+    outcomes: Outcomes
+    gate: threading.Event  # opening it lets the batch ahead (a1, a2) finish
+    calls: list[int]  # the size of each batch that reached the pipeline
+
+
+@contextlib.asynccontextmanager
+async def engine_with_a_busy_gpu(tiny_config: Config, monkeypatch: pytest.MonkeyPatch, *,
+                                 measured_s: float | None) -> AsyncIterator[BusyGpu]:
+    """An engine (batches of 2, ``batch_wait_ms`` 1) whose policy batches the 64 px shape, with
+    the batch a1 + a2 held on the GPU thread until ``gate`` opens; ``measured_s``: each job's
+    measured duration (None: nothing measured yet). Opens the gate and stops the engine after."""
+    calls: list[int] = []
     gate, entered = threading.Event(), threading.Event()
     runner = fake_runner(calls, 1.0, 1.0)
 
@@ -408,86 +420,66 @@ async def engine_with_a_busy_gpu(config: Config, monkeypatch: pytest.MonkeyPatch
         return runner(model, batch, on_step)
 
     monkeypatch.setattr(executor_module, "run_diffusion_batch", run)
-    engine, outcomes = await started_engine(config)
-    engine.policy.record(t2i("m"), 1, 1.0)
-    engine.policy.record(t2i("m"), 2, 0.2)
-    if measured_s is not None:
-        engine.eta.record(engine_module.eta_key(t2i("m")), measured_s)
-    engine.submit(t2i("a1"))
-    engine.submit(t2i("a2", owner=2))
-    assert await asyncio.to_thread(entered.wait, GUARD_S)  # the batch ahead is on the GPU thread
-    return engine, outcomes, gate, entered
+    engine, outcomes = await started_engine(queue_config(tiny_config, batch_wait_ms=1, max_batch=2))
+    try:
+        engine.policy.record(t2i("m"), 1, 1.0)
+        engine.policy.record(t2i("m"), 2, 0.2)
+        if measured_s is not None:
+            engine.eta.record(engine_module.eta_key(t2i("m")), measured_s)
+        engine.submit(t2i("a1"))
+        engine.submit(t2i("a2", owner=2))
+        assert await asyncio.to_thread(entered.wait, GUARD_S)  # the batch ahead is on the GPU thread
+        yield BusyGpu(engine, outcomes, gate, calls)
+    finally:
+        gate.set()
+        await engine.stop()
 
 
 async def test_a_batch_keeps_taking_companions_while_the_batch_ahead_runs(
         tiny_config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[int] = []
-    config = queue_config(tiny_config, batch_wait_ms=1, max_batch=2)
-    engine, outcomes, gate, _ = await engine_with_a_busy_gpu(config, monkeypatch, calls, measured_s=30.0)
-    try:
-        engine.submit(t2i("b1", owner=3))
+    async with engine_with_a_busy_gpu(tiny_config, monkeypatch, measured_s=30.0) as busy:
+        busy.engine.submit(t2i("b1", owner=3))
         await asyncio.sleep(0.05)  # fifty times batch_wait_ms: alone, b1 would have been handed over by now
-        assert engine.executor.queued_batches() == 0
-        engine.submit(t2i("b2", owner=4))
-        assert await asyncio.to_thread(wait_until, lambda: engine.executor.queued_batches() >= 1)
-        gate.set()
+        assert busy.engine.executor.queued_batches() == 0
+        busy.engine.submit(t2i("b2", owner=4))
+        assert await asyncio.to_thread(wait_until, lambda: busy.engine.executor.queued_batches() >= 1)
+        busy.gate.set()
         for job_id in ("a1", "a2", "b1", "b2"):
-            assert isinstance(await outcomes.get(job_id), Finished)
-    finally:
-        gate.set()
-        await engine.stop()
-    assert calls == [2, 2]  # b2 arrived long after batch_wait_ms and still joined b1
+            assert isinstance(await busy.outcomes.get(job_id), Finished)
+    assert busy.calls == [2, 2]  # b2 arrived long after batch_wait_ms and still joined b1
 
 
 async def test_a_batch_waiting_for_companions_goes_as_soon_as_the_batch_ahead_ends(
         tiny_config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[int] = []
-    config = queue_config(tiny_config, batch_wait_ms=1, max_batch=2)
-    engine, outcomes, gate, _ = await engine_with_a_busy_gpu(config, monkeypatch, calls, measured_s=600.0)
-    try:
-        engine.submit(t2i("b1", owner=3))
+    async with engine_with_a_busy_gpu(tiny_config, monkeypatch, measured_s=600.0) as busy:
+        busy.engine.submit(t2i("b1", owner=3))
         await asyncio.sleep(0.05)
-        assert engine.executor.queued_batches() == 0  # held: the batch ahead is expected to take minutes
-        gate.set()  # ...but it ends now
-        assert isinstance(await asyncio.wait_for(outcomes.get("b1"), GUARD_S), Finished)
-    finally:
-        gate.set()
-        await engine.stop()
-    assert calls == [2, 1]
+        assert busy.engine.executor.queued_batches() == 0  # held: the batch ahead is expected to take minutes
+        busy.gate.set()  # ...but it ends now
+        assert isinstance(await asyncio.wait_for(busy.outcomes.get("b1"), GUARD_S), Finished)
+    assert busy.calls == [2, 1]
 
 
 async def test_before_jobs_are_measured_a_batch_waits_only_batch_wait_ms(
         tiny_config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[int] = []
-    config = queue_config(tiny_config, batch_wait_ms=1, max_batch=2)
-    engine, outcomes, gate, _ = await engine_with_a_busy_gpu(config, monkeypatch, calls, measured_s=None)
-    try:
-        engine.submit(t2i("b1", owner=3))
+    async with engine_with_a_busy_gpu(tiny_config, monkeypatch, measured_s=None) as busy:
+        busy.engine.submit(t2i("b1", owner=3))
         # handed over alone while the GPU is still held: nothing says how long the batch ahead takes
-        assert await asyncio.to_thread(wait_until, lambda: engine.executor.queued_batches() >= 1)
-        gate.set()
-        assert isinstance(await outcomes.get("b1"), Finished)
-    finally:
-        gate.set()
-        await engine.stop()
-    assert calls == [2, 1]
+        assert await asyncio.to_thread(wait_until, lambda: busy.engine.executor.queued_batches() >= 1)
+        busy.gate.set()
+        assert isinstance(await busy.outcomes.get("b1"), Finished)
+    assert busy.calls == [2, 1]
 
 
 async def test_a_job_in_a_batch_still_taking_companions_can_be_cancelled(
         tiny_config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[int] = []
-    config = queue_config(tiny_config, batch_wait_ms=1, max_batch=2)
-    engine, _, gate, _ = await engine_with_a_busy_gpu(config, monkeypatch, calls, measured_s=30.0)
-    cancelled: asyncio.Future[JobEvent] = asyncio.get_running_loop().create_future()
-    engine.add_listener(lambda event: cancelled.set_result(event) if isinstance(event, Cancelled) else None)
-    try:
-        engine.submit(t2i("b1", owner=3))
+    async with engine_with_a_busy_gpu(tiny_config, monkeypatch, measured_s=30.0) as busy:
+        cancelled: asyncio.Future[JobEvent] = asyncio.get_running_loop().create_future()
+        busy.engine.add_listener(lambda event: cancelled.set_result(event) if isinstance(event, Cancelled) else None)
+        busy.engine.submit(t2i("b1", owner=3))
         await asyncio.sleep(0.05)  # b1 is out of the queue, in a batch that waits for a companion
-        assert engine.is_known("b1")
-        assert engine.cancel("b1")
-        gate.set()
+        assert busy.engine.is_known("b1")
+        assert busy.engine.cancel("b1")
+        busy.gate.set()
         assert (await asyncio.wait_for(cancelled, GUARD_S)).job_id == "b1"
-    finally:
-        gate.set()
-        await engine.stop()
-    assert calls == [2]  # b1's batch never reached the pipeline
+    assert busy.calls == [2]  # b1's batch never reached the pipeline
