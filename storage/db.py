@@ -73,7 +73,7 @@ class Database:
     async def record_results(self, images: Sequence[NewImage], job_ids: Sequence[str], *,
                              claim: bool = False) -> dict[str, JobRow]:
         """Record finished jobs' images (``Images.add_many``), then the jobs as finished
-        (``JobLog.finish``: done, or with ``claim`` claimed for posting) in one trip to SQLite's
+        (``JobLog.finish_statement``: done, or with ``claim`` claimed for posting) in one trip to SQLite's
         thread; the jobs are recorded finished only once their images are. Returns the jobs' rows
         by id (one that left the log meanwhile is left out). Raises JobsMissing (a LookupError),
         recording nothing, when one of the images' jobs is not in the log."""

@@ -42,7 +42,7 @@ async def missing_jobs(conn: Connection, job_ids: Sequence[str]) -> list[str]:
 
 
 def finished_rows(rows: Sequence[sqlite3.Row]) -> dict[str, JobRow]:
-    """What :meth:`JobLog.finish` returns, from the rows its statement returned."""
+    """The rows :meth:`JobLog.finish_statement` returned, by job id."""
     return {row["job_id"]: job_from_row(row) for row in rows}
 
 
@@ -133,18 +133,13 @@ class JobLog:
         if missing:
             raise JobsMissing(missing)
 
-    async def finish(self, job_ids: Sequence[str], *, claim: bool = False) -> dict[str, JobRow]:
-        """Record finished jobs as ``done``, in one statement; with ``claim``, as ``delivering``
-        straight away: claimed for the poster that asked the studio for it, exactly as
-        :meth:`begin_delivery` would (prior status ``done``, so :meth:`release_delivery` puts a
-        job whose post failed back). Returns the rows as recorded, by job id; a job that is not in
-        the log (or was delivered already) is left out."""
-        if not job_ids:
-            return {}
-        return finished_rows(await self._conn.fetchall(*self.finish_statement(job_ids, claim=claim)))
-
     def finish_statement(self, job_ids: Sequence[str], *, claim: bool) -> tuple[str, list[Any]]:
-        """The one statement of :meth:`finish` (for at least one job); its rows go to :func:`finished_rows`."""
+        """The statement that records finished jobs (at least one) as ``done``; with ``claim``, as
+        ``delivering`` straight away: claimed for the poster that asked the studio for it, exactly
+        as :meth:`begin_delivery` would (prior status ``done``, so :meth:`release_delivery` puts a
+        job whose post failed back). It returns the rows as recorded (:func:`finished_rows`); a
+        job not in the log, or delivered already, is left alone. Run by
+        ``Database.record_results``, after the jobs' images."""
         marks = ", ".join(f"?{n}" for n in range(4, 4 + len(job_ids)))
         return ("UPDATE jobs SET status = ?1, prior_status = ?2, finished_at = ?3"
                 f" WHERE job_id IN ({marks}) AND status != 'delivered' RETURNING *",

@@ -142,7 +142,7 @@ async def test_finishing_records_every_job_in_one_statement_and_returns_their_ro
     assert await db.jobs.begin_delivery("old")
     await db.jobs.mark_delivered("old", channel_id=1, message_id=5)
     trips = db.jobs._conn._batcher.trips  # noqa: SLF001
-    rows = await db.jobs.finish(["j1", "j2", "ghost", "old"], claim=claim)
+    rows = await db.record_results([], ["j1", "j2", "ghost", "old"], claim=claim)
     assert db.jobs._conn._batcher.trips == trips + 1  # noqa: SLF001
     assert sorted(rows) == ["j1", "j2"]  # unknown and delivered jobs are left out (and left alone)
     assert (await db.jobs.get("old")).status == "delivered"  # type: ignore[union-attr]
