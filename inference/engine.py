@@ -122,8 +122,8 @@ class Engine:
                 self.policy.record(job, batch_len, per_image)
             if measured:  # queue estimates (and filling batches, _busy_until) have a figure from the start
                 job = measured[0][0]
-                chosen = [per_image for _, batch_len, per_image in measured if (batch_len > 1) == self.policy.pays(job)]
-                self.eta.record(self._eta_key(job), chosen[0])
+                batches = self.policy.pays(job)
+                self.eta.record(self._eta_key(job), next(s for _, n, s in measured if (n > 1) == batches))
         self._dispatcher = asyncio.create_task(self._dispatch(), name="easel-dispatcher")
 
     async def stop(self) -> None:
