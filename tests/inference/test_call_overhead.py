@@ -58,9 +58,10 @@ def test_processors_answer_their_signature_at_once_and_stay_per_instance(tiny_co
     trim_call_overhead(trimmed)
     processors = list(trimmed.unet.attn_processors.values()) + list(trimmed.vae.attn_processors.values())  # type: ignore[attr-defined]
     assert processors and all(is_trimmed(p) and isinstance(p, AttnProcessor2_0) for p in processors)
-    memoized = type(processors[0]).__call__
-    assert "__signature__" in vars(memoized)
-    assert inspect.signature(processors[0].__call__) == inspect.signature(AttnProcessor2_0().__call__)
+    bound = processors[0].__call__
+    assert "__signature__" in vars(type(bound))  # inspect returns it before looking any further
+    assert inspect.signature(bound) == inspect.signature(AttnProcessor2_0().__call__)
+    assert bound.args == (processors[0],)  # bound on each access: a copied processor binds to itself
     assert not any(is_trimmed(p) for p in plain.unet.attn_processors.values())  # type: ignore[attr-defined]
     assert "__signature__" not in vars(AttnProcessor2_0.__call__)  # diffusers' own class is untouched
 
@@ -94,3 +95,40 @@ def test_the_executor_trims_every_pipeline_it_loads(tiny_config: Config) -> None
         executor.shutdown()
     assert all(is_trimmed(pipe) for pipe in loaded.pipes.values())
     assert all(is_trimmed(p) for p in loaded.pipes[JobKind.VARY].unet.attn_processors.values())
+
+
+def test_prompts_are_not_tokenized_for_textual_inversion_while_none_of_several_vectors_is_loaded(
+        tiny_config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    pipe = _pipes(tiny_config)[JobKind.IMAGINE]
+    trim_call_overhead(pipe)
+    tokenizer = pipe.tokenizer  # type: ignore[attr-defined]
+    tokenized: list[str] = []
+    tokenize = tokenizer.tokenize
+    monkeypatch.setattr(tokenizer, "tokenize", lambda text, **kw: tokenized.append(text) or tokenize(text, **kw))
+    prompts = ["a red fox", "<|endoftext|> an owl"]
+    converted = pipe.maybe_convert_prompt(prompts, tokenizer)  # type: ignore[attr-defined]
+    assert converted == prompts and converted is not prompts  # a new list, like diffusers'
+    assert pipe.maybe_convert_prompt("a red fox", tokenizer) == "a red fox"  # type: ignore[attr-defined]
+    assert tokenized == []
+
+
+def test_a_multi_vector_textual_inversion_is_still_expanded(tiny_config: Config) -> None:
+    plain = _pipes(tiny_config)[JobKind.IMAGINE]
+    trimmed = _pipes(tiny_config)[JobKind.IMAGINE]
+    trim_call_overhead(trimmed)
+    for pipe in (plain, trimmed):
+        pipe.tokenizer.add_tokens(["<cat-toy>", "<cat-toy>_1", "<cat-toy>_2"])  # type: ignore[attr-defined]
+    prompt = ["a <cat-toy> on a hill", "an owl"]
+    expected = plain.maybe_convert_prompt(prompt, plain.tokenizer)  # type: ignore[attr-defined]
+    assert expected[0] == "a <cat-toy> <cat-toy>_1 <cat-toy>_2 on a hill"
+    assert trimmed.maybe_convert_prompt(prompt, trimmed.tokenizer) == expected  # type: ignore[attr-defined]
+
+
+def test_a_compiled_unet_keeps_diffusers_processors(tiny_config: Config) -> None:
+    """Dynamo splits its graph around a trimmed processor; a compiled graph has nothing to trim."""
+    pipe = _pipes(tiny_config)[JobKind.IMAGINE]
+    pipe.unet = torch.compile(pipe.unet)  # type: ignore[attr-defined]  (compiles lazily: nothing runs here)
+    trim_call_overhead(pipe)
+    assert is_trimmed(pipe)
+    assert not any(is_trimmed(p) for p in pipe.unet.attn_processors.values())  # type: ignore[attr-defined]
+    assert all(is_trimmed(p) for p in pipe.vae.attn_processors.values())  # type: ignore[attr-defined]
