@@ -79,6 +79,9 @@ class DeviceConfig:
     compile: bool = False
     previews: bool = True
     threads: int = 0
+    # Linux: the GPU thread gets core(s) of its own and the rest of the bot the others, when the
+    # machine has a core to spare (inference/placement.py).
+    pin_threads: bool = True
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,9 @@ class Studio:
         Returns the requeued ids."""
         if self.db is not None:
             return []
+        place_threads = getattr(self.engine.executor, "place_threads", None)  # the local GPU executor's
+        if place_threads is not None:  # before SQLite's worker and the PNG writer start: they inherit its cores
+            place_threads()
         await self.outputs.prepare()
         self.db = await Database.open(self.config.path(self.config.storage.database))
         await self.png_writer.start()

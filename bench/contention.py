@@ -115,7 +115,8 @@ class Feeder:
 
 def load_config(work: Path, size: int, steps: int, batch: int) -> Config:
     return write_config(work, tiny_model(work.parent / "tiny-sd"), size=size, steps=steps, max_batch=batch,
-                        per_user=BACKLOG, total=BACKLOG * MEMBERS, threads=1)
+                        per_user=BACKLOG, total=BACKLOG * MEMBERS, threads=1,
+                        pin_threads=False)  # the raw calls and the load share the process's cores as they are
 
 
 class ThreadLoad:

@@ -64,7 +64,7 @@ def tiny_model(folder: Path) -> Path:
 def write_config(work: Path, source: Path, *, name: str = "tiny", family: str = "sd15", size: int = 64,
                  steps: int = 4, guidance: float = 0.0, device: str = "cpu", dtype: str = "auto", threads: int = 0,
                  max_batch: int = 4, batch_wait_ms: int = 5, per_user: int = 4, total: int = 50,
-                 channels_last: bool = False, compile: bool = False) -> Config:
+                 channels_last: bool = False, compile: bool = False, pin_threads: bool = True) -> Config:
     """An easel.toml in ``work`` serving ``source`` (like tests/conftest.py's ``tiny_config``)."""
     work.mkdir(parents=True, exist_ok=True)
     toml = work / "easel.toml"
@@ -86,6 +86,7 @@ dtype = "{dtype}"
 threads = {threads}
 channels_last = {"true" if channels_last else "false"}
 compile = {"true" if compile else "false"}
+pin_threads = {"true" if pin_threads else "false"}
 
 [queue]
 per_user = {per_user}

@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import statistics
 import sys
 import tempfile
@@ -88,10 +89,18 @@ def make_jobs(n: int, users: int, *, size: int, steps: int, guidance: float, mod
                 model=model, prompt=PROMPTS[i % len(PROMPTS)]) for i in range(n)]
 
 
-def raw_seconds(pipe: Any, jobs: list[TextToImageJob], batch: int) -> float:
-    """Pure compute time of the jobs as plain pipeline calls of ``batch`` jobs each (fair order kept)."""
-    raw_call(pipe, jobs[:batch])  # one untimed call at this shape
-    return sum(raw_call(pipe, jobs[i:i + batch])[0] for i in range(0, len(jobs), batch))
+def raw_seconds(pipe: Any, jobs: list[TextToImageJob], batch: int, cores: frozenset[int] | None = None) -> float:
+    """Pure compute time of the jobs as plain pipeline calls of ``batch`` jobs each (fair order kept),
+    on ``cores`` (the bots' GPU thread's, when placement gave it cores of its own) or where this thread is."""
+    before = os.sched_getaffinity(0) if cores else None
+    if cores:
+        os.sched_setaffinity(0, cores)
+    try:
+        raw_call(pipe, jobs[:batch])  # one untimed call at this shape
+        return sum(raw_call(pipe, jobs[i:i + batch])[0] for i in range(0, len(jobs), batch))
+    finally:
+        if before is not None:
+            os.sched_setaffinity(0, before)
 
 
 class UploadSink:
@@ -214,6 +223,8 @@ async def measure(config: Config, args: argparse.Namespace, work: Path, *, size:
             "off": Bot(with_queue(_fresh(config, work / "off"), max_batch=1), args.upload_ms / 1000, "batching off")}
     for bot in bots.values():
         await bot.start()
+    placement = bots["on"].studio.engine.executor.placement
+    cores = placement.plan.gpu if placement is not None else None
     results = []
     try:
         for r in range(args.rounds):
@@ -221,12 +232,12 @@ async def measure(config: Config, args: argparse.Namespace, work: Path, *, size:
                   f"{torch.get_num_threads()} torch thread(s)", flush=True)
             jobs = make_jobs(jobs_n, args.users, size=size, steps=steps, guidance=guidance,
                              model=config.model.display_name, prefix=f"r{r}-")
-            batched = [jobs_n / raw_seconds(pipe, jobs, args.max_batch)]
+            batched = [jobs_n / raw_seconds(pipe, jobs, args.max_batch, cores)]
             on = await bots["on"].serve(jobs)
-            batched.append(jobs_n / raw_seconds(pipe, jobs, args.max_batch))
-            single = [jobs_n / raw_seconds(pipe, jobs, 1)]
+            batched.append(jobs_n / raw_seconds(pipe, jobs, args.max_batch, cores))
+            single = [jobs_n / raw_seconds(pipe, jobs, 1, cores)]
             off = await bots["off"].serve(jobs)
-            single.append(jobs_n / raw_seconds(pipe, jobs, 1))
+            single.append(jobs_n / raw_seconds(pipe, jobs, 1, cores))
             raw_single, raw_batched = statistics.mean(single), statistics.mean(batched)
             print(f"  raw pipeline calls: {raw_single:7.2f} jobs/s one by one ({single[0]:.2f}, {single[1]:.2f}), "
                   f"{raw_batched:7.2f} jobs/s in batches of {args.max_batch} ({batched[0]:.2f}, {batched[1]:.2f})",

@@ -1,8 +1,14 @@
-"""Choosing the torch device and dtype from configuration."""
+"""Choosing the torch device, dtype and CPU threads from configuration."""
 
 from __future__ import annotations
 
+import os
+from typing import TYPE_CHECKING
+
 import torch
+
+if TYPE_CHECKING:
+    from config import Config
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -41,3 +47,14 @@ def free_memory(device: torch.device) -> None:
         torch.cuda.empty_cache()
     elif device.type == "mps":  # pragma: no cover - no Apple GPU in CI
         torch.mps.empty_cache()
+
+
+def cpu_threads(config: Config) -> int:
+    """torch's CPU threads: the configured number; by default on a CPU host all cores but one,
+    so the event loop (Discord's heartbeat, uploads) is never starved by the model. 0: leave as is."""
+    if config.device.threads > 0:
+        return config.device.threads
+    if config.device.device == "cpu" or (config.device.device == "auto" and not torch.cuda.is_available()
+                                         and not torch.backends.mps.is_available()):
+        return max(1, (os.cpu_count() or 2) - 1)
+    return 0

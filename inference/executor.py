@@ -18,7 +18,6 @@ the next batch queued on the thread, so that fraction should stay close to 1.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -32,7 +31,7 @@ import torch
 from config import Config, ModelConfig
 from inference.busy import BusyStats
 from inference.call_overhead import trim_call_overhead
-from inference.devices import free_memory, is_out_of_memory
+from inference.devices import cpu_threads, free_memory, is_out_of_memory
 from inference.generate import ensure_sdpa, latent_preview, run_diffusion_batch
 from inference.jobs import (
     AnimeJob,
@@ -47,6 +46,7 @@ from inference.jobs import (
     Started,
 )
 from inference.loader import LoadedModel, load_model
+from inference.placement import thread_placement
 from inference.prepare import PreparedJob
 from inference.relay import Relay
 
@@ -82,7 +82,8 @@ class GpuExecutor:
     def __init__(self, config: Config, *, anime_factory: Callable[[], Any] | None = None,
                  preview_interval_s: float = 1.5, progress_interval_s: float = PROGRESS_EVERY_S) -> None:
         self.config = config
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="easel-gpu")
+        self.placement = thread_placement(config)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="easel-gpu", initializer=self._enter_thread)
         self._models: dict[str, LoadedModel] = {}
         self._anime_factory = anime_factory
         self._anime: Any = None
@@ -111,6 +112,13 @@ class GpuExecutor:
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         """Run any callable on the inference thread (model loading, warm-up, --check)."""
         return self._pool.submit(self._on_thread, fn, *args)
+
+    def place_threads(self) -> None:
+        """Move this thread (the event loop's) and the process's other threads off the GPU
+        thread's cores (inference/placement.py); call before starting threads and processes that
+        should inherit that. No-op when placement is off or there is no core to spare."""
+        if self.placement is not None:
+            self.placement.move_others()
 
     def run_batch(self, batch: Sequence[PreparedJob], emit: Emit) -> Future[list[Outcome]]:
         """Queue a prepared batch on the thread; it starts as soon as the batch before it ends.
@@ -198,6 +206,8 @@ class GpuExecutor:
             done.set_exception(RuntimeError("the GPU thread was shut down before this batch ran"))
         self._pool.shutdown(wait=True)
         self._relay.close()
+        if self.placement is not None:
+            self.placement.restore()
 
     def model_config(self, name: str) -> ModelConfig:
         for m in self.config.all_models:
@@ -234,6 +244,10 @@ class GpuExecutor:
         return self._models.get(name)
 
     # ------------------------------------------------------------------ on the thread
+
+    def _enter_thread(self) -> None:
+        if self.placement is not None:
+            self.placement.pin_gpu_thread()
 
     def _on_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         self.thread_ident = threading.get_ident()
@@ -363,17 +377,6 @@ class GpuExecutor:
         emit(Progress(job.job_id, 1, 1, None))
         return Finished(job.job_id, JobResult(job.job_id, (out.image,), (0,), time.perf_counter() - started,
                                               note=out.note))
-
-
-def cpu_threads(config: Config) -> int:
-    """torch's CPU threads: the configured number; by default on a CPU host all cores but one,
-    so the event loop (Discord's heartbeat, uploads) is never starved by the model. 0: leave as is."""
-    if config.device.threads > 0:
-        return config.device.threads
-    if config.device.device == "cpu" or (config.device.device == "auto" and not torch.cuda.is_available()
-                                         and not torch.backends.mps.is_available()):
-        return max(1, (os.cpu_count() or 2) - 1)
-    return 0
 
 
 def default_anime_factory(config: Config) -> Callable[[], Any]:

@@ -235,7 +235,7 @@ async def test_grid_jobs_use_one_seed_per_image(engine: Engine) -> None:
 
 
 def test_a_cpu_host_leaves_a_core_to_the_event_loop(tiny_config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
-    from inference.executor import cpu_threads
+    from inference.devices import cpu_threads
 
     monkeypatch.setattr("os.cpu_count", lambda: 4)
     assert cpu_threads(tiny_config) == 3  # device = "cpu", threads = 0

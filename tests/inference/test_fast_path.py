@@ -78,7 +78,7 @@ def test_attention_runs_on_sdpa_unless_slicing_was_asked_for(tiny_config: Config
 def test_configured_cpu_threads_are_applied(tiny_config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
     applied: list[int] = []
     monkeypatch.setattr(executor_module.torch, "set_num_threads", applied.append)
-    monkeypatch.setattr(executor_module.os, "cpu_count", lambda: 1)
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
     GpuExecutor(tiny_config).shutdown()  # threads = 0 on a one-core CPU host: one thread
     config = dataclasses.replace(tiny_config, device=dataclasses.replace(tiny_config.device, threads=3))
     GpuExecutor(config).shutdown()
