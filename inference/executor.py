@@ -10,6 +10,9 @@ socket, which gives up the GIL, and the loop then holds it while it reacts to th
 Done on the GPU thread, that made the next batch wait for the loop; handing them to the relay is a
 queue append that never gives the GIL up, so the next batch starts at once.
 
+Where the machine has a core to spare, the thread runs on core(s) of its own and the rest of the
+bot on the others (``device.pin_threads``, inference/placement.py), so it never waits for a core.
+
 The thread keeps a cheap account of its own use (:meth:`GpuExecutor.busy_stats`): seconds spent
 running batches against the wall time since the first batch began. With a backlog the engine keeps
 the next batch queued on the thread, so that fraction should stay close to 1.

@@ -3,10 +3,10 @@
 Under a backlog the bot's other threads (the event loop, SQLite's worker, the relay, helper
 threads) and the PNG writer process wake up hundreds of times a second. Left to the kernel, they
 are often placed on the core the GPU thread is running on, and the GPU thread then waits in the run
-queue: measured at 64 px on two cores, 0.3 ms per job (~2% of its time) on top of its waits for the
-GIL. With the GPU thread alone on its cores and everything else on the others that wait is
-~0.03 ms, and the bot served ~4% more jobs per second (paired, bench/README.md). On a GPU the
-thread feeds the device, and a feeder waiting for a core leaves the GPU idle.
+queue: measured at 64 px on two cores, 0.26-0.38 ms per job (~2% of its time) on top of its waits
+for the GIL. With the GPU thread alone on its core and everything else on the other that wait is
+~0.014 ms, and the bot served 2.6% more jobs per second (paired backlogs, bench/README.md). On a
+GPU the thread feeds the device, and a feeder waiting for a core leaves the GPU idle.
 
 Affinity is inherited. :meth:`ThreadPlacement.move_others`, called on the event loop thread before
 the job log opens and the PNG writer starts, moves that thread and every other live thread but GPU
