@@ -137,7 +137,8 @@ class ThreadPlacement:
 
 def thread_placement(config: Config) -> ThreadPlacement | None:
     """The placement for this config (``device.pin_threads``): the GPU thread needs one core when
-    it drives a GPU, one per torch CPU thread when the model or the anime filter runs on the CPU.
+    it drives a GPU (or ``device.threads``, if set), one per torch CPU thread when the model or the
+    anime filter runs on the CPU.
     None without a core to spare, off Linux, or when turned off."""
     if not config.device.pin_threads or not supported():
         return None
@@ -145,7 +146,9 @@ def thread_placement(config: Config) -> ThreadPlacement | None:
         on_cpu = any(resolve_device(name).type == "cpu" for name in (config.device.device, config.anime.device))
     except RuntimeError:  # an unavailable device: loading the model reports it
         return None
-    plan = plan_cores(os.sched_getaffinity(0), (cpu_threads(config) or torch.get_num_threads()) if on_cpu else 1)
+    # On a GPU the thread needs one core, unless torch was given more CPU threads explicitly.
+    needed = (cpu_threads(config) or torch.get_num_threads()) if on_cpu else max(1, config.device.threads)
+    plan = plan_cores(os.sched_getaffinity(0), needed)
     if plan is None:
         log.info("device.pin_threads: no core to spare for the GPU thread alone; threads stay where the OS puts them")
         return None

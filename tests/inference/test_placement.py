@@ -55,6 +55,25 @@ def test_the_config_decides_how_many_cores_the_gpu_thread_needs(tiny_config: Con
     assert thread_placement(with_device(tiny_config, threads=1)) is None  # not Linux
 
 
+def test_on_a_gpu_the_thread_needs_one_core_unless_torch_has_more_threads(
+        tiny_config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(placement_module, "supported", lambda: True)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    on_gpu = with_device(tiny_config, device="cuda")
+    on_gpu = dataclasses.replace(on_gpu, anime=dataclasses.replace(on_gpu.anime, device="cuda"))
+    one = thread_placement(on_gpu)
+    assert one is not None and one.plan.gpu == frozenset({3})
+    three = thread_placement(with_device(on_gpu, threads=3))
+    assert three is not None and three.plan == CorePlan(gpu=frozenset({1, 2, 3}), others=frozenset({0}))
+    # the anime filter on the CPU: its torch threads need cores too
+    cpu_anime = dataclasses.replace(on_gpu, anime=dataclasses.replace(on_gpu.anime, device="cpu"))
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
+    assert thread_placement(cpu_anime) is None
+
+
 def test_an_unavailable_device_places_nothing(tiny_config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(placement_module, "supported", lambda: True)
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
