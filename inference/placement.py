@@ -14,7 +14,8 @@ threads, so every thread and process started afterwards (SQLite's worker, asynci
 threads, the PNG writer, a restarted writer) lands on the other cores. The GPU thread moves itself
 onto its cores when it starts (:meth:`ThreadPlacement.pin_gpu_thread`), before torch creates its
 CPU worker threads, which then inherit its cores. Nothing moves off Linux, without a core to spare
-(the GPU thread needs one core on a GPU, one per torch thread on the CPU), or with
+(the GPU thread needs one core on a GPU, or ``device.threads`` if set; one per torch thread on
+the CPU), or with
 ``device.pin_threads = false``. :meth:`ThreadPlacement.restore` puts back what it moved.
 """
 
