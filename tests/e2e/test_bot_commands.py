@@ -228,18 +228,21 @@ async def test_anime_paints_the_whole_picture_without_a_face(server: FakeDiscord
     assert labels == {"Delete"}  # no vary/reroll/anime again under an anime result
 
 
-async def test_queue_history_and_status_answer_ephemerally(server: FakeDiscord, alice: Member) -> None:
-    queue = await alice.slash("queue")
+async def test_queue_history_and_status_answer_ephemerally(server: FakeDiscord) -> None:
+    # A member of its own, with a job of its own: the test needs no other test's history.
+    dana = Member(server, "dana")
+    await result_of(server, await dana.slash("imagine", prompt="a red fox in a green forest", seed=5))
+    queue = await dana.slash("queue")
     await server.wait_for(lambda: queue.original, what="the /queue answer")
     assert queue.original["flags"] & EPHEMERAL and "You have no jobs in the queue." in queue.original["content"]
 
-    history = await alice.slash("history", search="fox")
+    history = await dana.slash("history", search="fox")
     await server.wait_for(lambda: history.original, what="the /history answer")
     [embed] = history.original["embeds"]
     assert history.original["flags"] & EPHEMERAL and "fox" in embed["title"]
     assert len(embed["fields"]) == 1 and "a red fox in a green forest" in embed["fields"][0]["value"]
 
-    denied = await alice.slash("easel status")
+    denied = await dana.slash("easel status")
     assert (await refusal_of(server, denied)).startswith("You need the Manage")
     admin = Member(server, "moderator", admin=True)
     status = await admin.slash("easel status")
