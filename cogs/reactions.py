@@ -98,8 +98,11 @@ class Reactions(commands.Cog):
         guild_id = message.guild.id if message.guild is not None else None
         how = await gate.treatment(self.bot, await gate.message_flags(self.bot, message), guild_id, message.channel)
         if how is gate.Treatment.WITHHELD:
-            await self._dm(user, f"That image is not shown in <#{message.channel.id}> (NSFW), so I cannot send "
-                                 "it to you either.")
+            why = f"That image is not shown in <#{message.channel.id}> (NSFW), so I cannot send it to you either."
+            try:
+                await self._dm(user, why)
+            except JobError:  # DMs closed: say it where the reaction was (a reply that deletes itself)
+                raise JobError(why) from None
             return
         attachment = image_attachment(message)
         if attachment is not None:

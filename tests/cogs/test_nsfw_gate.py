@@ -153,6 +153,18 @@ async def test_mail_of_a_withheld_result_sends_no_image_and_says_why_privately(s
     assert not replies_to(w, result)  # nothing said in the channel
 
 
+async def test_mail_of_a_withheld_result_with_dms_closed_says_why_in_a_passing_reply(simcord_env, simcord_bot,
+                                                                                     checker) -> None:
+    w = make_world(simcord_env)
+    result = await imagine(w)
+    dm = w.bob.user.dm_channel
+    simcord_env.inject_error("POST", f"/channels/{dm.id}/messages", status=403, code=50007,
+                             message="Cannot send messages to this user")
+    await w.bob.react(result, MAIL)
+    [reply] = await eventually(lambda: replies_to(w, result))
+    assert "not shown in" in reply.content and not reply.attachments and not dm.history()
+
+
 async def test_mail_of_a_spoilered_result_is_spoilered(simcord_env, simcord_bot) -> None:
     w = make_world(simcord_env)
     await policy(simcord_bot, w, "spoiler")
