@@ -331,9 +331,10 @@ class Studio:
                 continue
             saved = []
             for index, (image, seed, stored) in enumerate(zip(result.images, result.seeds, files, strict=False)):
-                nsfw = bool(result.nsfw[index]) if index < len(result.nsfw) else False
+                # The checker's verdict, or the flags the job inherited from its source (cogs/utils/gate.py).
+                nsfw = job.nsfw or (bool(result.nsfw[index]) if index < len(result.nsfw) else False)
                 records.append(NewImage(job.job_id, index, seed, stored.path, image.width, image.height,
-                                        stored.sha256, stored.size, nsfw))
+                                        stored.sha256, stored.size, nsfw, job.nsfw_word))
                 saved.append(SavedImage(index, seed, stored.path, image.width, image.height, nsfw))
             events.append(JobDone(job.job_id, job, tuple(saved), tuple(job_texts), result.seconds, result.note))
         claim = self.claim_for_posting

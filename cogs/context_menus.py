@@ -9,7 +9,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from cogs.paint import paint_request
-from cogs.utils import actions
+from cogs.utils import actions, gate
 from cogs.utils.inputs import image_attachment, image_of_message, keep, read_attachment
 from cogs.utils.origin import InteractionOrigin
 from cogs.utils.text import NO_MENTIONS, fit_message
@@ -42,7 +42,8 @@ class PaintModal(discord.ui.Modal, title="Paint on this image"):
             return
         where = self.region.value.strip()
         box = where[3:].strip(" :") if where.lower().startswith("box") else None
-        await paint_request(self.bot, origin, source, self.prompt.value, region=None if box else where, box=box)
+        await paint_request(self.bot, origin, source, self.prompt.value, region=None if box else where, box=box,
+                            source_flags=await gate.message_flags(self.bot, self.message))
 
 
 class ContextMenus(commands.Cog):
@@ -71,14 +72,15 @@ class ContextMenus(commands.Cog):
             if what == "vary" and job_id is not None:  # one of our results: keep its prompt, like the Vary button
                 await actions.vary_result(self.bot, origin, job_id, 0)
                 return
+            source = await gate.message_flags(self.bot, message)  # a U1-U4 pick of ours: its grid's flags
             path = await origin.in_time(keep(self.bot.studio, image))
         except (JobError, ImageInputError) as exc:
             await origin.error(str(exc))
             return
         if what == "anime":
-            await actions.anime_file(self.bot, origin, path)
+            await actions.anime_file(self.bot, origin, path, source=source)
         else:
-            await actions.vary_file(self.bot, origin, path, image.size)
+            await actions.vary_file(self.bot, origin, path, image.size, source=source)
 
     async def vary(self, interaction: discord.Interaction, message: discord.Message) -> None:
         await self._run(interaction, message, "vary")
@@ -93,7 +95,9 @@ class ContextMenus(commands.Cog):
         await interaction.response.send_modal(PaintModal(self.bot, message))
 
     async def parameters(self, interaction: discord.Interaction, message: discord.Message) -> None:
-        """Read the PNG ``parameters`` chunk (ours, Automatic1111's, ComfyUI exports...)."""
+        """Read the PNG ``parameters`` chunk (ours, Automatic1111's, ComfyUI exports...). Text only:
+        no image file is sent, so the NSFW gate has nothing to decide (a withheld result has no
+        attachment to read)."""
         attachment = image_attachment(message)
         if attachment is None:
             await interaction.response.send_message("That message has no image.", ephemeral=True)

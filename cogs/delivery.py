@@ -27,8 +27,8 @@ import discord
 from discord.ext import commands
 from PIL import Image
 
+from cogs.utils import gate
 from cogs.utils.buttons import result_view
-from cogs.utils.inputs import png_file
 from cogs.utils.origin import ChannelStatus, Origin, StatusMessage
 from cogs.utils.text import NO_MENTIONS, duration, fit_message, progress_text, queued_text, quote
 from inference.imaging import encode_png, fit_for_upload, make_grid, read_parameters, thumbnail_png
@@ -49,9 +49,7 @@ POST_ATTEMPTS = 3
 @dataclass
 class Tracked:
     job_id: str
-    spoiler: bool = False  # the prompt had an NSFW word and the policy says spoiler
-    policy: str = "off"
-    nsfw_channel: bool = False
+    previews: gate.Treatment = gate.Treatment.PLAIN  # how the NSFW gate lets its previews be shown
     status: asyncio.Future[StatusMessage | None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     origin: Origin | None = None
     text: str = ""
@@ -125,8 +123,8 @@ class Delivery(commands.Cog):
 
     # ------------------------------------------------------------------ tracking
 
-    def expect(self, job_id: str, *, spoiler: bool = False, policy: str = "off", nsfw_channel: bool = False) -> None:
-        self.tracked[job_id] = Tracked(job_id, spoiler=spoiler, policy=policy, nsfw_channel=nsfw_channel)
+    def expect(self, job_id: str, *, previews: gate.Treatment = gate.Treatment.PLAIN) -> None:
+        self.tracked[job_id] = Tracked(job_id, previews=previews)
 
     def drop(self, job_id: str) -> None:
         self.tracked.pop(job_id, None)
@@ -181,9 +179,9 @@ class Delivery(commands.Cog):
         while t.dirty:
             t.dirty = False
             files = None
-            if t.preview is not None:
+            if t.preview is not None and t.previews is not gate.Treatment.WITHHELD:
                 data = await asyncio.to_thread(thumbnail_png, t.preview, 256)
-                files = [png_file(data, "preview.png")]
+                files = [gate.image_file(data, "preview.png", t.previews)]
             try:
                 await status.edit(t.text, files=files)
             except discord.HTTPException as exc:
@@ -283,9 +281,10 @@ class Delivery(commands.Cog):
         seconds = done.seconds if done else (row.finished_at - row.started_at if row.finished_at and row.started_at
                                              else None)
         content = caption(job, [im.seed for im in images], seconds, done.note if done else "")
-        flagged = any(im.nsfw for im in images)  # the safety checker's verdict
-        policy = t.policy if t else "spoiler"  # after a restart: the cautious choice
-        if flagged and policy == "block":
+        flags, how = gate.Flags.of(images), gate.Treatment.PLAIN
+        if flags:  # the NSFW gate, with the server's policy in force now (also after a restart)
+            how = await gate.treatment(self.bot, flags, row.guild_id, await self._channel(row.channel_id))
+        if how is gate.Treatment.WITHHELD:
             blocked = "\n\U0001f6ab The result was flagged as NSFW and is not shown in this channel."
             return content + blocked, [], discord.ui.View()
         paths = [Path(im.path) for im in images]
@@ -297,10 +296,7 @@ class Delivery(commands.Cog):
         fitted, filename = await asyncio.to_thread(fit_for_upload, data, limit, stem=f"easel-{row.job_id}")
         if not filename.endswith(".png"):
             content += "\n\u2139\ufe0f Re-encoded to fit Discord's upload limit; the original PNG is kept by the bot."
-        # Flagged images are never posted plainly outside age-restricted channels, whatever the
-        # word-list policy ("off" turns off the word list, not the safety checker).
-        spoiler = (t.spoiler if t else False) or (flagged and not (t.nsfw_channel if t else False))
-        files = [png_file(fitted, filename, spoiler=spoiler)]
+        files = [gate.image_file(fitted, filename, how)]
         return fit_message(content), files, result_view(row.job_id, len(images), kind=str(job.kind))
 
     async def _channel(self, channel_id: int) -> discord.abc.Messageable:

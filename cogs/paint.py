@@ -10,6 +10,7 @@ from discord import app_commands
 from discord.ext import commands
 from PIL import Image
 
+from cogs.utils.gate import NO_FLAGS, Flags
 from cogs.utils.inputs import decode_mask_for, keep, load, read_attachment
 from cogs.utils.launch import launch
 from cogs.utils.origin import InteractionOrigin, Origin
@@ -38,8 +39,10 @@ def build_mask(size: tuple[int, int], *, mask: Image.Image | None, region: str |
 
 async def paint_request(bot: EaselBot, origin: Origin, source: Image.Image, prompt: str | None, *,
                         mask_upload: bytes | None = None, region: str | None = None, box: str | None = None,
-                        strength: float | None = None, seed: int | None = None) -> str | None:
-    """Shared by /paint and the "Paint..." context menu."""
+                        strength: float | None = None, seed: int | None = None,
+                        source_flags: Flags = NO_FLAGS) -> str | None:
+    """Shared by /paint and the "Paint..." context menu. ``source_flags``: the NSFW flags of the
+    result painted on, when it is one of ours (cogs/utils/gate.py)."""
     limits = bot.config.limits
     try:
         mask = await origin.in_time(decode_mask_for(mask_upload, source.size, limits)) if mask_upload else None
@@ -52,7 +55,7 @@ async def paint_request(bot: EaselBot, origin: Origin, source: Image.Image, prom
     info = bot.studio.model_info()
     return await launch(bot, origin, lambda job_id: build_paint(
         job_id, origin.user.id, info, init_image=path, mask_image=mask_path, source_size=source.size, prompt=prompt,
-        strength=strength, seed=seed, max_prompt_chars=limits.max_prompt_chars))
+        strength=strength, seed=seed, max_prompt_chars=limits.max_prompt_chars), source=source_flags)
 
 
 class Paint(commands.Cog):

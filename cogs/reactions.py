@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
 import discord
 from discord.ext import commands
 
-from cogs.utils import actions
-from cogs.utils.inputs import decode, image_attachment, image_of_message, png_file, read_attachment
+from cogs.utils import actions, gate
+from cogs.utils.inputs import decode, image_attachment, image_of_message, read_attachment
 from cogs.utils.launch import NotHere, check_channel
 from cogs.utils.origin import MessageOrigin
 from cogs.utils.text import NO_MENTIONS, fit_message
-from inference.imaging import ImageInputError, encode_png, read_parameters
+from inference.imaging import ImageInputError, encode_png, fit_for_upload, read_parameters
 from inference.jobs import JobError
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 
 REROLL, VARY, ANIME, MAIL, DELETE = "\U0001f501", "\U0001f3a8", "\U0001f338", "\u2709\ufe0f", "\u274c"
 EMOJIS = {REROLL, VARY, ANIME, MAIL, DELETE, "\u2709"}
+DM_UPLOAD_LIMIT = 10 * 1024 * 1024  # a bot's upload limit in direct messages (no server boost there)
 
 
 class Reactions(commands.Cog):
@@ -88,21 +90,43 @@ class Reactions(commands.Cog):
 
     async def mail(self, message: discord.Message, user: discord.abc.User) -> None:
         """DM the image with its generation parameters (read from the file itself, so other tools'
-        PNGs work too). Without parameters a clean PNG of the image is sent."""
+        PNGs work too), shown as the NSFW gate shows it where it was posted: spoilered there (or
+        posted behind a spoiler by a member), spoilered in the DM; withheld there, never sent (the
+        DM says why). The file is sent as it is when it fits a DM's upload limit, else re-encoded
+        (WebP/JPEG, then downscaled, as results are) and the DM says so."""
         limits = self.bot.config.limits
+        guild_id = message.guild.id if message.guild is not None else None
+        how = await gate.treatment(self.bot, await gate.message_flags(self.bot, message), guild_id, message.channel)
+        if how is gate.Treatment.WITHHELD:
+            why = f"That image is not shown in <#{message.channel.id}> (NSFW), so I cannot send it to you either."
+            try:
+                await self._dm(user, why)
+            except JobError:  # DMs closed: say it where the reaction was (a reply that deletes itself)
+                raise JobError(why) from None
+            return
         attachment = image_attachment(message)
-        data = await read_attachment(attachment, limits) if attachment is not None else None
-        params = read_parameters(data) if data is not None else None
-        filename = attachment.filename if attachment is not None and params else "easel.png"
-        if not params:
-            image = await decode(data, limits) if data is not None else \
-                (await image_of_message(self.bot.studio, message, limits))[0]
-            data = await asyncio.to_thread(encode_png, image)
+        if attachment is not None:
+            data = await read_attachment(attachment, limits)
+            filename = attachment.filename.removeprefix("SPOILER_")
+            if attachment.is_spoiler() and how is gate.Treatment.PLAIN:
+                how = gate.Treatment.SPOILER
+        else:  # one of our results whose message shows no file: the stored image
+            image = (await image_of_message(self.bot.studio, message, limits))[0]
+            data, filename = await asyncio.to_thread(encode_png, image), "easel.png"
+        await decode(data, limits)  # an image, checked from its bytes, within the limits
+        params = read_parameters(data)
         text = "Here is the image you asked for."
+        if len(data) > DM_UPLOAD_LIMIT:
+            data, filename = await asyncio.to_thread(fit_for_upload, data, DM_UPLOAD_LIMIT,
+                                                     stem=PurePosixPath(filename).stem)
+            text += "\n\u2139\ufe0f Re-encoded to fit Discord's upload limit for direct messages."
         if params:
             text += f"\n```\n{fit_message(params.replace('`', 'ˋ'), 1800)}\n```"
+        await self._dm(user, text, gate.image_file(data, filename, how))
+
+    async def _dm(self, user: discord.abc.User, text: str, file: discord.File | None = None) -> None:
         try:
-            await user.send(text, file=png_file(data, filename), allowed_mentions=NO_MENTIONS)
+            await user.send(text, file=file, allowed_mentions=NO_MENTIONS)
         except discord.Forbidden:
             raise JobError("I cannot send you direct messages: allow DMs from server members and try again.") from None
 

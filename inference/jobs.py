@@ -30,11 +30,18 @@ class QueueRefused(JobError):
 
 @dataclass(frozen=True)
 class Job:
-    """Fields every job has. ``owner`` is the member the fair queue shares time between."""
+    """Fields every job has. ``owner`` is the member the fair queue shares time between.
+
+    ``nsfw`` and ``nsfw_word`` are the NSFW flags its images get besides the safety checker's own
+    verdict, decided when the job is accepted: ``nsfw`` when the image it is made from was flagged
+    by the checker, ``nsfw_word`` when its prompt (or its source's) has an NSFW word. They travel
+    with the job's parameters, so a redo or a restart keeps them."""
 
     job_id: str
     owner: int
     kind: JobKind = field(init=False)
+    nsfw: bool = False
+    nsfw_word: bool = False
 
     def batch_key(self) -> tuple[Any, ...] | None:
         """Jobs with equal keys may run in one pipeline call; ``None`` never batches."""

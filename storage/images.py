@@ -27,12 +27,13 @@ class NewImage:
     height: int
     sha256: str
     size_bytes: int
-    nsfw: bool = False
+    nsfw: bool = False  # the safety checker flagged it, or the image it was made from
+    nsfw_word: bool = False  # its prompt has an NSFW word, or the prompt of the image it was made from had one
 
     def as_row(self) -> ImageRow:
         """The row this image has once recorded (not posted yet)."""
         return ImageRow(self.job_id, self.idx, self.seed, Path(self.path), self.width, self.height, self.sha256,
-                        self.size_bytes, bool(self.nsfw))
+                        self.size_bytes, bool(self.nsfw), nsfw_word=bool(self.nsfw_word))
 
 
 def insert_statement(images: Sequence[NewImage]) -> tuple[str, list[object]]:
@@ -42,12 +43,13 @@ def insert_statement(images: Sequence[NewImage]) -> tuple[str, list[object]]:
         raise ValueError("image index must not be negative")
     values: list[object] = []
     for i in images:
-        values += [i.job_id, i.idx, i.seed, str(i.path), i.width, i.height, i.sha256, i.size_bytes, int(bool(i.nsfw))]
-    sql = ("INSERT INTO images (job_id, idx, seed, path, width, height, sha256, size_bytes, nsfw) VALUES "
-           + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(images))
+        values += [i.job_id, i.idx, i.seed, str(i.path), i.width, i.height, i.sha256, i.size_bytes, int(bool(i.nsfw)),
+                   int(bool(i.nsfw_word))]
+    sql = ("INSERT INTO images (job_id, idx, seed, path, width, height, sha256, size_bytes, nsfw, nsfw_word) VALUES "
+           + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(images))
            + " ON CONFLICT (job_id, idx) DO UPDATE SET seed = excluded.seed, path = excluded.path,"
            " width = excluded.width, height = excluded.height, sha256 = excluded.sha256,"
-           " size_bytes = excluded.size_bytes, nsfw = excluded.nsfw")
+           " size_bytes = excluded.size_bytes, nsfw = excluded.nsfw, nsfw_word = excluded.nsfw_word")
     return sql, values
 
 

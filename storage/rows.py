@@ -58,8 +58,9 @@ class ImageRow:
     height: int
     sha256: str
     size_bytes: int
-    nsfw: bool
+    nsfw: bool  # the safety checker flagged it (or the image it was made from)
     message_id: int | None = None
+    nsfw_word: bool = False  # its prompt (or its source's) has an NSFW word
 
 
 @dataclass(frozen=True)
@@ -84,5 +85,5 @@ def image_from_row(row: sqlite3.Row) -> ImageRow:
     return ImageRow(
         job_id=row["job_id"], idx=row["idx"], seed=row["seed"], path=Path(row["path"]), width=row["width"],
         height=row["height"], sha256=row["sha256"], size_bytes=row["size_bytes"], nsfw=bool(row["nsfw"]),
-        message_id=row["message_id"],
+        message_id=row["message_id"], nsfw_word=bool(row["nsfw_word"]),
     )

@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING
 
 import discord
 
+from cogs.utils import gate
 from cogs.utils.buttons import single_view
-from cogs.utils.inputs import decode, image_of_message, keep, png_file
+from cogs.utils.gate import NO_FLAGS, Flags
+from cogs.utils.inputs import decode, image_of_message, keep
 from cogs.utils.launch import launch
 from cogs.utils.origin import InteractionOrigin, Origin
 from cogs.utils.text import NO_MENTIONS, quote
@@ -51,9 +53,11 @@ async def result_image_path(bot: EaselBot, job_id: str, index: int) -> Path:
 
 
 async def rerun(bot: EaselBot, origin: Origin, job_id: str, *, same_seed: bool) -> str | None:
-    """Reroll (new seed) or redo (same seed) a job with the member as its owner."""
+    """Reroll (new seed) or redo (same seed) a job with the member as its owner. The new job is
+    as NSFW-flagged as the one it repeats (its images and its prompt: cogs/utils/gate.py)."""
     row = await job_row(bot, job_id)
     job = original_job(row)
+    source = await gate.job_flags(bot, job_id)
 
     def build(new_id: str) -> Draft:
         changes: dict[str, object] = {"job_id": new_id, "owner": origin.user.id}
@@ -61,25 +65,28 @@ async def rerun(bot: EaselBot, origin: Origin, job_id: str, *, same_seed: bool) 
             changes["seed"] = random.randint(0, MAX_SEED)
         return Draft(dataclasses.replace(job, **changes))
 
-    return await launch(bot, origin, build)
+    return await launch(bot, origin, build, source=source)
 
 
 async def vary_file(bot: EaselBot, origin: Origin, path: str, size: tuple[int, int], *,
-                    prompt: str = "", model: str = "", count: int = 1) -> str | None:
+                    prompt: str = "", model: str = "", count: int = 1, source: Flags = NO_FLAGS) -> str | None:
+    """A variation of the image at ``path``; ``source``: its NSFW flags, when it is one of our results."""
     info = bot.studio.model_info(model)
     limits = bot.config.limits
     return await launch(bot, origin, lambda jid: build_vary(
         jid, origin.user.id, info, init_image=path, source_size=size, prompt=prompt or None, count=count,
-        max_prompt_chars=limits.max_prompt_chars))
+        max_prompt_chars=limits.max_prompt_chars), source=source)
 
 
 async def anime_file(bot: EaselBot, origin: Origin, path: str, style: str | None = None,
-                     whole_image: bool = False) -> str | None:
+                     whole_image: bool = False, *, source: Flags = NO_FLAGS) -> str | None:
+    """AnimeGAN2 of the image at ``path``. The anime model has no safety checker: its result is
+    exactly as NSFW-flagged as ``source`` (the flags of the result it paints, if it is ours)."""
     from inference.anime import STYLES
 
     return await launch(bot, origin, lambda jid: build_anime(
         jid, origin.user.id, init_image=path, style=style or bot.config.anime.default_style, styles=STYLES,
-        whole_image=whole_image))
+        whole_image=whole_image), source=source)
 
 
 async def vary_result(bot: EaselBot, origin: Origin, job_id: str, index: int) -> str | None:
@@ -89,21 +96,23 @@ async def vary_result(bot: EaselBot, origin: Origin, job_id: str, index: int) ->
     image = await decode(await bot.studio.outputs.read(path), bot.config.limits)
     prompt = job.prompt if isinstance(job, DiffusionJob) else ""
     model = job.model if isinstance(job, DiffusionJob) else ""
-    return await vary_file(bot, origin, str(path), image.size, prompt=prompt, model=model)
+    return await vary_file(bot, origin, str(path), image.size, prompt=prompt, model=model,
+                           source=await gate.job_flags(bot, job_id))
 
 
 async def anime_result(bot: EaselBot, origin: Origin, job_id: str, index: int) -> str | None:
     path = await result_image_path(bot, job_id, index)
-    return await anime_file(bot, origin, str(path))
+    return await anime_file(bot, origin, str(path), source=await gate.job_flags(bot, job_id))
 
 
 async def from_message(bot: EaselBot, origin: Origin, message: discord.Message, what: str) -> str | None:
     """Vary or anime the image of any message (our results come from disk)."""
     image, _job = await image_of_message(bot.studio, message, bot.config.limits)
+    source = await gate.message_flags(bot, message)
     path = await keep(bot.studio, image)
     if what == "anime":
-        return await anime_file(bot, origin, path)
-    return await vary_file(bot, origin, path, image.size)
+        return await anime_file(bot, origin, path, source=source)
+    return await vary_file(bot, origin, path, image.size, source=source)
 
 
 # ---------------------------------------------------------------------------- buttons
@@ -136,11 +145,16 @@ async def on_button(bot: EaselBot, interaction: discord.Interaction, action: str
 
 
 async def upscale(bot: EaselBot, interaction: discord.Interaction, job_id: str, index: int) -> None:
-    """U1-U4: post one image of a grid alone, full size, with its own buttons."""
-    await interaction.response.defer(thinking=True)
+    """U1-U4: post one image of a grid alone, full size, with its own buttons, shown as the NSFW
+    gate says for the grid it comes from (a pick of a spoilered grid is spoilered). Refusals come
+    before the (public) defer, so they stay private."""
     path = await result_image_path(bot, job_id, index)
     row = await job_row(bot, job_id)
     images = {r.idx: r for r in await bot.studio.database.images.for_job(job_id)}
+    how = await gate.treatment(bot, Flags.of(images.values()), interaction.guild_id, interaction.channel)
+    if how is gate.Treatment.WITHHELD:
+        raise JobError("That image is not shown in this channel (NSFW).")
+    await interaction.response.defer(thinking=True)
     data = await bot.studio.outputs.read(path)
     limit = getattr(interaction, "filesize_limit", 0) or 10 * 1024 * 1024
     data, filename = await asyncio.to_thread(fit_for_upload, data, limit, stem=f"easel-{job_id}-{index + 1}")
@@ -148,7 +162,8 @@ async def upscale(bot: EaselBot, interaction: discord.Interaction, job_id: str, 
     seed = images[index].seed if index in images else 0
     await interaction.edit_original_response(
         content=f"**{quote(prompt)}** \u00b7 image {index + 1} \u00b7 seed `{seed}` \u00b7 job `{job_id}`",
-        attachments=[png_file(data, filename)], view=single_view(job_id, index), allowed_mentions=NO_MENTIONS)
+        attachments=[gate.image_file(data, filename, how)], view=single_view(job_id, index),
+        allowed_mentions=NO_MENTIONS)
 
 
 async def delete_result(bot: EaselBot, interaction: discord.Interaction, job_id: str) -> None:

@@ -7,6 +7,7 @@ then does the member see "Queued". Every refusal is one friendly message to the 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 import discord
 
 from cogs.utils.buttons import cancel_view
+from cogs.utils.gate import NO_FLAGS, WITHHELD_SOURCE, Flags, Place, Treatment, age_restricted, decide
 from cogs.utils.origin import Origin
 from cogs.utils.text import queued_text
 from inference.jobs import DiffusionJob, JobError, QueueRefused
@@ -41,9 +43,7 @@ async def guild_settings(bot: EaselBot, origin: Origin) -> GuildSettings | None:
 
 
 def channel_is_nsfw(origin: Origin) -> bool:
-    channel = origin.channel
-    is_nsfw = getattr(channel, "is_nsfw", None)
-    return bool(is_nsfw()) if callable(is_nsfw) else False
+    return age_restricted(origin.channel)
 
 
 def nsfw_words_in(text: str, words: tuple[str, ...]) -> list[str]:
@@ -67,11 +67,13 @@ def nsfw_policy(settings: GuildSettings | None, origin: Origin) -> str:
     return settings.nsfw_policy
 
 
-async def launch(bot: EaselBot, origin: Origin, build: Callable[[str], Draft | Awaitable[Draft]]) -> str | None:
+async def launch(bot: EaselBot, origin: Origin, build: Callable[[str], Draft | Awaitable[Draft]], *,
+                 source: Flags = NO_FLAGS) -> str | None:
     """Validate, record, queue and announce a job. Returns its id, or None after telling the member why not.
 
     Everything that can refuse a request runs before the interaction is deferred, so refusals
-    are ephemeral.
+    are ephemeral. ``source``: the NSFW flags of the result the job is made from (cogs/utils/gate.py);
+    the job's images inherit them, and a source this channel withholds is refused.
     """
     job_id = new_job_id()
     delivery = bot.delivery
@@ -83,19 +85,25 @@ async def launch(bot: EaselBot, origin: Origin, build: Callable[[str], Draft | A
         reason = bot.studio.unsupported(job.kind)
         if reason:
             raise JobError(reason)
-        policy = nsfw_policy(settings, origin)
-        spoiler = False
-        if isinstance(job, DiffusionJob) and policy != "off":
-            found = nsfw_words_in(job.prompt, bot.config.discord.nsfw_words)
-            if found and policy == "block":
-                raise JobError("That prompt is not allowed in this channel (NSFW). Try an age-restricted channel.")
-            spoiler = bool(found) and policy == "spoiler"
+        # The NSFW gate: the prompt's words count whatever the policy here, so that the flag
+        # follows the images wherever they are shown later.
+        place = Place(nsfw_policy(settings, origin), channel_is_nsfw(origin))
+        words = nsfw_words_in(job.prompt, bot.config.discord.nsfw_words) if isinstance(job, DiffusionJob) else []
+        flags = source | Flags.of_job(job) | Flags(word=bool(words))
+        if decide(flags, place) is Treatment.WITHHELD:
+            raise JobError("That prompt is not allowed in this channel (NSFW). Try an age-restricted channel."
+                           if words else WITHHELD_SOURCE)
+        job = dataclasses.replace(job, nsfw=flags.checker, nsfw_word=flags.word)
+        # Previews come before the checker's verdict on the finished image: with a checker on,
+        # they are shown as a flagged image would be.
+        checked = isinstance(job, DiffusionJob) and any(m.safety_checker for m in bot.config.all_models)
+        previews = decide(flags | Flags(checker=checked), place)
         cap = settings.per_user_cap if settings is not None else None
         if cap is not None and bot.studio.engine.queue.pending_for(origin.user.id) >= cap:
             raise QueueRefused(f"This server allows {cap} job(s) per member at a time. Wait for one to finish.")
         bot.studio.engine.queue.check_room(origin.user.id)
         await origin.acknowledge()
-        delivery.expect(job_id, spoiler=spoiler, policy=policy, nsfw_channel=channel_is_nsfw(origin))
+        delivery.expect(job_id, previews=previews)
         try:
             position, total, eta = await bot.studio.submit(job, origin.context())
         except BaseException:

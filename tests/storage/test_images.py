@@ -105,3 +105,16 @@ async def test_results_with_a_job_gone_from_the_log_record_nothing(db: Database)
     assert list(missing.value.job_ids) == ["ghost"]
     assert await db.images.for_job("j1") == []  # the insert failed as a whole ...
     assert (await db.jobs.get("j1")).status == "running"  # type: ignore[union-attr]  # ... so no job was finished
+
+
+async def test_both_nsfw_flags_are_kept_and_a_rerun_replaces_them(db: Database) -> None:
+    """The NSFW gate reads both: the safety checker's (``nsfw``) and the prompt word's (``nsfw_word``)."""
+    await add_job(db, "j1")
+    word = NewImage("j1", 0, 5, "/o/a.png", 64, 64, "aa" * 32, 10, nsfw=False, nsfw_word=True)
+    both = NewImage("j1", 1, 6, "/o/b.png", 64, 64, "bb" * 32, 11, nsfw=True, nsfw_word=True)
+    await db.images.add_many([word, both])
+    rows = await db.images.for_job("j1")
+    assert [(r.nsfw, r.nsfw_word) for r in rows] == [(False, True), (True, True)]
+    assert [word.as_row(), both.as_row()] == rows  # what the studio hands the poster before a read
+    await db.images.add_many([NewImage("j1", 0, 5, "/o/a.png", 64, 64, "aa" * 32, 10)])
+    assert not (await db.images.for_job("j1"))[0].nsfw_word
