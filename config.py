@@ -116,6 +116,9 @@ class AnimeConfig:
     default_style: str = "face_paint_512_v2"
     weights: dict[str, str] = field(default_factory=dict)
     sha256: dict[str, str] = field(default_factory=dict)
+    # Download missing weights into cache_dir: in the background at start-up, by --check and by
+    # /easel anime (never for a job). false: only files placed there or named in weights are used.
+    download: bool = True
 
 
 @dataclass(frozen=True)

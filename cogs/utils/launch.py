@@ -80,7 +80,7 @@ async def launch(bot: EaselBot, origin: Origin, build: Callable[[str], Draft | A
         built = build(job_id)
         draft = await built if isinstance(built, Awaitable) else built
         job = draft.job
-        reason = bot.studio.unsupported(job.kind)
+        reason = bot.studio.refusal(job)
         if reason:
             raise JobError(reason)
         policy = nsfw_policy(settings, origin)
