@@ -178,7 +178,7 @@ def _unreachable(exc: BaseException, setup_began: bool) -> bool:
     began, only aiohttp's and Discord's own 5xx (the command sync), not e.g. a database's OSError."""
     if isinstance(exc, aiohttp.ClientError | discord.DiscordServerError):
         return True
-    return not setup_began and isinstance(exc, OSError | asyncio.TimeoutError)
+    return not setup_began and isinstance(exc, OSError | TimeoutError)
 
 
 def _reason(exc: BaseException) -> str:
