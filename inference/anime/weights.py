@@ -23,6 +23,7 @@ import os
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -290,8 +291,10 @@ class WeightStore:
                 self.cache_dir.mkdir(parents=True, exist_ok=True)
                 digest = self._fetch(url, target)
             except (OSError, http.client.HTTPException, ValueError) as exc:
+                if isinstance(exc, urllib.error.URLError) and not isinstance(exc, urllib.error.HTTPError):
+                    exc = exc.reason if isinstance(exc.reason, BaseException) else OSError(str(exc.reason))
                 reason = str(exc) or type(exc).__name__
-                log.info("downloading %s weights from %s failed: %s", style, url, reason)
+                log.debug("downloading %s weights from %s failed: %s", style, url, reason)
                 continue
             expected = self.sha256.get(style)
             if expected is not None and digest != expected:
@@ -306,8 +309,9 @@ class WeightStore:
                       f"anime.sha256, so it was not kept; fix anime.sha256 or place the right file at {target}")
         else:
             why = f"no internet? {reason}" if reason else "no address to download it from"
-            detail = (f"AnimeGAN2 style {style}: its weights could not be downloaded from "
-                      f"{' or '.join(tried) or 'anywhere'} ({why}); place the file at {target} or set anime.weights")
+            source = f" (from {tried[0]})" if tried else ""
+            detail = (f"AnimeGAN2 style {style}: its weights could not be downloaded ({why}); place the file at "
+                      f"{target}{source} or set anime.weights")
         raise AnimeUnavailable(self.member_message(style), detail=detail)
 
     def _fetch(self, url: str, target: Path) -> str:
