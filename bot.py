@@ -165,6 +165,7 @@ def run(config_path: str | None) -> int:
     except (ConfigError, ModelLoadError) as exc:
         return _fail(str(exc))
     except OSError as exc:  # e.g. the database's or outputs' folder cannot be created
+        log.debug("start-up failed", exc_info=True)  # the traceback, for --log-level debug
         return _fail(f"could not start: {exc}")
     except KeyboardInterrupt:
         pass
