@@ -1,7 +1,8 @@
 """easel: a self-hosted Discord image studio. ``python bot.py`` starts the bot.
 
 ``python bot.py --check`` validates the configuration, loads the model on its device, makes one
-small image and prints what it found, without contacting Discord.
+small image, fetches missing AnimeGAN2 weights and prints what it found, without contacting
+Discord (it needs no token).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import aiohttp
 import discord
 from discord.ext import commands
 
@@ -26,6 +28,10 @@ if TYPE_CHECKING:
     from studio import Studio
 
 log = logging.getLogger("easel")
+
+# While Discord cannot be reached at start-up: the first wait, doubled after each failure up to the last.
+RETRY_FIRST_S = 5.0
+RETRY_MAX_S = 300.0
 
 
 def _quiet_libraries() -> None:
@@ -64,11 +70,11 @@ def _fail(message: str) -> int:
 
 
 def check(config_path: str | None) -> int:
-    from config import ConfigError, load_config, read_token
+    """Never contacts Discord, so it needs no token: it only says whether one is set."""
+    from config import ConfigError, load_config
 
     try:
         config = load_config(config_path)
-        read_token()
     except ConfigError as exc:
         return _fail(str(exc))
     if config.backend == "remote":
@@ -87,7 +93,7 @@ def check(config_path: str | None) -> int:
     print(f"  load   : {report.load_s:.2f} s")
     w, h = report.image_size
     print(f"  image  : {w}x{h}, {report.steps} step(s) in {report.generate_s:.2f} s")
-    print("  token  : present (not shown)")
+    _print_anime_and_token(config)
     return 0
 
 
@@ -105,8 +111,31 @@ def _check_remote(config: Config) -> int:
     print(f"  backend: remote ({report.where})")
     print(f"  model  : {report.model} [{report.family}] from {report.source}")
     print(f"  image  : {w}x{h}, {report.steps} step(s) in {report.generate_s:.2f} s (one request)")
-    print("  token  : present (not shown)")
+    _print_anime_and_token(config)
     return 0
+
+
+def _print_anime_and_token(config: Config) -> None:
+    """The anime filter is optional: styles without weights are reported (where the file goes, how to
+    get it) but do not fail the check. The token is reported, never shown and never required here."""
+    from config import read_secret
+    from inference.check import check_anime
+
+    anime = check_anime(config)
+    if not anime.problems:
+        print(f"  anime  : ready ({', '.join(anime.ready)})")
+    else:
+        if anime.ready:
+            print(f"  anime  : {', '.join(anime.ready)} ready; /anime refuses the other styles until their "
+                  "weights are in place:")
+        else:
+            print("  anime  : not set up; /anime is refused until the weights are in place:")
+        for problem in anime.problems:
+            print(f"           {problem}")
+    if read_secret("DISCORD_TOKEN"):
+        print("  token  : present (not shown)")
+    else:
+        print("  token  : not set; running the bot needs DISCORD_TOKEN (see README, 'Getting a bot token')")
 
 
 def run(config_path: str | None) -> int:
@@ -125,7 +154,7 @@ def run(config_path: str | None) -> int:
             for sig in (signal.SIGINT, signal.SIGTERM):  # stop cleanly: running jobs are requeued next start
                 with contextlib.suppress(NotImplementedError):
                     loop.add_signal_handler(sig, lambda: asyncio.ensure_future(bot.close()))
-            await bot.start(token)
+            await start_with_retry(bot, token)
 
     try:
         asyncio.run(serve())
@@ -135,9 +164,60 @@ def run(config_path: str | None) -> int:
         return _fail("enable the Message Content intent for the bot in the Developer Portal (Bot > Privileged Gateway Intents)")
     except (ConfigError, ModelLoadError) as exc:
         return _fail(str(exc))
+    except OSError as exc:  # e.g. the database's or outputs' folder cannot be created
+        log.debug("start-up failed", exc_info=True)  # the traceback, for --log-level debug
+        return _fail(f"could not start: {exc}")
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _unreachable(exc: BaseException, setup_began: bool) -> bool:
+    """Whether ``exc`` means Discord could not be reached (worth trying again), not a fault of ours.
+
+    Before ``setup_hook`` only Discord is being talked to, so any network error counts; after it
+    began, only aiohttp's and Discord's own 5xx (the command sync), not e.g. a database's OSError."""
+    if isinstance(exc, aiohttp.ClientError | discord.DiscordServerError):
+        return True
+    return not setup_began and isinstance(exc, OSError | TimeoutError)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+async def start_with_retry(bot: EaselBot, token: str, *, first_wait_s: float = RETRY_FIRST_S,
+                           max_wait_s: float = RETRY_MAX_S) -> None:
+    """Log in and connect. While Discord cannot be reached (DNS failure, network down, Discord's own
+    5xx), log one line and try again, waiting ``first_wait_s`` and doubling up to ``max_wait_s``, until
+    it connects or the bot is closed (SIGTERM, Ctrl-C). A refused token (LoginFailure) is raised at
+    once. Once connected, discord.py itself reconnects after network trouble."""
+    wait = first_wait_s
+    while not bot.stopping.is_set():
+        try:
+            await bot.login(token)
+        except Exception as exc:
+            if bot.stopping.is_set():
+                return
+            if not _unreachable(exc, bot.setup_began):
+                raise
+            log.warning("cannot reach Discord (%s); trying again in %g s", _reason(exc), wait)
+            await _drop_http_session(bot)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(bot.stopping.wait(), wait)
+            wait = min(wait * 2, max_wait_s)
+            continue
+        await bot.connect(reconnect=True)
+        return
+
+
+async def _drop_http_session(bot: EaselBot) -> None:
+    """discord.py opens a new aiohttp session on its connector at every login: close the failed one
+    (and its connector) so that a retry starts afresh and no session is left unclosed."""
+    await bot.http.close()
+    bot.http.connector = discord.utils.MISSING
+    bot.http.clear()
 
 
 EXTENSIONS = (
@@ -163,6 +243,10 @@ class EaselBot(commands.Bot):
                  extensions: Sequence[str] = EXTENSIONS, start_studio: bool = True) -> None:
         from studio import Studio
 
+        # easel never joins voice: discord.py's start-up warnings about missing voice libraries
+        # (PyNaCl, davey) concern nobody here and look like errors to a new admin.
+        discord.VoiceClient.warn_nacl = False
+        discord.VoiceClient.warn_dave = False
         intents = discord.Intents.default()
         intents.message_content = True  # attachments of image messages reacted to in enabled channels
         super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None,
@@ -174,12 +258,20 @@ class EaselBot(commands.Bot):
         self.start_studio = start_studio  # False: the caller starts it (in-process tests)
         self.delivery: Delivery  # set by the delivery cog, which every request goes through
         self._shutdown: asyncio.Future[None] | None = None
+        self.stopping = asyncio.Event()  # set when close() begins
+        self.setup_began = False
 
     async def setup_hook(self) -> None:
-        if self.start_studio:
-            await self.studio.start()
-        for name in self.extensions_to_load:
-            await self.load_extension(name)
+        """Start the studio, load the cogs, sync the commands. Runs again when a login is retried
+        after Discord could not be reached (see start_with_retry): only the sync is repeated."""
+        if not self.setup_began:
+            self.setup_began = True
+            if self.start_studio:
+                await self.studio.start()
+                # Missing AnimeGAN2 weights are fetched once, on a thread of their own (start-up goes on).
+                self.studio.anime_weights.fetch_in_background()
+            for name in self.extensions_to_load:
+                await self.load_extension(name)
         if self.config.discord.sync_commands:
             guild = discord.Object(self.config.discord.dev_guild) if self.config.discord.dev_guild else None
             if guild is not None:
@@ -195,6 +287,7 @@ class EaselBot(commands.Bot):
 
         Shielded, so the shutdown a signal began is not cut short when ``asyncio.run`` ends."""
         if self._shutdown is None:
+            self.stopping.set()
             self._shutdown = asyncio.ensure_future(self._shut_down())
         await asyncio.shield(self._shutdown)
 

@@ -116,6 +116,9 @@ class AnimeConfig:
     default_style: str = "face_paint_512_v2"
     weights: dict[str, str] = field(default_factory=dict)
     sha256: dict[str, str] = field(default_factory=dict)
+    # Download missing weights into cache_dir: in the background at start-up, by --check and by
+    # /easel anime (never for a job). false: only files placed there or named in weights are used.
+    download: bool = True
 
 
 @dataclass(frozen=True)
@@ -169,6 +172,10 @@ class Config:
         return p if p.is_absolute() else (self.base_dir / p)
 
 
+# Keys that belong above the first [section] of easel.toml (plain values, not tables).
+TOP_LEVEL_KEYS = frozenset(name for name, tp in typing.get_type_hints(Config).items()
+                           if name != "base_dir" and tp in (str, int, float, bool))
+
 # --------------------------------------------------------------------------- loading
 
 
@@ -221,6 +228,10 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls) if f.init and f.name != "base_dir"}
     unknown = sorted(set(data) - names)
+    misplaced = [name for name in unknown if prefix and name in TOP_LEVEL_KEYS]
+    if misplaced:  # in TOML every key below a [section] header belongs to that section
+        raise ConfigError(f"{prefix}.{misplaced[0]}: {misplaced[0]!r} is a top-level key, but it is written under "
+                          f"[{prefix.split('[')[0]}]; move it to the top of the file, above the first [section]")
     if unknown:
         where = f"[{prefix}]" if prefix else "the top level"
         raise ConfigError(f"{prefix + '.' if prefix else ''}{unknown[0]}: unknown key in {where} "
@@ -274,8 +285,8 @@ def _check(cfg: Config) -> None:
             need(0.0 <= lora.weight <= 2.0, f"{key}.loras[{j}].weight: {lora.weight} is outside 0..2")
         if cfg.backend == "remote":
             _check_remote_model(cfg, m, key)
-        elif _looks_local(m.source) and not cfg.path(m.source).exists():
-            raise ConfigError(f"{key}.source: {m.source!r} does not exist (a local path was given)")
+        elif _looks_local(m.source, cfg.base_dir) and not cfg.path(m.source).exists():
+            raise ConfigError(f"{key}.source: {missing_path(m.source, cfg.base_dir)}")
     need(cfg.device.device in DEVICES, f"device.device: {cfg.device.device!r} is not one of {', '.join(DEVICES)}")
     need(cfg.device.dtype in DTYPES, f"device.dtype: {cfg.device.dtype!r} is not one of {', '.join(DTYPES)}")
     need(cfg.device.threads >= 0, "device.threads: must be 0 (torch's default) or more")
@@ -292,8 +303,19 @@ def _check(cfg: Config) -> None:
     need(0.2 <= cfg.discord.progress_interval_s <= 60, "discord.progress_interval_s: must be between 0.2 and 60")
     need(cfg.backend in BACKENDS, f"backend: {cfg.backend!r} is not one of {', '.join(BACKENDS)}")
     _check_remote(cfg.remote, len(cfg.all_models) if cfg.backend == "remote" else 1)
-    db_parent = cfg.path(cfg.storage.database).parent
-    need(db_parent.is_dir(), f"storage.database: folder {str(db_parent)!r} does not exist")
+    # Both folders are created at start-up (and the database's file); only a file in the way stops that.
+    for key, folder in (("storage.database", cfg.path(cfg.storage.database).parent),
+                        ("storage.outputs", cfg.path(cfg.storage.outputs))):
+        blocker = _file_in_the_way(folder)
+        need(blocker is None, f"{key}: cannot create the folder {folder}: {blocker} is a file")
+
+
+def _file_in_the_way(folder: Path) -> Path | None:
+    """The nearest existing part of ``folder`` (itself or a parent) when it is not a folder."""
+    for part in (folder, *folder.parents):
+        if part.exists():
+            return None if part.is_dir() else part
+    return None
 
 
 def _check_remote(r: RemoteConfig, model_count: int) -> None:
@@ -322,7 +344,7 @@ def _check_remote(r: RemoteConfig, model_count: int) -> None:
 
 def _check_remote_model(cfg: Config, m: ModelConfig, key: str) -> None:
     """What the remote backend cannot do is refused here, not silently dropped."""
-    if not cfg.remote.base_url and _looks_local(m.source):
+    if not cfg.remote.base_url and _looks_local(m.source, cfg.base_dir):
         raise ConfigError(f"{key}.source: the remote backend needs a hub id like 'org/name', not {m.source!r} "
                           "(local files run only with backend = \"local\")")
     for name, value in (("loras", m.loras), ("inpaint_source", m.inpaint_source),
@@ -334,15 +356,34 @@ def _check_remote_model(cfg: Config, m: ModelConfig, key: str) -> None:
                           "to false with backend = \"remote\" (discord.nsfw_words still applies)")
 
 
-def _looks_local(source: str) -> bool:
-    """A source is a local path if it is absolute, relative with ./, or names a file (not ``org/name``)."""
-    return (source.startswith(("/", "./", "../", "~")) or source.endswith((".safetensors", ".ckpt"))
-            or source.count("/") != 1)
+def _looks_local(source: str, base_dir: Path | None = None) -> bool:
+    """A source is a local path if it is absolute, relative with ./, names a file, is not shaped like
+    ``org/name``, or is ``folder/name`` whose first folder exists in ``base_dir`` (``models/sd15``)."""
+    if (source.startswith(("/", "./", "../", "~")) or source.endswith((".safetensors", ".ckpt"))
+            or source.count("/") != 1 or "\\" in source):
+        return True
+    if base_dir is None:
+        return False
+    first = Path(source.split("/")[0]).expanduser()
+    return (first if first.is_absolute() else base_dir / first).is_dir()
 
 
-def is_local_source(source: str) -> bool:
+def is_local_source(source: str, base_dir: Path | None = None) -> bool:
     """Public wrapper used by the loader and ``--check`` to tell a path from a hub id."""
-    return _looks_local(source)
+    return _looks_local(source, base_dir)
+
+
+def source_path(source: str, base_dir: Path) -> Path:
+    """``source`` read as a path: absolute, relative paths starting at ``base_dir`` (the config's folder)."""
+    path = Path(source).expanduser()
+    return (path if path.is_absolute() else base_dir / path).resolve()
+
+
+def missing_path(source: str, base_dir: Path) -> str:
+    """"no such folder: /abs/path" (or file), for a local model source that is not there."""
+    what = "file" if source.endswith((".safetensors", ".ckpt")) else "folder"
+    where = "" if Path(source).expanduser().is_absolute() else " (relative paths start at the folder of easel.toml)"
+    return f"no such {what}: {source_path(source, base_dir)}{where}"
 
 
 def load_config(path: str | Path | None = None, environ: typing.Mapping[str, str] | None = None) -> Config:

@@ -25,6 +25,7 @@ from typing import Any
 
 from config import Config
 from inference import jobs as J
+from inference.anime.weights import WeightStore
 from inference.backends import build_executor
 from inference.engine import Engine
 from inference.executor import internal_error_message
@@ -88,6 +89,7 @@ class Studio:
         self.db: Database | None = None
         self.outputs = OutputStore(config.path(config.storage.outputs))
         self.png_writer = PngWriter(self.outputs, use_process=config.storage.png_process)
+        self.anime_weights = WeightStore.from_config(config)  # on disk only; downloads run on a thread of their own
         self._listeners: list[Listener] = []
         self._contexts: dict[str, RequestContext] = {}
         self._jobs: dict[str, J.Job] = {}  # queued or running: saves a job-log read per result
@@ -191,6 +193,14 @@ class Studio:
         """Why the configured backend cannot serve this kind of job (member-facing), or None."""
         check = getattr(self.engine.executor, "unsupported", None)
         return check(kind) if check is not None else None
+
+    def refusal(self, job: J.Job) -> str | None:
+        """Why ``job`` cannot be accepted (member-facing), or None: the backend cannot serve its kind,
+        or the weights of its anime style are not in place (the path and fix go to the log)."""
+        reason = self.unsupported(job.kind)
+        if reason is None and isinstance(job, J.AnimeJob):
+            reason = self.anime_weights.refusal(job.style)
+        return reason
 
     @staticmethod
     def sampler_names() -> list[str]:

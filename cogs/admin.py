@@ -1,7 +1,8 @@
-"""/easel settings and /easel status, for members with Manage Server."""
+"""/easel settings, /easel status and /easel anime, for members with Manage Server."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +12,7 @@ from discord.ext import commands
 
 from cogs.utils.launch import NSFW_POLICIES
 from cogs.utils.text import NO_MENTIONS, duration
+from inference.anime import STYLES
 
 if TYPE_CHECKING:
     from bot import EaselBot
@@ -92,6 +94,24 @@ class EaselAdmin(commands.GroupCog, group_name="easel", group_description="Set u
                 f"Served since start: {s.served} ({s.failed} failed) \u00b7 all time: "
                 f"{counts.get('delivered', 0)} delivered\n"
                 f"Uptime: {duration(time.time() - self.bot.started_at)}")
+        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+
+    @app_commands.command(name="anime", description="Whether the anime filter's weights are in place; fetch missing ones")
+    async def anime(self, interaction: discord.Interaction) -> None:
+        """Server paths stay out of Discord: where each file goes is in the bot's log and ``--check``."""
+        store = self.bot.studio.anime_weights
+        ready = await asyncio.to_thread(store.ready)  # may hash a file the first time (anime.sha256)
+        missing = [style for style in STYLES if style not in ready]
+        text = f"**AnimeGAN2 weights**\nReady: {', '.join(ready) or 'none'}"
+        if missing:
+            text += f"\nMissing: {', '.join(missing)}\n"
+            if not store.download:
+                text += "Downloads are off (`anime.download = false`)."
+            elif store.fetch_in_background(missing):
+                text += "Downloading them now, off the image thread; /anime takes each style as soon as its file is in place."
+            else:
+                text += "A download is already under way; ask again in a minute."
+            text += " Where the files go: the bot's log, or `python bot.py --check` on the server."
         await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
 

@@ -1,4 +1,5 @@
-"""``python bot.py --check``: load the configured model on its device and make one small image."""
+"""``python bot.py --check``: load the configured model on its device and make one small image;
+fetch missing AnimeGAN2 weights and say which styles are ready."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import time
 from dataclasses import dataclass
 
 from config import Config
+from inference.anime.weights import WeightStore
 from inference.generate import run_diffusion_batch
 from inference.jobs import TextToImageJob
 from inference.loader import load_model
@@ -40,3 +42,17 @@ def run_check(config: Config) -> CheckReport:
     return CheckReport(device=str(model.device), dtype=str(model.dtype).removeprefix("torch."), model=model.name,
                        family=model.family, source=model.source, load_s=loaded - started, image_size=(side, side),
                        steps=steps, generate_s=done - loaded)
+
+
+@dataclass(frozen=True)
+class AnimeReport:
+    ready: tuple[str, ...]
+    problems: tuple[str, ...]  # for the admin, one per style that is not ready: where its file goes, the fix
+
+
+def check_anime(config: Config, store: WeightStore | None = None) -> AnimeReport:
+    """Fetch the styles whose weights are missing (unless ``anime.download`` is off; this blocks, which
+    is what ``--check`` is for) and report which are ready."""
+    outcome = (store or WeightStore.from_config(config)).fetch_missing()
+    return AnimeReport(ready=tuple(style for style, problem in outcome.items() if problem is None),
+                       problems=tuple(problem for problem in outcome.values() if problem is not None))

@@ -26,7 +26,6 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -383,15 +382,12 @@ class GpuExecutor:
 
 
 def default_anime_factory(config: Config) -> Callable[[], Any]:
-    """Build the AnimeGAN2 stylizer on first use (weights may need a download)."""
+    """Build the AnimeGAN2 stylizer on first use (it reads weights from disk; downloads happen elsewhere)."""
 
     def build() -> Any:
         from inference.anime import AnimeStylizer, WeightStore
         from inference.devices import resolve_device
 
-        store = WeightStore(Path(config.path(config.anime.cache_dir)),
-                            overrides={k: str(config.path(v)) for k, v in config.anime.weights.items()},
-                            sha256=dict(config.anime.sha256))
-        return AnimeStylizer(store, device=str(resolve_device(config.anime.device)))
+        return AnimeStylizer(WeightStore.from_config(config), device=str(resolve_device(config.anime.device)))
 
     return build

@@ -10,6 +10,8 @@ whose message is one line an admin can act on.
 from __future__ import annotations
 
 import logging
+import urllib.error
+import urllib.request
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +19,7 @@ from typing import Any
 
 import torch
 
-from config import DeviceConfig, ModelConfig, is_local_source
+from config import DeviceConfig, ModelConfig, is_local_source, missing_path, source_path
 from inference.devices import resolve_device, resolve_dtype
 from inference.jobs import JobKind
 from inference.presets import ModelPreset, detect_family, pipeline_class_of, preset_for
@@ -61,11 +63,12 @@ class LoadedModel:
 def _local_path(value: str, base_dir: Path) -> Path | None:
     """``value`` as a path resolved against the config's folder, or None when it is a hub id.
 
-    ``models/my-model`` reads like a hub id (``org/name``); it is a path when it exists there.
+    ``models/my-model`` reads like a hub id (``org/name``); it is a path when it exists there, or
+    when its first folder (``models``) does.
     """
     path = Path(value).expanduser()
     path = path if path.is_absolute() else base_dir / path
-    return path if is_local_source(value) or path.exists() else None
+    return path if is_local_source(value, base_dir) or path.exists() else None
 
 
 def _source_kind(model: ModelConfig, base_dir: Path) -> tuple[str, str]:
@@ -80,7 +83,7 @@ def _source_kind(model: ModelConfig, base_dir: Path) -> tuple[str, str]:
             raise ModelLoadError(f"model {model.display_name!r}: {path} is a folder but not a diffusers model "
                                  "(no model_index.json)")
         return "folder", str(path)
-    raise ModelLoadError(f"model {model.display_name!r}: {path} does not exist")
+    raise ModelLoadError(f"model {model.display_name!r}: {missing_path(model.source, base_dir)}")
 
 
 def _single_file_config(model: ModelConfig, base_dir: Path) -> str:
@@ -129,6 +132,55 @@ def _load_base(model: ModelConfig, kind: str, source: str, dtype: torch.dtype, b
         kwargs.pop("safety_checker", None)
         kwargs.pop("requires_safety_checker", None)
         return AutoPipelineForText2Image.from_pretrained(source, **kwargs)
+
+
+def hub_reachable(timeout: float = 5.0) -> bool:
+    """Whether the Hugging Face hub answers at all (any HTTP status counts; proxies from the
+    environment are used, as huggingface_hub does)."""
+    from huggingface_hub import constants
+
+    try:
+        with urllib.request.urlopen(urllib.request.Request(constants.ENDPOINT, method="HEAD"), timeout=timeout):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def _hub_failure(model: ModelConfig, base_dir: Path, exc: OSError) -> ModelLoadError:
+    """One line for a hub id that did not load. diffusers says "does not appear to have a file named
+    model_index.json" whether the hub is unreachable, the id is wrong or a local folder was meant:
+    tell these apart."""
+    from huggingface_hub import constants
+
+    name, source = model.display_name, model.source
+    folder = f"./models/{source.rstrip('/').split('/')[-1]}"
+    no_folder = f"there is no folder {source_path(source, base_dir)}"
+    if constants.is_offline_mode():
+        return ModelLoadError(
+            f"model {name!r}: {source} is not in the Hugging Face cache and HF_HUB_OFFLINE is set, so it cannot be "
+            f"downloaded ({no_folder}). Unset HF_HUB_OFFLINE, or set model.source to a local diffusers folder "
+            f"such as \"{folder}\"")
+    if not hub_reachable():
+        return ModelLoadError(
+            f"model {name!r}: the Hugging Face hub ({constants.ENDPOINT}) cannot be reached (no internet?) to "
+            f"download {source} ({no_folder}). Download it where there is internet "
+            f"(hf download {source} --local-dir {folder}), copy that folder here and set model.source = \"{folder}\"")
+    return ModelLoadError(f"model {name!r} could not be loaded from {source}: is the hub id right? ({no_folder} "
+                          f"either; a local folder is written ./name): {_first_line(exc)}")
+
+
+def quiet_loading() -> None:
+    """No progress bars while models load ("Loading pipeline components...", downloads): in a log they
+    look like errors. Warnings and errors still show."""
+    import diffusers.utils.logging as diffusers_logging
+    import huggingface_hub.utils as hub_utils
+    import transformers.utils.logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+    hub_utils.disable_progress_bars()
 
 
 def check_tokenizer(pipe: Any, name: str) -> None:
@@ -203,6 +255,7 @@ def load_model(model: ModelConfig, device_cfg: DeviceConfig, base_dir: Path = Pa
     from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
     from diffusers.loaders.single_file_utils import SingleFileComponentError
 
+    quiet_loading()
     try:
         device = resolve_device(device_cfg.device)
     except RuntimeError as exc:
@@ -214,7 +267,9 @@ def load_model(model: ModelConfig, device_cfg: DeviceConfig, base_dir: Path = Pa
     except ModelLoadError:
         raise
     except (OSError, ValueError, KeyError, RuntimeError, TypeError, SingleFileComponentError) as exc:
-        hint = " (is the hub reachable, or the id right?)" if kind == "hub" else ""
+        if kind == "hub" and isinstance(exc, OSError):
+            raise _hub_failure(model, base_dir, exc) from None
+        hint = " (is the id right?)" if kind == "hub" else ""
         if kind == "file" and not model.single_file_config:
             hint = " (set single_file_config to the diffusers folder or hub id this checkpoint belongs to)"
         raise ModelLoadError(f"model {model.display_name!r} could not be loaded from {model.source}{hint}: "

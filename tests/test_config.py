@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-from config import ConfigError, load_config, read_token
+from config import Config, ConfigError, load_config, read_token
+from studio import Studio
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,19 +47,46 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
         ("[queue]\nper_user = 'many'\n", {}, "queue.per_user: expected a whole number"),
         ("[queue]\nper_user = 0\n", {}, "queue.per_user"),
         ("[device]\ndevice = 'tpu'\n", {}, "device.device: 'tpu' is not one of"),
-        ("[model]\nsource = './missing-model'\n", {}, "model.source: './missing-model' does not exist"),
+        ("[model]\nsource = './missing-model'\n", {}, "model.source: no such folder: {tmp}/missing-model "
+         "(relative paths start at the folder of easel.toml)"),
+        ("[model]\nsource = 'models/mine.safetensors'\n", {}, "model.source: no such file: {tmp}/models/mine.safetensors"),
+        ("[model]\nsource = 'models/sd15'\n", {}, "model.source: no such folder: {tmp}/models/sd15"),  # ./models exists
         ("[model]\nsorce = 'x'\n", {}, "model.sorce: unknown key in [model]"),
         ("[model\n", {}, "not valid TOML"),
         ("", {"EASEL_QUEUE__MAX_BATCH": "99"}, "queue.max_batch"),
-        ("[storage]\ndatabase = 'no/such/folder/easel.db'\n", {}, "storage.database: folder"),
+        ("[storage]\ndatabase = 'easel.toml/easel.db'\n", {},
+         "storage.database: cannot create the folder {tmp}/easel.toml: {tmp}/easel.toml is a file"),
+        ("[storage]\noutputs = 'easel.toml/images'\n", {}, "storage.outputs: cannot create the folder"),
+        ("[model]\nsource = 'org/x'\nbackend = 'remote'\n", {},
+         "model.backend: 'backend' is a top-level key, but it is written under [model]; move it to the top of "
+         "the file, above the first [section]"),
+        ("[remote]\nprovider = 'auto'\nbackend = 'remote'\n", {}, "remote.backend: 'backend' is a top-level key"),
         ("[model]\nsize = 100\n", {}, "model.size"),
         ("[storage]\npng_process = 3\n", {}, "storage.png_process: expected true or false"),
     ],
 )
 def test_bad_values_name_the_key_and_the_reason(tmp_path: Path, text: str, env: dict[str, str], expected: str) -> None:
+    (tmp_path / "models").mkdir()
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, text), environ=env)
-    assert expected in str(info.value)
+    assert expected.format(tmp=tmp_path.resolve()) in str(info.value)
+
+
+def test_a_hub_id_is_not_mistaken_for_a_path(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, "[model]\nsource = 'stabilityai/sd-turbo'\n"), environ={})
+    assert cfg.model.source == "stabilityai/sd-turbo"
+
+
+async def test_folders_for_the_database_and_outputs_are_created(tmp_path: Path, tiny_config: Config) -> None:
+    text = "[storage]\ndatabase = 'data/db/easel.db'\noutputs = 'data/images'\n"
+    cfg = load_config(write(tmp_path, text), environ={})
+    assert not (tmp_path / "data").exists()
+    studio = Studio(dataclasses.replace(tiny_config, base_dir=cfg.base_dir, storage=cfg.storage))
+    await studio.start(warm_up=False)
+    try:
+        assert (tmp_path / "data" / "db" / "easel.db").is_file() and (tmp_path / "data" / "images").is_dir()
+    finally:
+        await studio.close()
 
 
 def test_an_explicit_missing_config_file_is_an_error(tmp_path: Path) -> None:

@@ -82,7 +82,7 @@ async def launch(bot: EaselBot, origin: Origin, build: Callable[[str], Draft | A
         built = build(job_id)
         draft = await built if isinstance(built, Awaitable) else built
         job = draft.job
-        reason = bot.studio.unsupported(job.kind)
+        reason = bot.studio.refusal(job)
         if reason:
             raise JobError(reason)
         # The NSFW gate: the prompt's words count whatever the policy here, so that the flag

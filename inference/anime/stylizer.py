@@ -1,11 +1,13 @@
 """face2paint: find the face, crop a square around it, paint it with the style's generator.
 
 Runs on the executor's one inference thread. Each style's generator is loaded the first time it
-is asked for and then kept, so later jobs of that style cost only the forward pass.
+is asked for and then kept, so later jobs of that style cost only the forward pass. Weights are
+read from disk only (never downloaded here): a style whose file arrives later works from then on.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +17,8 @@ from PIL import Image
 from inference.anime.face import Box, face_crop_box, find_face
 from inference.anime.generator import Generator
 from inference.anime.weights import AnimeUnavailable, WeightStore, check_style
+
+log = logging.getLogger(__name__)
 
 NO_FACE_NOTE = "No face found, so the whole picture was painted."
 MULTIPLE = 4  # both sides of a whole-image input are multiples of this (the generator halves twice)
@@ -77,8 +81,11 @@ class AnimeStylizer:
             try:
                 model.load_state_dict(state, strict=True)
             except RuntimeError as exc:
-                raise AnimeUnavailable(f"The anime style {style!r} is unavailable: its weights file does not fit "
-                                       "the AnimeGAN2 generator (wrong or damaged file).") from exc
+                detail = (f"AnimeGAN2 style {style}: {self.store.location(style)} does not fit the AnimeGAN2 "
+                          "generator (wrong or damaged file); replace it")
+                log.warning("%s", detail)
+                raise AnimeUnavailable(f"The anime style {style} is unavailable: its weights file does not fit "
+                                       "the AnimeGAN2 generator. An admin can fix it.", detail=detail) from exc
             model.requires_grad_(False)
             model = model.to(device=self.device, dtype=self.dtype).eval()
             self._generators[style] = model

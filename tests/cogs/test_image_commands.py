@@ -62,11 +62,10 @@ async def test_anime_paints_the_uploaded_picture(simcord_env) -> None:
     assert (await image_of(message)).size == (512, 512)
 
 
-async def test_a_missing_anime_style_is_a_clear_failure_not_a_crash(simcord_env) -> None:
+async def test_a_missing_anime_style_is_a_private_refusal_not_a_crash(simcord_env) -> None:
     w = make_world(simcord_env)
     result = await w.alice.slash(w.channel, "anime", image=("me.png", png()), style="paprika")
-    message = await final(result)
-    assert "unavailable" in message.content
+    assert "not set up on this server yet" in refusal(result)
     assert (await final(await w.alice.slash(w.channel, "imagine", prompt="still here"))).attachments
 
 

@@ -81,7 +81,7 @@ def default_settings(model_dir: Path, anime_weights: Path) -> Settings:
         "device": {"device": "cpu", "previews": True, "threads": 1},
         "queue": {"per_user": 4, "total": 50, "max_batch": 4, "batch_wait_ms": 0},
         "storage": {"database": "easel.db", "outputs": "outputs"},
-        "anime": {"cache_dir": "anime-cache", "weights": {"face_paint_512_v2": anime_weights}},
+        "anime": {"cache_dir": "anime-cache", "weights": {"face_paint_512_v2": anime_weights}, "download": False},
         "discord": {"progress_interval_s": 0.2, "nsfw_words": [NSFW_WORD]},
     }
 

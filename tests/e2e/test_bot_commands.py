@@ -57,6 +57,7 @@ EASEL_SUBCOMMANDS = {
     "settings": {"enable_channel": (CHANNEL, False), "disable_channel": (CHANNEL, False), "nsfw": (STRING, False),
                  "per_user_cap": (INTEGER, False), "default_model": (STRING, False)},
     "status": {},
+    "anime": {},
 }
 MENUS = {"Vary image", "Anime", "Paint...", "Show parameters"}
 
