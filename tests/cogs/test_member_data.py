@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from tests.cogs.conftest import eventually
-from tests.cogs.helpers import button_ids, final, gpu_busy, make_world, png, refusal
+from tests.cogs.helpers import button_ids, final, gpu_busy, make_world, refusal
 
 VARY, ANIME = "\U0001f3a8", "\U0001f338"
 

@@ -3,11 +3,15 @@ inputs are counted."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import os
 import time
 from pathlib import Path
 
+from config import Config
 from storage import Database, OutputStore
+from studio import Studio
 from tests.storage.helpers import Clock, add_job, deliver, finish
 
 WORD = b"zqxjvortel"  # shares no prefix with the other prompts' words, so FTS5 stores it whole
@@ -176,3 +180,19 @@ async def test_a_members_stored_inputs_count_each_file_once(db: Database, output
     assert await db.stored_input_bytes(1) == 3500
     assert await db.stored_input_bytes(2) == 9000
     assert await db.stored_input_bytes(3) == 0
+
+
+async def test_the_studio_sweeps_orphans_when_it_starts(tiny_config: Config, tmp_path: Path) -> None:
+    studio = Studio(dataclasses.replace(tiny_config, base_dir=tmp_path))
+    old = (await studio.outputs.save_bytes(b"left by a crash between storing an input and its job")).path
+    young = (await studio.outputs.save_bytes(b"stored a moment ago")).path
+    age(old, 2 * 3600)
+    await studio.start(warm_up=False)
+    try:
+        for _ in range(500):
+            if not old.exists():
+                break
+            await asyncio.sleep(0.01)
+        assert not old.exists() and young.exists()
+    finally:
+        await studio.close()
