@@ -140,7 +140,10 @@ class Studio:
     async def prune_once(self) -> None:
         """Sweep stored files no job refers to (older than ``ORPHAN_GRACE_S``), and with
         ``storage.retention_days`` set, prune old finished jobs."""
-        await self.database.sweep_orphans(self.outputs.folder, older_than_s=ORPHAN_GRACE_S)
+        try:
+            await self.database.sweep_orphans(self.outputs.folder, older_than_s=ORPHAN_GRACE_S)
+        except Exception:  # pruning below must not depend on it
+            log.exception("sweeping files no job refers to failed; will try again later")
         days = self.config.storage.retention_days
         if days <= 0:
             return

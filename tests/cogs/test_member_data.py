@@ -150,3 +150,13 @@ async def test_a_reroll_of_a_forgotten_upload_says_its_owner_deleted_it(simcord_
     [bob_reroll] = [i for i in button_ids(bobs) if i.startswith("easel:r:")]
     again = await w.bob.click(bobs, custom_id=bob_reroll)
     assert refusal(again) == "The source image of that job was deleted by its owner, so it cannot be made again."
+
+
+async def test_forget_waits_for_a_request_being_recorded_right_now(simcord_env, simcord_bot) -> None:
+    w = make_world(simcord_env)
+    place = simcord_bot.studio.reservations.reserve(w.alice.id)  # past its checks, not queued yet
+    try:
+        assert "You have 1 job(s) in the queue" in refusal(await w.alice.slash(w.channel, "forget"))
+    finally:
+        place.release()
+    assert not (await w.alice.slash(w.channel, "forget")).response.content.startswith("You have")
