@@ -296,8 +296,7 @@ def _check(cfg: Config) -> None:
     need(1 <= cfg.limits.max_prompt_chars <= 6000, "limits.max_prompt_chars: must be between 1 and 6000")
     need(0 <= cfg.limits.actions_per_minute <= 10_000, "limits.actions_per_minute: must be between 0 (no limit) and 10000")
     need(0 <= cfg.limits.dms_per_minute <= 10_000, "limits.dms_per_minute: must be between 0 (no limit) and 10000")
-    need(0 <= cfg.limits.max_stored_input_mb_per_member <= 10_000_000,
-         "limits.max_stored_input_mb_per_member: must be 0 (no cap) or more")
+    need(cfg.limits.max_stored_input_mb_per_member >= 0, "limits.max_stored_input_mb_per_member: must be 0 (no cap) or more")
     need(0.2 <= cfg.discord.progress_interval_s <= 60, "discord.progress_interval_s: must be between 0.2 and 60")
     need(cfg.backend in BACKENDS, f"backend: {cfg.backend!r} is not one of {', '.join(BACKENDS)}")
     _check_remote(cfg.remote, len(cfg.all_models) if cfg.backend == "remote" else 1)

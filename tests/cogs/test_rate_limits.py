@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cogs.utils.ratelimit import MemberLimits, RateLimiter
-from config import LimitsConfig
+from config import ConfigError, LimitsConfig, load_config
 from tests.cogs.conftest import eventually
 from tests.cogs.helpers import button_ids, final, make_world, refusal
 
@@ -98,3 +99,22 @@ async def test_reactions_over_the_limit_are_ignored_and_logged(simcord_env, stri
     assert [m.id for m in w.channel.history()] == [original.id]  # and no public answer to the others
     assert "faster than limits.dms_per_minute allows" in caplog.text
     assert caplog.text.count("faster than") == 1  # logged once, not once per reaction
+
+
+def test_the_limits_come_from_easel_toml_and_the_environment(tmp_path: Path) -> None:
+    path = tmp_path / "easel.toml"
+    path.write_text("[limits]\nactions_per_minute = 7\nmax_stored_input_mb_per_member = 50\n", encoding="utf-8")
+    cfg = load_config(path, environ={"EASEL_LIMITS__DMS_PER_MINUTE": "2"})
+    assert (cfg.limits.actions_per_minute, cfg.limits.dms_per_minute) == (7, 2)
+    assert cfg.limits.max_stored_input_mb_per_member == 50
+    defaults = load_config(Path(__file__).resolve().parents[2] / "easel.example.toml", environ={}).limits
+    assert (defaults.actions_per_minute, defaults.dms_per_minute, defaults.max_stored_input_mb_per_member) == \
+        (20, 5, 200)
+
+
+@pytest.mark.parametrize(("key", "value"), [("actions_per_minute", "-1"), ("dms_per_minute", "-3"),
+                                            ("max_stored_input_mb_per_member", "-0.5")])
+def test_a_negative_limit_is_refused_by_name(tmp_path: Path, monkeypatch, key: str, value: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=f"limits.{key}"):
+        load_config(environ={f"EASEL_LIMITS__{key.upper()}": value})
