@@ -5,6 +5,8 @@ same bytes twice stores them once, and a name always matches its content. It is 
 file in the same folder, flushed and fsynced, then ``os.replace``d onto its name, so the folder
 never holds a half-written file under a final name; a crash leaves at most a temp file, which
 :meth:`OutputStore.sweep_temp` removes at start-up. Blocking IO runs in ``asyncio.to_thread``.
+:func:`content_files` lists the stored files, for the sweep of files no row names
+(storage/retention.py).
 
 A batch of results is written with ``durable=False`` and made durable with one
 :meth:`OutputStore.sync` (``syncfs`` of the folder's filesystem) before anyone is told about the
