@@ -107,7 +107,8 @@ class LimitsConfig:
     max_upload_mb: float = 20.0
     max_input_pixels: int = 16_000_000
     max_prompt_chars: int = 1000
-    # Per member (cogs/utils/ratelimit.py): commands, buttons and reactions, and ✉️ DMs, per minute; 0 = no limit.
+    # Per member (cogs/utils/ratelimit.py): requests (image commands and menus, result buttons, reactions) and
+    # ✉️ DMs, per minute; 0 = no limit.
     actions_per_minute: int = 20
     dms_per_minute: int = 5
     # Uploaded images (and masks) kept for a member's jobs, in MB; 0 = no cap.

@@ -1,9 +1,10 @@
 """Per-member rate limits: how often one member may make easel work, and how many DMs it sends them.
 
-A token bucket per member and per kind (``limits.actions_per_minute`` for commands, buttons and
-reactions; ``limits.dms_per_minute`` for ✉️): a member can do that many at once, then one more
-each 60/N seconds. In memory only: a restart forgives everyone, which is fine for a limit meant
-to stop one member from filling the disk or the queue's attention, not to meter anyone.
+A token bucket per member and per kind (``limits.actions_per_minute`` for image commands and
+menus, result buttons and reactions; ``limits.dms_per_minute`` for ✉️): a member can do that many
+at once, then one more each 60/N seconds. In memory only: a restart forgives everyone, which is
+fine for a limit meant to stop one member from filling the disk or the queue's attention, not to
+meter anyone.
 
 Each action is charged once, where it arrives: a slash command, button or context menu by its
 interaction id (whichever of the cog, the button handler and ``launch()`` sees it first charges
