@@ -107,6 +107,12 @@ class LimitsConfig:
     max_upload_mb: float = 20.0
     max_input_pixels: int = 16_000_000
     max_prompt_chars: int = 1000
+    # Per member (cogs/utils/ratelimit.py): requests (image commands and menus, result buttons, reactions) and
+    # ✉️ DMs, per minute; 0 = no limit.
+    actions_per_minute: int = 20
+    dms_per_minute: int = 5
+    # Uploaded images (and masks) kept for a member's jobs, in MB; 0 = no cap.
+    max_stored_input_mb_per_member: float = 200.0
 
 
 @dataclass(frozen=True)
@@ -300,6 +306,9 @@ def _check(cfg: Config) -> None:
     need(0 < cfg.limits.max_upload_mb <= 500, "limits.max_upload_mb: must be above 0 and at most 500")
     need(cfg.limits.max_input_pixels >= 64 * 64, "limits.max_input_pixels: must be at least 4096")
     need(1 <= cfg.limits.max_prompt_chars <= 6000, "limits.max_prompt_chars: must be between 1 and 6000")
+    need(0 <= cfg.limits.actions_per_minute <= 10_000, "limits.actions_per_minute: must be between 0 (no limit) and 10000")
+    need(0 <= cfg.limits.dms_per_minute <= 10_000, "limits.dms_per_minute: must be between 0 (no limit) and 10000")
+    need(cfg.limits.max_stored_input_mb_per_member >= 0, "limits.max_stored_input_mb_per_member: must be 0 (no cap) or more")
     need(0.2 <= cfg.discord.progress_interval_s <= 60, "discord.progress_interval_s: must be between 0.2 and 60")
     need(cfg.backend in BACKENDS, f"backend: {cfg.backend!r} is not one of {', '.join(BACKENDS)}")
     _check_remote(cfg.remote, len(cfg.all_models) if cfg.backend == "remote" else 1)

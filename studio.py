@@ -36,6 +36,7 @@ from storage import Database, OutputStore
 from storage.images import NewImage
 from storage.jobs import JobsMissing
 from storage.png_writer import PngWriter
+from studio_admission import Reservation, Reservations
 from studio_events import (
     JobCancelled,
     JobDone,
@@ -57,6 +58,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 RETENTION_INTERVAL_S = 6 * 3600
+# A stored file no row names is swept once it is this old: an input is stored just before its job
+# is recorded, a result just before its rows, so a younger file may be about to be named.
+ORPHAN_GRACE_S = 3600.0
 _DROPPED = "job %s finished but is no longer in the job log; its images are dropped"
 
 
@@ -99,6 +103,7 @@ class Studio:
         self._started = asyncio.Event()
         self._on_started: list[Callable[[], Any]] = []
         self._retention: asyncio.Task[None] | None = None
+        self.reservations = Reservations(self.engine.queue)  # places held for requests not queued yet
         # Set by the poster of results (cogs/delivery.py): finished jobs are recorded already claimed
         # for it, and JobDone carries their rows, which saves it a trip to the job log per result.
         self.claim_for_posting = False
@@ -124,8 +129,7 @@ class Studio:
         self.engine.restore(jobs)
         if jobs:
             log.info("requeued %d unfinished job(s) from the job log", len(jobs))
-        if self.config.storage.retention_days > 0:
-            self._retention = asyncio.create_task(self._prune_forever(), name="easel-retention")
+        self._retention = asyncio.create_task(self._prune_forever(), name="easel-retention")
         self._started.set()
         for callback in self._on_started:
             callback()
@@ -136,7 +140,15 @@ class Studio:
         return self._started.is_set()
 
     async def prune_once(self) -> None:
+        """Sweep stored files no job refers to (older than ``ORPHAN_GRACE_S``), and with
+        ``storage.retention_days`` set, prune old finished jobs."""
+        try:
+            await self.database.sweep_orphans(self.outputs.folder, older_than_s=ORPHAN_GRACE_S)
+        except Exception:  # pruning below must not depend on it
+            log.exception("sweeping files no job refers to failed; will try again later")
         days = self.config.storage.retention_days
+        if days <= 0:
+            return
         report = await self.database.prune(days)
         if report.jobs or report.files:
             log.info("retention: removed %d job(s) and %d file(s) older than %d day(s)", report.jobs,
@@ -208,16 +220,21 @@ class Studio:
 
     # ------------------------------------------------------------------ requests
 
-    async def store_input(self, data: bytes, suffix: str = ".png") -> str:
-        """Keep an uploaded or derived input image on disk (content-addressed); returns its path."""
-        stored = await self.outputs.save_bytes(data, suffix=suffix)
-        return str(stored.path)
-
-    async def submit(self, job: J.Job, ctx: RequestContext) -> tuple[int, int, float]:
+    async def submit(self, job: J.Job, ctx: RequestContext, *,
+                     reservation: Reservation | None = None) -> tuple[int, int, float]:
         """Record the job (committed) and queue it. Returns (position, queue length, eta seconds).
 
         Raises QueueRefused before anything is written when the member or the queue is full.
+        ``reservation`` (from ``reservations.reserve``, studio_admission.py) is released when the
+        queue holds the job, in the same step (no await in between), or when it cannot be queued.
         """
+        try:
+            return await self._record_and_queue(job, ctx)
+        finally:
+            if reservation is not None:
+                reservation.release()
+
+    async def _record_and_queue(self, job: J.Job, ctx: RequestContext) -> tuple[int, int, float]:
         self.engine.queue.check_room(job.owner)
         await self.database.jobs.add(
             job_id=job.job_id, kind=str(job.kind), user_id=ctx.user_id, guild_id=ctx.guild_id,

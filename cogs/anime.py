@@ -9,7 +9,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from cogs.utils.actions import anime_file
-from cogs.utils.inputs import load_and_keep
+from cogs.utils.inputs import load_pending
+from cogs.utils.launch import too_fast
 from cogs.utils.origin import InteractionOrigin
 from inference.anime import STYLES
 from inference.imaging import ImageInputError
@@ -29,13 +30,15 @@ class Anime(commands.Cog):
     async def anime(self, interaction: discord.Interaction, image: discord.Attachment, style: str | None = None,
                     whole_image: bool = False) -> None:
         origin = InteractionOrigin(interaction)
+        if await too_fast(self.bot, origin):
+            return
         limits = self.bot.config.limits
         try:
-            _source, path = await origin.in_time(load_and_keep(self.bot.studio, image, limits))
+            source = await origin.in_time(load_pending(self.bot.studio, image, limits))
         except ImageInputError as exc:
             await origin.error(str(exc))
             return
-        await anime_file(self.bot, origin, path, style, whole_image)
+        await anime_file(self.bot, origin, source.path, style, whole_image, inputs=(source,))
 
 
 async def setup(bot: EaselBot) -> None:

@@ -10,7 +10,8 @@ from discord.ext import commands
 
 from cogs.paint import paint_request
 from cogs.utils import actions, gate
-from cogs.utils.inputs import image_attachment, image_of_message, keep, read_attachment
+from cogs.utils.inputs import image_attachment, pending_of_message, read_attachment
+from cogs.utils.launch import too_fast
 from cogs.utils.origin import InteractionOrigin
 from cogs.utils.text import NO_MENTIONS, fit_message
 from inference.imaging import ImageInputError, read_parameters
@@ -34,9 +35,11 @@ class PaintModal(discord.ui.Modal, title="Paint on this image"):
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
         origin = InteractionOrigin(interaction, request_message_id=self.message.id)
+        if await too_fast(self.bot, origin):
+            return
         try:
-            source, _job = await origin.in_time(image_of_message(self.bot.studio, self.message,
-                                                                 self.bot.config.limits))
+            source, _job = await origin.in_time(pending_of_message(self.bot.studio, self.message,
+                                                                   self.bot.config.limits))
         except ImageInputError as exc:
             await origin.error(str(exc))
             return
@@ -67,20 +70,22 @@ class ContextMenus(commands.Cog):
     async def _run(self, interaction: discord.Interaction, message: discord.Message, what: str) -> None:
         """Refusals come before deferring (ephemeral); a slow download defers in time."""
         origin = InteractionOrigin(interaction, request_message_id=message.id)
+        if await too_fast(self.bot, origin):
+            return
         try:
-            image, job_id = await origin.in_time(image_of_message(self.bot.studio, message, self.bot.config.limits))
+            source, job_id = await origin.in_time(pending_of_message(self.bot.studio, message,
+                                                                     self.bot.config.limits))
             if what == "vary" and job_id is not None:  # one of our results: keep its prompt, like the Vary button
                 await actions.vary_result(self.bot, origin, job_id, 0)
                 return
-            source = await gate.message_flags(self.bot, message)  # a U1-U4 pick of ours: its grid's flags
-            path = await origin.in_time(keep(self.bot.studio, image))
+            flags = await gate.message_flags(self.bot, message)  # a U1-U4 pick of ours: its grid's flags
         except (JobError, ImageInputError) as exc:
             await origin.error(str(exc))
             return
         if what == "anime":
-            await actions.anime_file(self.bot, origin, path, source=source)
+            await actions.anime_file(self.bot, origin, source.path, inputs=(source,), source=flags)
         else:
-            await actions.vary_file(self.bot, origin, path, image.size, source=source)
+            await actions.vary_file(self.bot, origin, source.path, source.size, inputs=(source,), source=flags)
 
     async def vary(self, interaction: discord.Interaction, message: discord.Message) -> None:
         await self._run(interaction, message, "vary")
@@ -98,6 +103,8 @@ class ContextMenus(commands.Cog):
         """Read the PNG ``parameters`` chunk (ours, Automatic1111's, ComfyUI exports...). Text only:
         no image file is sent, so the NSFW gate has nothing to decide (a withheld result has no
         attachment to read)."""
+        if await too_fast(self.bot, InteractionOrigin(interaction)):  # it downloads the file
+            return
         attachment = image_attachment(message)
         if attachment is None:
             await interaction.response.send_message("That message has no image.", ephemeral=True)

@@ -82,7 +82,8 @@ class HistoryView(discord.ui.View):
 
 def busy_text(bot: EaselBot, user_id: int) -> str | None:
     """Forgetting a member with jobs in the queue would leave those jobs nowhere to record their result."""
-    pending = bot.studio.engine.queue.pending_for(user_id)
+    # with the requests past their checks that are being recorded right now
+    pending = bot.studio.engine.queue.pending_for(user_id) + bot.studio.reservations.held(user_id)
     if not pending:
         return None
     return (f"You have {pending} job(s) in the queue. Cancel them with `/queue` or wait for them to finish, "
@@ -116,8 +117,9 @@ class ForgetView(discord.ui.View):
         if busy is not None:
             await interaction.response.edit_message(content=f"Nothing was deleted. {busy}", view=None)
             return
+        await interaction.response.defer()  # scrubbing the database files can take longer than Discord waits
         report = await self.bot.studio.database.forget(self.owner)
-        await interaction.response.edit_message(
+        await interaction.edit_original_response(
             content=f"Done: deleted {report.jobs} job(s), {report.images} image record(s) and {len(report.files)} "
                     "file(s). Messages already posted in channels stay until someone deletes them.", view=None)
 

@@ -11,8 +11,8 @@ from discord.ext import commands
 from PIL import Image
 
 from cogs.utils.gate import NO_FLAGS, Flags
-from cogs.utils.inputs import decode_mask_for, keep, load, read_attachment
-from cogs.utils.launch import launch
+from cogs.utils.inputs import PendingInput, decode_mask_for, load_pending, pending, read_attachment
+from cogs.utils.launch import launch, too_fast
 from cogs.utils.origin import InteractionOrigin, Origin
 from inference.imaging import ImageInputError, box_mask, feather, parse_box, region_mask
 from inference.jobs import JobError
@@ -37,7 +37,7 @@ def build_mask(size: tuple[int, int], *, mask: Image.Image | None, region: str |
     return feather(mask)
 
 
-async def paint_request(bot: EaselBot, origin: Origin, source: Image.Image, prompt: str | None, *,
+async def paint_request(bot: EaselBot, origin: Origin, source: PendingInput, prompt: str | None, *,
                         mask_upload: bytes | None = None, region: str | None = None, box: str | None = None,
                         strength: float | None = None, seed: int | None = None,
                         source_flags: Flags = NO_FLAGS) -> str | None:
@@ -47,15 +47,15 @@ async def paint_request(bot: EaselBot, origin: Origin, source: Image.Image, prom
     try:
         mask = await origin.in_time(decode_mask_for(mask_upload, source.size, limits)) if mask_upload else None
         mask = await origin.in_time(asyncio.to_thread(build_mask, source.size, mask=mask, region=region, box=box))
-        path = await origin.in_time(keep(bot.studio, source))
-        mask_path = await origin.in_time(keep(bot.studio, mask))
+        named_mask = await origin.in_time(pending(bot.studio, mask))
     except (ImageInputError, JobError) as exc:
         await origin.error(str(exc))
         return None
     info = bot.studio.model_info()
     return await launch(bot, origin, lambda job_id: build_paint(
-        job_id, origin.user.id, info, init_image=path, mask_image=mask_path, source_size=source.size, prompt=prompt,
-        strength=strength, seed=seed, max_prompt_chars=limits.max_prompt_chars), source=source_flags)
+        job_id, origin.user.id, info, init_image=source.path, mask_image=named_mask.path, source_size=source.size,
+        prompt=prompt, strength=strength, seed=seed, max_prompt_chars=limits.max_prompt_chars),
+        inputs=(source, named_mask), source=source_flags)
 
 
 class Paint(commands.Cog):
@@ -75,9 +75,11 @@ class Paint(commands.Cog):
                     strength: app_commands.Range[float, 0.05, 1.0] | None = None,
                     seed: app_commands.Range[int, 0, MAX_SEED] | None = None) -> None:
         origin = InteractionOrigin(interaction)
+        if await too_fast(self.bot, origin):
+            return
         limits = self.bot.config.limits
         try:
-            source = await origin.in_time(load(image, limits))
+            source = await origin.in_time(load_pending(self.bot.studio, image, limits))
             mask_data = await origin.in_time(read_attachment(mask, limits, "mask")) if mask is not None else None
         except ImageInputError as exc:
             await origin.error(str(exc))

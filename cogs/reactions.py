@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import discord
 from discord.ext import commands
 
-from cogs.utils import actions, gate
+from cogs.utils import actions, gate, ratelimit
 from cogs.utils.inputs import decode, image_attachment, image_of_message, read_attachment
 from cogs.utils.launch import NotHere, check_channel
 from cogs.utils.origin import MessageOrigin
@@ -52,6 +52,8 @@ class Reactions(commands.Cog):
             log.exception("reaction %s on message %s failed", emoji, payload.message_id)
 
     async def handle(self, payload: discord.RawReactionActionEvent, emoji: str) -> None:
+        if not ratelimit.limits_for(self.bot).allow_reaction(payload.user_id, dm=emoji in (MAIL, "\u2709")):
+            return  # over the member's rate limit: ignored (logged) before any work, and never answered
         channel = self.bot.get_channel(payload.channel_id) or await self.bot.fetch_channel(payload.channel_id)
         if not isinstance(channel, discord.abc.Messageable):
             return

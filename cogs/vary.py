@@ -8,8 +8,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from cogs.utils.inputs import load_and_keep
-from cogs.utils.launch import launch
+from cogs.utils.inputs import load_pending
+from cogs.utils.launch import launch, too_fast
 from cogs.utils.origin import InteractionOrigin
 from inference.imaging import ImageInputError
 from inference.validation import MAX_COUNT, MAX_SEED, build_vary
@@ -32,16 +32,18 @@ class Vary(commands.Cog):
                    seed: app_commands.Range[int, 0, MAX_SEED] | None = None,
                    count: app_commands.Range[int, 1, MAX_COUNT] = 1) -> None:
         origin = InteractionOrigin(interaction)
+        if await too_fast(self.bot, origin):
+            return
         limits = self.bot.config.limits
         try:
-            source, path = await origin.in_time(load_and_keep(self.bot.studio, image, limits))
+            source = await origin.in_time(load_pending(self.bot.studio, image, limits))
         except ImageInputError as exc:
             await origin.error(str(exc))
             return
         info = self.bot.studio.model_info()
         await launch(self.bot, origin, lambda job_id: build_vary(
-            job_id, interaction.user.id, info, init_image=path, source_size=source.size, prompt=prompt,
-            strength=strength, seed=seed, count=count, max_prompt_chars=limits.max_prompt_chars))
+            job_id, interaction.user.id, info, init_image=source.path, source_size=source.size, prompt=prompt,
+            strength=strength, seed=seed, count=count, max_prompt_chars=limits.max_prompt_chars), inputs=(source,))
 
 
 async def setup(bot: EaselBot) -> None:

@@ -16,9 +16,17 @@ import aiosqlite
 
 from storage import migrations
 from storage.connection import Connection, fetchone
+from storage.files import total_size
 from storage.images import Images, NewImage, insert_statement
-from storage.jobs import JobLog, JobsMissing, finished_rows, missing_jobs
-from storage.retention import ForgetReport, PruneReport, forget_user, prune_finished
+from storage.jobs import INPUT_ROLES, JobLog, JobsMissing, finished_rows, missing_jobs
+from storage.retention import (
+    ForgetReport,
+    PruneReport,
+    forget_user,
+    prune_finished,
+    sweep_orphans,
+    unreferenced,
+)
 from storage.rows import JobRow
 from storage.settings import Settings
 
@@ -44,7 +52,9 @@ class Database:
         """Open (creating folder and file if needed) and migrate to the newest schema.
 
         ``synchronous=NORMAL`` in WAL mode: a commit survives the process being killed; only a
-        power loss can take back the last commits. ``clock`` gives Unix times (tests inject one).
+        power loss can take back the last commits. ``secure_delete``: deleted rows (a forgotten
+        member's prompts) are overwritten with zeros, not left in free pages. ``clock`` gives Unix
+        times (tests inject one).
         """
         path = Path(path)
         await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
@@ -58,6 +68,7 @@ class Database:
                 log.warning("SQLite would not use WAL for %s (journal mode %s)", path, mode[0] if mode else "?")
             await raw.execute("PRAGMA foreign_keys = ON")
             await raw.execute("PRAGMA synchronous = NORMAL")
+            await raw.execute("PRAGMA secure_delete = ON")
             await migrations.apply(raw, known)
             fts = await fetchone(raw, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jobs_fts'")
         except BaseException:
@@ -95,8 +106,28 @@ class Database:
         return int(row[0]) if row is not None else 0
 
     async def forget(self, user_id: int) -> ForgetReport:
-        """Delete a member's jobs, images and preferences, and the files no one else uses."""
-        return await forget_user(self._conn, user_id)
+        """Delete a member's jobs, images, preferences and files (also inputs other members' jobs
+        reused; not other members' results), and scrub the deleted text from the database files
+        (storage/retention.py)."""
+        return await forget_user(self._conn, user_id, fts=self.jobs.fts)
+
+    async def sweep_orphans(self, folder: str | Path, *, older_than_s: float,
+                            now: float | None = None) -> tuple[Path, ...]:
+        """Delete files under ``folder`` that no row names and that were stored more than
+        ``older_than_s`` seconds ago; returns them."""
+        now = time.time() if now is None else now
+        return await sweep_orphans(self._conn, Path(folder), now - older_than_s)
+
+    async def unreferenced(self, paths: Sequence[str]) -> list[str]:
+        """The paths among ``paths`` no image or job file row names."""
+        return await unreferenced(self._conn, paths)
+
+    async def stored_input_bytes(self, user_id: int) -> int:
+        """The bytes the input files of a member's jobs (uploads, masks) take on disk, each file once."""
+        rows = await self._conn.fetchall(
+            "SELECT DISTINCT f.path FROM job_files AS f JOIN jobs AS j ON j.job_id = f.job_id"
+            f" WHERE j.user_id = ? AND f.role IN ({', '.join('?' * len(INPUT_ROLES))})", (user_id, *INPUT_ROLES))
+        return await asyncio.to_thread(total_size, [row[0] for row in rows])
 
     async def prune(self, older_than_days: float, *, now: float | None = None) -> PruneReport:
         """Delete delivered/failed/cancelled jobs finished more than ``older_than_days`` ago, with
@@ -104,7 +135,7 @@ class Database:
         if isinstance(older_than_days, bool) or not math.isfinite(older_than_days) or older_than_days <= 0:
             raise ValueError(f"older_than_days must be a positive number of days, not {older_than_days!r}")
         now = self._clock() if now is None else now
-        return await prune_finished(self._conn, now - older_than_days * DAY)
+        return await prune_finished(self._conn, now - older_than_days * DAY, fts=self.jobs.fts)
 
 
 async def _switch_to_wal(raw: aiosqlite.Connection) -> sqlite3.Row | None:

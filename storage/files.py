@@ -5,6 +5,8 @@ same bytes twice stores them once, and a name always matches its content. It is 
 file in the same folder, flushed and fsynced, then ``os.replace``d onto its name, so the folder
 never holds a half-written file under a final name; a crash leaves at most a temp file, which
 :meth:`OutputStore.sweep_temp` removes at start-up. Blocking IO runs in ``asyncio.to_thread``.
+:func:`content_files` lists the stored files, for the sweep of files no row names
+(storage/retention.py).
 
 A batch of results is written with ``durable=False`` and made durable with one
 :meth:`OutputStore.sync` (``syncfs`` of the folder's filesystem) before anyone is told about the
@@ -35,6 +37,8 @@ log = logging.getLogger(__name__)
 TEMP_PREFIX = ".easel-"
 TEMP_SUFFIX = ".tmp"
 _SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,10}$")
+_SUBFOLDER = re.compile(r"^[0-9a-f]{2}$")
+_CONTENT_NAME = re.compile(r"^[0-9a-f]{64}\.[a-z0-9]{1,10}$")
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 
 
@@ -72,6 +76,10 @@ class OutputStore:
 
     def path_for(self, sha256: str, suffix: str = ".png") -> Path:
         return self.folder / sha256[:2] / f"{sha256}{_check_suffix(suffix)}"
+
+    def address(self, data: bytes, suffix: str = ".png") -> Path:
+        """Where :meth:`save_bytes` would store ``data`` (nothing is written; hashing is blocking)."""
+        return self.path_for(hashlib.sha256(data).hexdigest(), suffix)
 
     async def save_bytes(self, data: bytes, suffix: str = ".png") -> StoredFile:
         """Store ``data``; returns where. Saving bytes already stored only refreshes the file's mtime
@@ -186,6 +194,36 @@ class OutputStore:
             return self.sweep_temp()
 
         return await asyncio.to_thread(run)
+
+
+def content_files(folder: Path) -> list[tuple[Path, float]]:
+    """Every content-addressed file under ``folder`` (``<sha[:2]>/<sha><suffix>``) with its mtime;
+    temp files and anything else found there are left out (blocking)."""
+    found: list[tuple[Path, float]] = []
+    if not folder.is_dir():
+        return found
+    for sub in folder.iterdir():
+        if not _SUBFOLDER.match(sub.name) or not sub.is_dir():
+            continue
+        for path in sub.iterdir():
+            if not _CONTENT_NAME.match(path.name) or not path.name.startswith(sub.name):
+                continue
+            try:
+                found.append((path, path.stat().st_mtime))
+            except FileNotFoundError:
+                continue
+    return found
+
+
+def total_size(paths: Iterable[str | Path]) -> int:
+    """The bytes the existing files among ``paths`` take, each counted once (blocking)."""
+    total = 0
+    for path in {str(p) for p in paths}:
+        try:
+            total += os.stat(path).st_size
+        except OSError:
+            continue
+    return total
 
 
 def remove_files(paths: Iterable[str | Path], *, untouched_since: float | None = None) -> tuple[Path, ...]:

@@ -15,8 +15,8 @@ import discord
 from cogs.utils import gate
 from cogs.utils.buttons import single_view
 from cogs.utils.gate import NO_FLAGS, Flags
-from cogs.utils.inputs import decode, image_of_message, keep
-from cogs.utils.launch import launch
+from cogs.utils.inputs import PendingInput, decode, pending_of_message
+from cogs.utils.launch import launch, too_fast
 from cogs.utils.origin import InteractionOrigin, Origin
 from cogs.utils.text import NO_MENTIONS, quote
 from inference.imaging import ImageInputError, fit_for_upload
@@ -69,24 +69,28 @@ async def rerun(bot: EaselBot, origin: Origin, job_id: str, *, same_seed: bool) 
 
 
 async def vary_file(bot: EaselBot, origin: Origin, path: str, size: tuple[int, int], *,
-                    prompt: str = "", model: str = "", count: int = 1, source: Flags = NO_FLAGS) -> str | None:
-    """A variation of the image at ``path``; ``source``: its NSFW flags, when it is one of our results."""
+                    prompt: str = "", model: str = "", count: int = 1,
+                    inputs: tuple[PendingInput, ...] = (), source: Flags = NO_FLAGS) -> str | None:
+    """Vary the image at ``path``: a stored file, or one of ``inputs`` (stored once accepted).
+    ``source``: its NSFW flags, when it is one of our results."""
     info = bot.studio.model_info(model)
     limits = bot.config.limits
     return await launch(bot, origin, lambda jid: build_vary(
         jid, origin.user.id, info, init_image=path, source_size=size, prompt=prompt or None, count=count,
-        max_prompt_chars=limits.max_prompt_chars), source=source)
+        max_prompt_chars=limits.max_prompt_chars), inputs=inputs, source=source)
 
 
 async def anime_file(bot: EaselBot, origin: Origin, path: str, style: str | None = None,
-                     whole_image: bool = False, *, source: Flags = NO_FLAGS) -> str | None:
-    """AnimeGAN2 of the image at ``path``. The anime model has no safety checker: its result is
-    exactly as NSFW-flagged as ``source`` (the flags of the result it paints, if it is ours)."""
+                     whole_image: bool = False, *, inputs: tuple[PendingInput, ...] = (),
+                     source: Flags = NO_FLAGS) -> str | None:
+    """AnimeGAN2 on the image at ``path``: a stored file, or one of ``inputs`` (stored once accepted).
+    The anime model has no safety checker: its result is exactly as NSFW-flagged as ``source``
+    (the flags of the result it paints, if it is ours)."""
     from inference.anime import STYLES
 
     return await launch(bot, origin, lambda jid: build_anime(
         jid, origin.user.id, init_image=path, style=style or bot.config.anime.default_style, styles=STYLES,
-        whole_image=whole_image), source=source)
+        whole_image=whole_image), inputs=inputs, source=source)
 
 
 async def vary_result(bot: EaselBot, origin: Origin, job_id: str, index: int) -> str | None:
@@ -106,13 +110,12 @@ async def anime_result(bot: EaselBot, origin: Origin, job_id: str, index: int) -
 
 
 async def from_message(bot: EaselBot, origin: Origin, message: discord.Message, what: str) -> str | None:
-    """Vary or anime the image of any message (our results come from disk)."""
-    image, _job = await image_of_message(bot.studio, message, bot.config.limits)
-    source = await gate.message_flags(bot, message)
-    path = await keep(bot.studio, image)
+    """Vary or anime the image of any message (our results come from disk and name their own file)."""
+    source, _job = await pending_of_message(bot.studio, message, bot.config.limits)
+    flags = await gate.message_flags(bot, message)
     if what == "anime":
-        return await anime_file(bot, origin, path, source=source)
-    return await vary_file(bot, origin, path, image.size, source=source)
+        return await anime_file(bot, origin, source.path, inputs=(source,), source=flags)
+    return await vary_file(bot, origin, source.path, source.size, inputs=(source,), source=flags)
 
 
 # ---------------------------------------------------------------------------- buttons
@@ -126,6 +129,8 @@ def can_manage(interaction: discord.Interaction) -> bool:
 async def on_button(bot: EaselBot, interaction: discord.Interaction, action: str, job_id: str,
                     index: int | None) -> None:
     origin = InteractionOrigin(interaction, request_message_id=interaction.message.id if interaction.message else None)
+    if await too_fast(bot, origin):
+        return
     try:
         # New jobs: launch() checks everything and only then acknowledges (refusals stay ephemeral).
         if action in ("r", "redo"):

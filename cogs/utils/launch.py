@@ -1,27 +1,34 @@
 """The one path every request takes from Discord into the studio.
 
-Order matters: the channel and NSFW policy are checked, the job is built and validated, the
-delivery cog is told to expect it, the studio commits it to the job log and queues it, and only
-then does the member see "Queued". Every refusal is one friendly message to the requester.
+Order matters: the member's rate limit, the channel and NSFW policy are checked, the job is built
+and validated, a place in the queue is reserved (the caps are checked in the same step), and only
+then are the request's uploads stored, the delivery cog told to expect the job, the job committed
+to the job log and queued, and the member shown "Queued". Every refusal is one friendly message
+to the requester, and a refused request leaves nothing on disk.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import discord
 
+from cogs.utils import ratelimit
 from cogs.utils.buttons import cancel_view
 from cogs.utils.gate import NO_FLAGS, WITHHELD_SOURCE, Flags, Place, Treatment, age_restricted, decide
-from cogs.utils.origin import Origin
+from cogs.utils.inputs import PendingInput
+from cogs.utils.origin import InteractionOrigin, Origin
 from cogs.utils.text import queued_text
-from inference.jobs import DiffusionJob, JobError, QueueRefused
+from inference.jobs import DiffusionJob, Job, JobError
 from inference.validation import Draft
 from studio import new_job_id
+from studio_admission import Reservation, discard_inputs, store_inputs
 
 if TYPE_CHECKING:
     from bot import EaselBot
@@ -34,6 +41,49 @@ NSFW_POLICIES = ("block", "spoiler", "off")
 
 class NotHere(JobError):
     """easel is not enabled in this channel."""
+
+
+class SlowDown(JobError):
+    """The member is over ``limits.actions_per_minute``."""
+
+
+INPUT_FIELDS = ("init_image", "mask_image")
+
+
+def charge(bot: EaselBot, origin: Origin) -> None:
+    """Charge the member's rate limit for this request, once per interaction (the cog, the button
+    handler and launch() may each ask). Reactions are charged where they arrive, at the top of
+    ``Reactions.handle``. Raises SlowDown."""
+    if not isinstance(origin, InteractionOrigin):
+        return
+    limits = ratelimit.limits_for(bot)
+    wait = limits.charge_interaction(origin.interaction.id, origin.user.id)
+    if wait:
+        raise SlowDown(ratelimit.slow_down_text(wait, limits.actions.per_minute))
+
+
+async def too_fast(bot: EaselBot, origin: Origin) -> bool:
+    """:func:`charge`, answering the member when they are over the limit (then True)."""
+    try:
+        charge(bot, origin)
+    except SlowDown as exc:
+        await origin.error(str(exc))
+        return True
+    return False
+
+
+async def check_sources(job: Job, inputs: Sequence[PendingInput]) -> None:
+    """A job made again (Reroll, Redo) names the input files of the original: refuse when they
+    are gone. An empty name means the upload's owner deleted it with /forget."""
+    pending = {i.path for i in inputs}
+    for field in INPUT_FIELDS:
+        path = getattr(job, field, None)
+        if path is None or path in pending:
+            continue
+        if not path:
+            raise JobError("The source image of that job was deleted by its owner, so it cannot be made again.")
+        if not await asyncio.to_thread(Path(path).is_file):
+            raise JobError("The source image of that job is no longer stored here, so it cannot be made again.")
 
 
 async def guild_settings(bot: EaselBot, origin: Origin) -> GuildSettings | None:
@@ -68,16 +118,20 @@ def nsfw_policy(settings: GuildSettings | None, origin: Origin) -> str:
 
 
 async def launch(bot: EaselBot, origin: Origin, build: Callable[[str], Draft | Awaitable[Draft]], *,
-                 source: Flags = NO_FLAGS) -> str | None:
+                 inputs: Sequence[PendingInput] = (), source: Flags = NO_FLAGS) -> str | None:
     """Validate, record, queue and announce a job. Returns its id, or None after telling the member why not.
 
-    Everything that can refuse a request runs before the interaction is deferred, so refusals
-    are ephemeral. ``source``: the NSFW flags of the result the job is made from (cogs/utils/gate.py);
-    the job's images inherit them, and a source this channel withholds is refused.
+    ``inputs``: the request's uploads, checked and named but not stored yet; the job refers to
+    their paths. They are stored once every check passed. Everything that can refuse a request
+    runs before the interaction is deferred, so refusals are ephemeral. ``source``: the NSFW flags
+    of the result the job is made from (cogs/utils/gate.py); the job's images inherit them, and a
+    source this channel withholds is refused.
     """
     job_id = new_job_id()
     delivery = bot.delivery
+    reservation: Reservation | None = None
     try:
+        charge(bot, origin)
         settings = await check_channel(bot, origin)
         built = build(job_id)
         draft = await built if isinstance(built, Awaitable) else built
@@ -85,6 +139,7 @@ async def launch(bot: EaselBot, origin: Origin, build: Callable[[str], Draft | A
         reason = bot.studio.refusal(job)
         if reason:
             raise JobError(reason)
+        await check_sources(job, inputs)
         # The NSFW gate: the prompt's words count whatever the policy here, so that the flag
         # follows the images wherever they are shown later.
         place = Place(nsfw_policy(settings, origin), channel_is_nsfw(origin))
@@ -99,19 +154,14 @@ async def launch(bot: EaselBot, origin: Origin, build: Callable[[str], Draft | A
         checked = isinstance(job, DiffusionJob) and any(m.safety_checker for m in bot.config.all_models)
         previews = decide(flags | Flags(checker=checked), place)
         cap = settings.per_user_cap if settings is not None else None
-        if cap is not None and bot.studio.engine.queue.pending_for(origin.user.id) >= cap:
-            raise QueueRefused(f"This server allows {cap} job(s) per member at a time. Wait for one to finish.")
-        bot.studio.engine.queue.check_room(origin.user.id)
-        await origin.acknowledge()
-        delivery.expect(job_id, previews=previews)
-        try:
-            position, total, eta = await bot.studio.submit(job, origin.context())
-        except BaseException:
-            delivery.drop(job_id)
-            raise
+        reservation = bot.studio.reservations.reserve(job.owner, cap)  # the caps and the hold: one step
+        position, total, eta = await _commit(bot, origin, job, inputs, reservation, previews=previews)
     except JobError as exc:
         await origin.error(str(exc))
         return None
+    finally:
+        if reservation is not None:
+            reservation.release()
     try:
         status = await origin.open_status(queued_text(job_id, position, total, eta, draft.notes),
                                           view=cancel_view(job_id))
@@ -120,3 +170,23 @@ async def launch(bot: EaselBot, origin: Origin, build: Callable[[str], Draft | A
         status = None
     delivery.attach(job_id, status, origin)
     return job_id
+
+
+async def _commit(bot: EaselBot, origin: Origin, job: Job, inputs: Sequence[PendingInput], reservation: Reservation,
+                  *, previews: Treatment) -> tuple[int, int, float]:
+    """The accepted request: store its uploads, acknowledge, record and queue the job. Uploads
+    stored here for a job that then could not be recorded are removed again."""
+    stored = await origin.in_time(store_inputs(bot.studio, job.owner, [i.file for i in inputs]))
+    delivery = bot.delivery
+    try:
+        await origin.acknowledge()
+        delivery.expect(job.job_id, previews=previews)
+        try:
+            return await bot.studio.submit(job, origin.context(), reservation=reservation)
+        except BaseException:
+            delivery.drop(job.job_id)
+            raise
+    except Exception:
+        if stored:
+            await discard_inputs(bot.studio, stored)
+        raise

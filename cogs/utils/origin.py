@@ -98,6 +98,7 @@ class InteractionStatus(StatusMessage):
 
 
 ACK_BUDGET_S = 1.5  # Discord wants an answer within 3 s of the click
+ANSWERED_PRIVATELY = "Answered privately."  # what a public "thinking" message says until it is deleted
 
 
 class Origin(ABC):
@@ -154,16 +155,26 @@ class InteractionOrigin(Origin):
             await self.interaction.response.defer(thinking=True)
 
     async def error(self, text: str) -> None:
-        """Ephemeral when we have not answered yet (the usual case: requests are checked before
-        deferring). After a public defer Discord turns the first followup into the deferred
-        message, so the error replaces the "thinking" message instead."""
+        """Always ephemeral. Usually we have not answered yet (requests are checked before
+        deferring) and the refusal is the answer. After a deferral with a "thinking" message
+        (slow input, see :meth:`Origin.in_time`) Discord would turn the first followup into that
+        public message whatever it asks for, so the thinking message is completed with a neutral
+        line first, the refusal goes as an ephemeral followup, and the public message is deleted."""
         text = fit_message(text)
         response = self.interaction.response
         if not response.is_done():
             await response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
             return
-        await self.interaction.edit_original_response(content=fit_message(f"\u26a0\ufe0f {text}"), attachments=[],
-                                                      view=None, allowed_mentions=NO_MENTIONS)
+        thinking = response.type is discord.InteractionResponseType.deferred_channel_message
+        if thinking:
+            await self.interaction.edit_original_response(content=ANSWERED_PRIVATELY, attachments=[], view=None,
+                                                          allowed_mentions=NO_MENTIONS)
+        await self.interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+        if thinking:
+            try:
+                await self.interaction.delete_original_response()
+            except discord.HTTPException as exc:  # it says no more than "Answered privately."
+                log.info("could not delete the deferred response of interaction %s: %s", self.interaction.id, exc)
 
     async def open_status(self, text: str, view: discord.ui.View | None = None) -> StatusMessage:
         status = InteractionStatus(self.interaction)

@@ -83,6 +83,8 @@ def default_settings(model_dir: Path, anime_weights: Path) -> Settings:
         "storage": {"database": "easel.db", "outputs": "outputs"},
         "anime": {"cache_dir": "anime-cache", "weights": {"face_paint_512_v2": anime_weights}, "download": False},
         "discord": {"progress_interval_s": 0.2, "nsfw_words": [NSFW_WORD]},
+        # A test member fires dozens of requests in seconds; the per-member limits have in-process tests.
+        "limits": {"actions_per_minute": 1000, "dms_per_minute": 1000},
     }
 
 

@@ -35,18 +35,19 @@ async def test_forget_removes_rows_and_files_and_spares_other_members(db: Databa
     shared = await add_image(db, outputs, "a2", 0, b"same bytes for both")
     b1_0 = await add_image(db, outputs, "b1", 0, b"b1 image 0")
     assert await add_image(db, outputs, "b1", 1, b"same bytes for both") == shared  # content-addressed: one file
-    # member 2 varied member 1's result: that file is member 2's input now
+    # member 2 varied member 1's result: member 1's picture, member 2's input
     await add_job(db, "b2", user_id=2, kind="vary", init_image=str(a1_1))
+    b2_0 = await add_image(db, outputs, "b2", 0, b"b2 image 0")
     await db.settings.update_user(1, dm_results=True)
     await db.settings.update_user(2, dm_results=True)
 
     report = await db.forget(1)
 
-    assert (report.jobs, report.images, report.prefs) == (2, 3, 1)
-    assert sorted(report.files) == sorted([upload, mask, a1_0, grid])
+    assert (report.jobs, report.images, report.prefs, report.detached) == (2, 3, 1, 1)
+    assert sorted(report.files) == sorted([upload, mask, a1_0, a1_1, grid])
     for path in report.files:
         assert not path.exists()
-    for kept in (shared, a1_1, b1_0):
+    for kept in (shared, b1_0, b2_0):  # member 2's results stay, even the one with member 1's bytes
         assert kept.exists()
     assert await db.jobs.get("a1") is None and await db.jobs.get("a2") is None
     assert await db.images.for_job("a1") == []
@@ -54,6 +55,9 @@ async def test_forget_removes_rows_and_files_and_spares_other_members(db: Databa
     assert (await db.settings.user(1)).dm_results is False
     assert [r.job_id for r in (await db.jobs.history(user_id=2)).rows] == ["b2", "b1"]
     assert len(await db.images.for_job("b1")) == 2 and (await db.settings.user(2)).dm_results is True
+    b2 = await db.jobs.get("b2")  # keeps its result, loses the input and any trace of its name
+    assert b2 is not None and b2.params["init_image"] == "" and await db.jobs.files("b2") == {}
+    assert [im.path for im in await db.images.for_job("b2")] == [b2_0]
 
 
 async def test_forgetting_someone_unknown_removes_nothing(db: Database, outputs: OutputStore) -> None:

@@ -1,0 +1,119 @@
+"""Admitting a request into the studio: a held place in the queue, and input files stored only
+once the request is accepted. Knows no Discord types.
+
+A request is checked (channel, prompt, caps) before anything about it is written. Two things make
+that hold under load and faults:
+
+- :class:`Reservations`: the per-member and queue caps are checked and a place is held in one
+  synchronous step, so five requests arriving together cannot all pass the check before any of
+  them is queued (``Studio.submit`` releases the place once the queue holds the job).
+- :class:`InputFile`: an upload is encoded and named (content-addressed: the name is the hash)
+  before the checks, so the job can refer to it, but written to disk by :func:`store_inputs` only
+  after every check passed. A refused request leaves no file; a job that then cannot be recorded
+  has its new files removed (:func:`discard_inputs`), and anything a crash leaves in between is
+  swept later (``Database.sweep_orphans``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from inference.jobs import JobError, QueueRefused
+from inference.scheduler import FairQueue
+from storage.files import remove_files
+
+if TYPE_CHECKING:
+    from studio import Studio
+
+MB = 1024 * 1024
+
+
+class Reservation:
+    """A member's place in the queue, held from the cap check until the job is queued (or refused).
+    Releasing twice is harmless."""
+
+    def __init__(self, held: dict[int, int], owner: int) -> None:
+        self._held = held
+        self.owner = owner
+        self._released = False
+        held[owner] = held.get(owner, 0) + 1
+
+    def release(self) -> None:
+        if self._released:
+            return
+        self._released = True
+        left = self._held[self.owner] - 1
+        if left:
+            self._held[self.owner] = left
+        else:
+            del self._held[self.owner]
+
+
+class Reservations:
+    """Places held for requests that passed their checks and are on their way into the queue."""
+
+    def __init__(self, queue: FairQueue) -> None:
+        self._queue = queue
+        self._held: dict[int, int] = {}  # member -> places held
+
+    def held(self, owner: int) -> int:
+        return self._held.get(owner, 0)
+
+    def reserve(self, owner: int, cap: int | None = None) -> Reservation:
+        """Check that the member (and the queue) has room for one more job and hold that place.
+        ``cap``: the server's per-member cap. Raises QueueRefused (member-facing)."""
+        queue = self._queue
+        mine = queue.pending_for(owner) + self.held(owner)
+        if cap is not None and mine >= cap:
+            raise QueueRefused(f"This server allows {cap} job(s) per member at a time. Wait for one to finish.")
+        if mine >= queue.per_user:
+            raise QueueRefused(f"You already have {queue.per_user} jobs in the queue. "
+                               "Wait for one to finish, or cancel one with `/queue`.")
+        if len(queue) + sum(self._held.values()) >= queue.total:
+            raise QueueRefused(f"The queue is full ({queue.total} jobs). Please try again in a few minutes.")
+        return Reservation(self._held, owner)
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """An input image encoded for storage but not written yet; ``path`` is where it will be."""
+
+    data: bytes
+    suffix: str
+    path: str
+
+
+async def input_file(studio: Studio, data: bytes, suffix: str) -> InputFile:
+    """Name an input without storing it."""
+    path = await asyncio.to_thread(studio.outputs.address, data, suffix)
+    return InputFile(data, suffix, str(path))
+
+
+async def store_inputs(studio: Studio, owner: int, files: Sequence[InputFile]) -> list[str]:
+    """Store an accepted request's inputs; returns the paths that were not stored before (for
+    :func:`discard_inputs`). Raises JobError, storing nothing, when the new files would take the
+    member past ``limits.max_stored_input_mb_per_member``."""
+    new = [f for f in files if not await asyncio.to_thread(Path(f.path).exists)]
+    cap_mb = studio.config.limits.max_stored_input_mb_per_member
+    if cap_mb > 0 and new:
+        used = await studio.database.stored_input_bytes(owner)
+        if used + sum(len(f.data) for f in new) > cap_mb * MB:
+            raise JobError(f"Your uploaded images stored here take {used / MB:.1f} MB; the limit is {cap_mb:g} MB "
+                           "per member. `/forget` deletes them (with your history).")
+    for f in files:  # a file stored already is touched: wanted again (OutputStore.save_bytes)
+        await studio.outputs.save_bytes(f.data, f.suffix)
+    return [f.path for f in new]
+
+
+async def discard_inputs(studio: Studio, paths: Sequence[str]) -> None:
+    """Remove inputs stored for a request whose job was not recorded, unless a row names them
+    (or they were stored again meanwhile)."""
+    since = time.time()
+    unused = await studio.database.unreferenced(list(paths))
+    if unused:
+        await asyncio.to_thread(remove_files, unused, untouched_since=since)
