@@ -132,8 +132,8 @@ async def test_progress_events_arrive_in_order_on_the_loop_thread(engine: Engine
     rec: Recorder = engine.recorder  # type: ignore[attr-defined]
     engine.submit(t2i("p", steps=5))
     assert isinstance(await rec.outcome("p"), Finished)
-    steps = [e.step for e in rec.of("p", Progress)]  # type: ignore[attr-defined]
-    assert steps == [1, 2, 3, 4, 5]
+    steps = [(e.step, e.total_steps) for e in rec.of("p", Progress)]  # type: ignore[attr-defined]
+    assert steps == [(0, 5), (1, 5), (2, 5), (3, 5), (4, 5), (5, 5)]  # the bar starts empty at the job's length
     assert rec.threads == {threading.get_ident()}
     kinds = [type(e) for e in rec.events if e.job_id == "p"]
     assert kinds.index(Started) < kinds.index(Progress) < kinds.index(Finished)
@@ -150,7 +150,8 @@ async def test_progress_is_reported_at_most_once_per_interval(tiny_config: Confi
     try:
         eng.submit(t2i("quiet", steps=5))
         assert isinstance(await rec.outcome("quiet"), Finished)
-        assert rec.of("quiet", Started) and not rec.of("quiet", Progress)
+        assert rec.of("quiet", Started)
+        assert [(e.step, e.total_steps) for e in rec.of("quiet", Progress)] == [(0, 5)]  # type: ignore[attr-defined]
     finally:
         await eng.stop()
     assert GpuExecutor.__init__.__kwdefaults__["progress_interval_s"] == PROGRESS_EVERY_S > 0
