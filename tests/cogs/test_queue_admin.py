@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
 from simcord.backend.errors import SetupError
 
 from cogs.utils.buttons import cancel_view
+from inference import executor as executor_module
 from tests.cogs.conftest import eventually
 from tests.cogs.helpers import button_ids, final, gpu_busy, make_world, refusal
 
@@ -69,6 +71,32 @@ async def test_queue_shows_the_members_own_jobs_with_positions(simcord_env, simc
             assert f"position {position} of 4" in line, line
         assert theirs not in result.response.content
         assert sorted(button_ids(result.response)) == sorted(f"easel:c:{j}" for j in mine)
+
+
+async def test_a_started_job_is_running_and_its_bar_starts_empty_at_its_own_steps(
+        simcord_env, simcord_bot, monkeypatch) -> None:
+    w = make_world(simcord_env)
+    inside, release = threading.Event(), threading.Event()
+    original = executor_module.run_diffusion_batch
+
+    def held(model, batch, on_step):  # type: ignore[no-untyped-def]
+        inside.set()
+        release.wait(60)
+        return original(model, batch, on_step)
+
+    monkeypatch.setattr(executor_module, "run_diffusion_batch", held)
+    try:
+        result = await w.alice.slash(w.channel, "imagine", prompt="a slow one", steps=6)
+        job_id = job_id_of(result)
+        await eventually(inside.is_set)
+        await eventually(lambda: "Painting" in result.response.content)
+        assert " 0/6 " in result.response.content  # not 0/1
+        shown = await w.alice.slash(w.channel, "queue")
+        assert shown.response.content.split("\n")[:2] == ["**0** waiting, 1 running.",
+                                                          f"\U0001f3a8 `{job_id}` imagine: running now"]
+    finally:
+        release.set()
+    await final(result)
 
 
 async def test_an_empty_queue_says_so(simcord_env) -> None:
