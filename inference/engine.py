@@ -30,7 +30,9 @@ from inference.batching import BatchPolicy
 from inference.eta import EtaEstimator
 from inference.executor import GpuExecutor, Outcome, Withdrawn, internal_error_message
 from inference.handover import Batch, Handover
-from inference.jobs import Cancelled, Failed, Finished, Job, JobError, JobEvent, Queued, Started
+from inference.jobs import Cancelled, Failed, Finished, Job, JobError, JobEvent, Started
+from inference.positions import QueueView
+from inference.positions import eta_key as eta_key  # where tests and benches import it from
 from inference.prepare import PreparedJob, needs_preparing, prepare
 from inference.presets import detect_family, preset_for
 from inference.scheduler import FairQueue
@@ -40,17 +42,6 @@ from inference.warmup import warm_up_model
 log = logging.getLogger(__name__)
 
 Listener = Callable[[JobEvent], None]
-
-ETA_FIELDS = ("kind", "model", "width", "height", "steps", "count", "strength")
-
-
-def eta_key(job: Job) -> str:
-    """Jobs with the same key take about the same time.
-
-    Read from the attributes, not ``to_params()``: this runs for every waiting job on every queue
-    change, on the event loop, and a deep copy per job there would steal time from the GPU thread.
-    """
-    return ":".join(str(getattr(job, k, "")) for k in ETA_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -66,17 +57,14 @@ class EngineStatus:
     busy_fraction: float = 0.0  # of the GPU thread, since its first batch (see GpuExecutor.busy_stats)
 
 
-POSITIONS_EVERY_S = 0.25
-
 # A batch that is not full keeps taking companions while the GPU is busy with the batches ahead of
 # it, and is handed over this long before they are expected to end (the larger of the two).
 HANDOVER_LEAD_S = 0.005
 HANDOVER_LEAD_FRACTION = 0.1  # of the work ahead: room for an estimate that was too long
 
 
-class Engine:
+class Engine(QueueView):
     IN_FLIGHT = 2  # batches handed to the GPU thread at once: one running, one ready behind it
-    ETA_KEYS_KEPT = 10_000  # a bound on the per-job eta key cache (the queue caps waiting jobs far lower)
 
     def __init__(self, config: Config, executor: GpuExecutor, *, queue: FairQueue | None = None,
                  eta: EtaEstimator | None = None, policy: BatchPolicy | None = None) -> None:
@@ -185,25 +173,6 @@ class Engine:
     def is_known(self, job_id: str) -> bool:
         return job_id in self._in_flight or self.queue.position(job_id) is not None
 
-    def waiting(self) -> list[Job]:
-        """Jobs not started, in the order they will start: those taken for the GPU thread first."""
-        return self.queue.next_up() + self.queue.order()
-
-    def running(self) -> list[Job]:
-        """Jobs started on the GPU thread and not ended."""
-        return self.queue.started()
-
-    def position(self, job_id: str) -> tuple[int, int, float] | None:
-        """``(position, queue length, eta seconds)`` of a job not started yet, or None. One pass over
-        the waiting order (asked on every submit, with a backlog of any length)."""
-        order = self.waiting()
-        eta = sum(self._remaining(j) for j in self.running())
-        for pos, job in enumerate(order, start=1):
-            if job.job_id == job_id:
-                return pos, len(order), eta
-            eta += self.eta.estimate(self._eta_key(job))
-        return None
-
     def model_info(self, name: str = "") -> ModelInfo:
         """Preset, tokenizer and LoRAs of a model, for validating a request on the event loop."""
         cfg = self.executor.model_config(name)
@@ -255,49 +224,6 @@ class Engine:
                 self._began[event.job_id] = time.monotonic()
                 self._handover.started(event.job_id)
             self._emit(event)
-
-    def _eta_key(self, job: Job) -> str:
-        """:func:`eta_key`, worked out once per job: positions and ETAs ask for every waiting job
-        again and again while it waits."""
-        key = self._eta_keys.get(job.job_id)
-        if key is None:
-            if len(self._eta_keys) > self.ETA_KEYS_KEPT:  # never reached by jobs that finish or are cancelled
-                self._eta_keys.clear()
-            key = self._eta_keys[job.job_id] = eta_key(job)
-        return key
-
-    def _remaining(self, job: Job) -> float:
-        started = self._began.get(job.job_id)
-        expected = self.eta.estimate(self._eta_key(job))
-        return expected if started is None else max(0.0, expected - (time.monotonic() - started))
-
-    def _on_queue_change(self) -> None:
-        """Queue positions go out at most every POSITIONS_EVERY_S: with a backlog every dispatch
-        moves every job, and telling all of them each time is O(n^2) work competing with the GPU
-        thread (members see an edit every ~1.5 s anyway)."""
-        self._queue_changed.set()
-        if self._positions_held or self._positions_due:
-            return
-        if self._loop is None:  # not serving yet (tests, restore before start): publish at once
-            self._publish_positions()
-            return
-        self._positions_due = True
-        delay = max(0.0, self._positions_at + POSITIONS_EVERY_S - time.monotonic())
-        self._loop.call_later(delay, self._publish_positions, context=self._context)
-
-    def _publish_positions(self) -> None:
-        self._positions_due = False
-        self._positions_at = time.monotonic()
-        order = self.waiting()
-        total = len(order)
-        fresh: dict[str, tuple[int, int]] = {}
-        eta = sum(self._remaining(j) for j in self.running())
-        for pos, job in enumerate(order, start=1):
-            fresh[job.job_id] = (pos, total)
-            if self._positions.get(job.job_id) != (pos, total):
-                self._emit(Queued(job.job_id, pos, total, eta))
-            eta += self.eta.estimate(self._eta_key(job))
-        self._positions = fresh
 
     # ------------------------------------------------------------------ dispatching
 
