@@ -99,6 +99,8 @@ class Studio:
         self._jobs: dict[str, J.Job] = {}  # queued or running: saves a job-log read per result
         self._pending: set[asyncio.Task[Any]] = set()
         self._starting: list[str] = []  # started jobs waiting for their one job-log write
+        self._announcing: set[str] = set()  # started jobs whose JobStarted is not out yet
+        self._held: dict[str, JobProgress] = {}  # their latest progress, which must come after it
         self._finishing: list[J.JobResult] = []  # results waiting to be saved together
         self._started = asyncio.Event()
         self._on_started: list[Callable[[], Any]] = []
@@ -267,9 +269,14 @@ class Studio:
         if isinstance(event, J.Queued):
             self._publish(JobQueued(event.job_id, event.position, event.total, event.eta_s))
         elif isinstance(event, J.Progress):
-            self._publish(JobProgress(event.job_id, event.step, event.total_steps, event.preview))
+            progress = JobProgress(event.job_id, event.step, event.total_steps, event.preview)
+            if event.job_id in self._announcing:  # a JobStarted after it would show an empty bar again
+                self._held[event.job_id] = progress
+            else:
+                self._publish(progress)
         elif isinstance(event, J.Started):
             self._starting.append(event.job_id)
+            self._announcing.add(event.job_id)
             if len(self._starting) == 1:
                 self._track(self._record_started())
         elif isinstance(event, J.Finished):
@@ -287,9 +294,14 @@ class Studio:
             await self.database.jobs.set_statuses(job_ids, "running")
         except Exception:
             log.exception("could not record the start of job(s) %s", ", ".join(job_ids))
-            return
-        for job_id in job_ids:
-            self._publish(JobStarted(job_id))
+        else:
+            for job_id in job_ids:
+                self._publish(JobStarted(job_id))
+        for job_id in job_ids:  # then their progress (the executor's first is 0 of the job's steps)
+            self._announcing.discard(job_id)
+            held = self._held.pop(job_id, None)
+            if held is not None:
+                self._publish(held)
 
     async def _record_finished(self) -> None:
         """Save the results that arrived in the same turn of the loop (a batch ends together): their

@@ -23,9 +23,10 @@ class Queue(commands.Cog):
     async def queue(self, interaction: discord.Interaction) -> None:
         engine = self.bot.studio.engine
         me = interaction.user.id
-        running = [j for j in engine.queue.running() if j.owner == me]
-        waiting = [j for j in engine.queue.order() if j.owner == me]
-        lines = [f"**{len(engine.queue)}** waiting, {len(engine.queue.running())} running."]
+        started, not_started = engine.running(), engine.waiting()  # a job handed to the GPU thread waits until it starts
+        running = [j for j in started if j.owner == me]
+        waiting = [j for j in not_started if j.owner == me]
+        lines = [f"**{len(not_started)}** waiting, {len(started)} running."]
         view = discord.ui.View(timeout=300)
         for job in running:
             lines.append(f"\U0001f3a8 `{job.job_id}` {job.kind}: running now")

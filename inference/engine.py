@@ -9,6 +9,8 @@ Pipelining: two batches are in flight. While the GPU thread runs batch N, batch 
 prepared and queued on the thread, so it starts the moment N ends; N-1's outcome is handed to the
 listeners (the studio encodes PNGs on a helper thread and writes the job log through SQLite's
 thread) without the GPU thread waiting for any of it. ``executor.busy_stats()`` shows the result.
+Until the thread starts N+1 its jobs are *next*, not running, and the choice is provisional: a job
+that the fair order puts first arriving meanwhile replaces it (:mod:`inference.handover`).
 """
 
 from __future__ import annotations
@@ -26,8 +28,11 @@ from typing import Any
 from config import Config
 from inference.batching import BatchPolicy
 from inference.eta import EtaEstimator
-from inference.executor import GpuExecutor, Outcome, internal_error_message
-from inference.jobs import Cancelled, Failed, Finished, Job, JobError, JobEvent, Queued
+from inference.executor import GpuExecutor, Outcome, Withdrawn, internal_error_message
+from inference.handover import Batch, Handover
+from inference.jobs import Cancelled, Failed, Finished, Job, JobError, JobEvent, Started
+from inference.positions import QueueView
+from inference.positions import eta_key as eta_key  # where tests and benches import it from
 from inference.prepare import PreparedJob, needs_preparing, prepare
 from inference.presets import detect_family, preset_for
 from inference.scheduler import FairQueue
@@ -37,17 +42,6 @@ from inference.warmup import warm_up_model
 log = logging.getLogger(__name__)
 
 Listener = Callable[[JobEvent], None]
-
-ETA_FIELDS = ("kind", "model", "width", "height", "steps", "count", "strength")
-
-
-def eta_key(job: Job) -> str:
-    """Jobs with the same key take about the same time.
-
-    Read from the attributes, not ``to_params()``: this runs for every waiting job on every queue
-    change, on the event loop, and a deep copy per job there would steal time from the GPU thread.
-    """
-    return ":".join(str(getattr(job, k, "")) for k in ETA_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -63,17 +57,14 @@ class EngineStatus:
     busy_fraction: float = 0.0  # of the GPU thread, since its first batch (see GpuExecutor.busy_stats)
 
 
-POSITIONS_EVERY_S = 0.25
-
 # A batch that is not full keeps taking companions while the GPU is busy with the batches ahead of
 # it, and is handed over this long before they are expected to end (the larger of the two).
 HANDOVER_LEAD_S = 0.005
 HANDOVER_LEAD_FRACTION = 0.1  # of the work ahead: room for an estimate that was too long
 
 
-class Engine:
+class Engine(QueueView):
     IN_FLIGHT = 2  # batches handed to the GPU thread at once: one running, one ready behind it
-    ETA_KEYS_KEPT = 10_000  # a bound on the per-job eta key cache (the queue caps waiting jobs far lower)
 
     def __init__(self, config: Config, executor: GpuExecutor, *, queue: FairQueue | None = None,
                  eta: EtaEstimator | None = None, policy: BatchPolicy | None = None) -> None:
@@ -85,7 +76,9 @@ class Engine:
         self._listeners: list[Listener] = []
         self._positions: dict[str, tuple[int, int]] = {}
         self._in_flight: dict[str, Job] = {}
-        self._started_at: dict[str, float] = {}
+        self._started_at: dict[str, float] = {}  # handed over at (monotonic)
+        self._began: dict[str, float] = {}  # started on the GPU thread at (monotonic)
+        self._handover = Handover(self.queue, executor, self._forget_in_flight)
         self._eta_keys: dict[str, str] = {}  # job id -> eta_key(job), while the job is known
         self._dispatcher: asyncio.Task[None] | None = None
         # An executor may ask for more batches at once (a remote one with several requests in the air).
@@ -149,14 +142,25 @@ class Engine:
 
     def submit(self, job: Job) -> int:
         """Queue a job; returns its position. Raises QueueRefused (member-facing message)."""
-        return self.queue.put(job)
+        self.queue.put(job)
+        self._handover.keep_fair()  # a batch taken early for the GPU thread may no longer be the fair one
+        where = self.position(job.job_id)
+        assert where is not None
+        return where[0]
 
     def restore(self, jobs: Iterable[Job]) -> None:
         """Re-queue jobs recovered from the job log at start-up, in their original order."""
         self.queue.restore(list(jobs))
+        self._handover.keep_fair()
 
     def cancel(self, job_id: str) -> bool:
-        """Cancel a queued job at once, or a running one between two steps. False if unknown."""
+        """Cancel a queued job at once, or a running one between two steps. False if unknown.
+
+        A job taken for the GPU thread that has not started is given back with its batch (the
+        others are taken again) and cancelled at once too."""
+        batch = self._handover.batch_of(job_id)
+        if batch is not None:
+            self._handover.withdraw_from(batch)
         if self.queue.cancel(job_id) is not None:
             self._eta_keys.pop(job_id, None)
             self._emit(Cancelled(job_id))
@@ -168,17 +172,6 @@ class Engine:
 
     def is_known(self, job_id: str) -> bool:
         return job_id in self._in_flight or self.queue.position(job_id) is not None
-
-    def position(self, job_id: str) -> tuple[int, int, float] | None:
-        """``(position, queue length, eta seconds)`` of a queued job, or None. One pass over the
-        waiting order (asked on every submit, with a backlog of any length)."""
-        order = self.queue.order()
-        eta = sum(self._remaining(j) for j in self._in_flight.values())
-        for pos, job in enumerate(order, start=1):
-            if job.job_id == job_id:
-                return pos, len(order), eta
-            eta += self.eta.estimate(self._eta_key(job))
-        return None
 
     def model_info(self, name: str = "") -> ModelInfo:
         """Preset, tokenizer and LoRAs of a model, for validating a request on the event loop."""
@@ -194,7 +187,8 @@ class Engine:
         device = str(models[0].device) if models else self.config.device.device
         dtype = str(models[0].dtype).removeprefix("torch.") if models else self.config.device.dtype
         return EngineStatus(device=device, dtype=dtype, models=tuple(m.name for m in models),
-                            queued=len(self.queue), running=len(self._in_flight), served=self.served,
+                            queued=len(self.queue) + len(self.queue.next_up()), running=len(self.running()),
+                            served=self.served,
                             failed=self.failed, uptime_s=time.monotonic() - self.started_monotonic,
                             busy_fraction=self.executor.busy_stats().fraction)
 
@@ -226,50 +220,10 @@ class Engine:
             events, self._outbox = self._outbox, []
             self._drain_pending = False
         for event in events:
+            if isinstance(event, Started):
+                self._began[event.job_id] = time.monotonic()
+                self._handover.started(event.job_id)
             self._emit(event)
-
-    def _eta_key(self, job: Job) -> str:
-        """:func:`eta_key`, worked out once per job: positions and ETAs ask for every waiting job
-        again and again while it waits."""
-        key = self._eta_keys.get(job.job_id)
-        if key is None:
-            if len(self._eta_keys) > self.ETA_KEYS_KEPT:  # never reached by jobs that finish or are cancelled
-                self._eta_keys.clear()
-            key = self._eta_keys[job.job_id] = eta_key(job)
-        return key
-
-    def _remaining(self, job: Job) -> float:
-        started = self._started_at.get(job.job_id)
-        expected = self.eta.estimate(self._eta_key(job))
-        return expected if started is None else max(0.0, expected - (time.monotonic() - started))
-
-    def _on_queue_change(self) -> None:
-        """Queue positions go out at most every POSITIONS_EVERY_S: with a backlog every dispatch
-        moves every job, and telling all of them each time is O(n^2) work competing with the GPU
-        thread (members see an edit every ~1.5 s anyway)."""
-        self._queue_changed.set()
-        if self._positions_held or self._positions_due:
-            return
-        if self._loop is None:  # not serving yet (tests, restore before start): publish at once
-            self._publish_positions()
-            return
-        self._positions_due = True
-        delay = max(0.0, self._positions_at + POSITIONS_EVERY_S - time.monotonic())
-        self._loop.call_later(delay, self._publish_positions, context=self._context)
-
-    def _publish_positions(self) -> None:
-        self._positions_due = False
-        self._positions_at = time.monotonic()
-        order = self.queue.order()
-        total = len(order)
-        fresh: dict[str, tuple[int, int]] = {}
-        eta = sum(self._remaining(j) for j in self._in_flight.values())
-        for pos, job in enumerate(order, start=1):
-            fresh[job.job_id] = (pos, total)
-            if self._positions.get(job.job_id) != (pos, total):
-                self._emit(Queued(job.job_id, pos, total, eta))
-            eta += self.eta.estimate(self._eta_key(job))
-        self._positions = fresh
 
     # ------------------------------------------------------------------ dispatching
 
@@ -285,7 +239,7 @@ class Engine:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _next_batch(self) -> list[Job]:
+    async def _next_batch(self) -> Batch:
         """The next job in fair order, plus compatible companions when the policy batches its shape.
 
         Companions already waiting join at once; otherwise the dispatcher waits for more, at most
@@ -293,24 +247,28 @@ class Engine:
         goes as soon as the batch is full. While the GPU is still busy with the batches ahead, the
         batch could not start anyway: it keeps taking companions until just before they are
         expected to end (:meth:`_busy_until`), so a backlog that is still arriving runs in full
-        batches. Shapes where batching does not pay never wait.
+        batches. Shapes where batching does not pay never wait. A batch given back meanwhile (a job
+        the fair order puts first arrived) is dropped, and the choice starts again.
         """
-        job = await self.queue.get()
-        self._in_flight[job.job_id] = job  # from now on /queue cancel reaches it through the executor
-        batch = [job]
-        key = job.batch_key()
-        size = self.policy.batch_size(job)
-        if key is not None and size > 1:
-            batch += self._take_compatible(key, size - 1)
-            deadline = time.monotonic() + self.config.queue.batch_wait_ms / 1000
-            while len(batch) < size:
-                remaining = max(deadline, self._busy_until()) - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._queue_changed.clear()
-                await self._wait_for_queue_change(remaining)
-                batch += self._take_compatible(key, size - len(batch))
-        return batch
+        while True:
+            job = await self.queue.get()
+            self._in_flight[job.job_id] = job
+            batch = self._handover.take(job)
+            key = job.batch_key()
+            size = self.policy.batch_size(job)
+            if key is not None and size > 1:
+                batch.jobs += self._take_compatible(key, size - 1)
+                deadline = time.monotonic() + self.config.queue.batch_wait_ms / 1000
+                while len(batch.jobs) < size and not batch.withdrawn:
+                    remaining = max(deadline, self._busy_until()) - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._queue_changed.clear()
+                    await self._wait_for_queue_change(remaining)
+                    if not batch.withdrawn:
+                        batch.jobs += self._take_compatible(key, size - len(batch.jobs))
+            if not batch.withdrawn:
+                return batch
 
     def _busy_until(self) -> float:
         """When (``time.monotonic()``) the next batch must be on the GPU thread for it not to wait:
@@ -345,20 +303,28 @@ class Engine:
         return taken
 
     async def _wait_for_queue_change(self, timeout: float) -> bool:
-        """Wait until the queue changes or ``timeout`` seconds pass; True if it changed."""
+        """Wait until the queue changes or ``timeout`` seconds pass; True if it changed.
+
+        ``asyncio.timeout``, not ``wait_for``: on Python 3.11 ``wait_for`` drops a cancellation
+        that arrives just as the queue changed (stop() right after a give-back), and the
+        dispatcher would never stop."""
         try:
-            await asyncio.wait_for(self._queue_changed.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._queue_changed.wait()
         except TimeoutError:
             return False
         return True
 
-    async def _run(self, batch: list[Job]) -> None:
+    async def _run(self, taken: Batch) -> None:
+        batch = list(taken.jobs)
         try:
             prepared: list[PreparedJob] = []
             # Text-to-image jobs have no inputs to decode: no trip to a helper thread (each trip wakes
             # threads that take the GIL from the GPU thread).
             readied = (await asyncio.to_thread(_prepare_all, batch) if any(needs_preparing(j) for j in batch)
                        else [PreparedJob(j) for j in batch])
+            if taken.withdrawn:  # given back while its inputs were read: they are dropped
+                return
             for job, ready in zip(batch, readied, strict=True):
                 if isinstance(ready, JobError):
                     self._finish(job, Failed(job.job_id, str(ready)))
@@ -367,11 +333,13 @@ class Engine:
             if not prepared:
                 return
             submitted = time.monotonic()
-            future = self.executor.run_batch(prepared, self._emit_threadsafe)
+            future = taken.handed = self.executor.run_batch(prepared, self._emit_threadsafe)
             for p in prepared:
                 self._started_at[p.job.job_id] = submitted
             try:
                 outcomes = await asyncio.wrap_future(future)
+            except Withdrawn:  # given back before the GPU thread started it (the jobs are in the queue again)
+                return
             except Exception:
                 log.exception("batch %s crashed", [p.job.job_id for p in prepared])
                 outcomes = [Failed(p.job.job_id, internal_error_message(p.job.job_id)) for p in prepared]
@@ -382,11 +350,17 @@ class Engine:
             for p, outcome in zip(prepared, outcomes, strict=True):
                 self._finish(p.job, outcome)
         finally:
-            for job in batch:
-                self._in_flight.pop(job.job_id, None)
-                self._started_at.pop(job.job_id, None)
+            if not taken.withdrawn:
+                self._handover.ended(taken)
+                for job in batch:
+                    self._forget_in_flight(job)
             self._slots.release()
             self._queue_changed.set()  # a batch still taking companions goes now if it was waiting for this one
+
+    def _forget_in_flight(self, job: Job) -> None:
+        self._in_flight.pop(job.job_id, None)
+        self._started_at.pop(job.job_id, None)
+        self._began.pop(job.job_id, None)
 
     def _finish(self, job: Job, outcome: Outcome) -> None:
         if isinstance(outcome, Finished):

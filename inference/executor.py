@@ -20,6 +20,7 @@ the next batch queued on the thread, so that fraction should stay close to 1.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -34,7 +35,7 @@ from config import Config, ModelConfig
 from inference.busy import BusyStats
 from inference.call_overhead import trim_call_overhead
 from inference.devices import cpu_threads, free_memory, is_out_of_memory
-from inference.generate import ensure_sdpa, latent_preview, run_diffusion_batch
+from inference.generate import effective_steps, ensure_sdpa, latent_preview, run_diffusion_batch
 from inference.jobs import (
     AnimeJob,
     Cancelled,
@@ -59,6 +60,10 @@ Outcome = Finished | Failed | Cancelled
 
 OOM_MESSAGE = ("The GPU ran out of memory on this request, even when run on its own. "
                "Try a smaller size or fewer images.")
+
+
+class Withdrawn(Exception):
+    """Set on a batch's future when the engine took the batch back before it started (:meth:`GpuExecutor.withdraw`)."""
 
 
 def internal_error_message(job_id: str) -> str:
@@ -158,6 +163,17 @@ class GpuExecutor:
                 self._pending.discard(done)
             raise
         return done
+
+    def withdraw(self, done: Future[list[Outcome]]) -> bool:
+        """Take back a batch handed over by :meth:`run_batch` if it has not started: its future
+        fails with :class:`Withdrawn` and the thread skips it. False once it has started (or ended)."""
+        with self._lock:
+            if done not in self._pending:
+                return False
+            self._pending.discard(done)
+            self._queued -= 1
+        done.set_exception(Withdrawn())
+        return True
 
     @staticmethod
     def _settle(done: Future[list[Outcome]], outcomes: list[Outcome] | None, error: BaseException | None) -> None:
@@ -296,6 +312,8 @@ class GpuExecutor:
         if live:
             for prepared in live:
                 emit(Started(prepared.job.job_id))
+                if isinstance(prepared.job, DiffusionJob):  # the bar starts empty, at the job's own length
+                    emit(Progress(prepared.job.job_id, 0, effective_steps(prepared.job), None))
             for result in self._run_live(live, emit):
                 outcomes[result.job_id] = result
         return [outcomes[p.job.job_id] for p in batch]
@@ -309,10 +327,12 @@ class GpuExecutor:
         except JobError as exc:
             return [Failed(p.job.job_id, str(exc)) for p in live]
         except Exception as exc:  # one failing batch never stops the executor
-            if is_out_of_memory(exc):
-                return self._after_oom(live, emit)
-            log.exception("job(s) %s failed", ", ".join(p.job.job_id for p in live))
-            return [Failed(p.job.job_id, internal_error_message(p.job.job_id)) for p in live]
+            if not is_out_of_memory(exc):
+                log.exception("job(s) %s failed", ", ".join(p.job.job_id for p in live))
+                return [Failed(p.job.job_id, internal_error_message(p.job.job_id)) for p in live]
+        # Out of memory. Retried only here, outside the except block: inside it, the exception and
+        # its traceback keep the failed call's frames, and with them its tensors, alive.
+        return self._after_oom(live, emit)
 
     def _run_diffusion(self, live: list[PreparedJob], emit: Emit) -> list[Outcome]:
         first = live[0].job
@@ -353,7 +373,11 @@ class GpuExecutor:
         return outcomes
 
     def _after_oom(self, live: list[PreparedJob], emit: Emit) -> list[Outcome]:
-        """Out of memory: free, retry one job at a time, then fail only the job that still does not fit."""
+        """Out of memory: free, retry one job at a time, then fail only the job that still does not fit.
+
+        Called once the exception is gone; what the failed call built is garbage now, and collected
+        (frames and tensors can hold each other in cycles) before the cache goes back to the device."""
+        gc.collect()
         device = next(iter(self._models.values())).device if self._models else None
         if device is not None:
             free_memory(device)

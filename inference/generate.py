@@ -84,7 +84,7 @@ def run_diffusion_batch(
         kwargs["strength"] = first.strength
         if isinstance(first, InpaintJob):
             kwargs.update(mask_image=masks, width=first.width, height=first.height)
-    total = _effective_steps(first)
+    total = effective_steps(first)
     interrupted = False
 
     def callback(pipeline: Any, step: int, _timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
@@ -173,7 +173,7 @@ def warm_up_sizes(preset: Any, *, compiled: bool) -> list[tuple[int, int]]:
     return sizes
 
 
-def _effective_steps(job: DiffusionJob) -> int:
+def effective_steps(job: DiffusionJob) -> int:
     """Image-to-image runs only ``strength`` of the schedule (as diffusers computes it)."""
     if job.kind is JobKind.IMAGINE:
         return job.steps

@@ -5,17 +5,32 @@ never hold up another member's first. Turns go by who was served longest ago (ne
 first, ties by arrival), and that memory outlives an empty lane: emptying your lane and
 re-submitting does not jump you ahead of members who are still waiting. The order a member sees (``order()``) is the order ``get``
 would hand jobs out if nothing else arrived. Lives on the event loop; not thread-safe.
+
+A job taken for the GPU thread is *next* until the engine says it has ``start``ed (:meth:`next_up`).
+Until then the take is provisional: when a member whose turn comes first submits meanwhile,
+:meth:`is_fair` says so and the engine ``give_back``s the jobs, which undoes the take exactly
+(place in the lane, the member's turn), so the newcomer's job goes first.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from inference.jobs import Job, QueueRefused
 
 Listener = Callable[[], None]
+
+
+@dataclass(frozen=True)
+class _Taken:
+    """A job taken and not started yet, with what its take changed (to undo it exactly)."""
+
+    job: Job
+    served: int | None  # its member's last turn before this take
+    arrival: int  # when its member's lane was opened, before this take
 
 
 class FairQueue:
@@ -28,7 +43,8 @@ class FairQueue:
         self._arrival: dict[int, int] = {}  # owner -> when their current lane was opened
         self._served: dict[int, int] = {}  # owner -> tick of the last time they got a turn
         self._tick = 0
-        self._running: dict[str, Job] = {}
+        self._running: dict[str, Job] = {}  # taken: next (not started yet) or running
+        self._next: dict[str, _Taken] = {}  # taken and not started, in the order they were taken
         self._listeners: list[Listener] = []
         self._changed = asyncio.Event()
 
@@ -43,19 +59,35 @@ class FairQueue:
         return waiting + sum(1 for j in self._running.values() if j.owner == owner)
 
     def running(self) -> list[Job]:
+        """Jobs taken from the queue: next to start (:meth:`next_up`) or started."""
         return list(self._running.values())
+
+    def next_up(self) -> list[Job]:
+        """Taken jobs that have not started yet, in the order they will start."""
+        return [taken.job for taken in self._next.values()]
+
+    def started(self) -> list[Job]:
+        return [job for job_id, job in self._running.items() if job_id not in self._next]
 
     def order(self) -> list[Job]:
         """Waiting jobs in the order they will run: one per member per round."""
-        lanes = [list(self._lanes[owner]) for owner in self._turns()]
-        out: list[Job] = []
-        depth = 0
-        while True:
-            row = [lane[depth] for lane in lanes if depth < len(lane)]
-            if not row:
-                return out
-            out.extend(row)
-            depth += 1
+        return _round_robin(self._lanes, self._served, self._arrival)
+
+    def is_fair(self, jobs: Sequence[Job]) -> bool:
+        """Whether these taken jobs (one batch, in the order they were taken) are still what the
+        fair order would take next: with them, and every job taken after them, given back, the
+        order starts with exactly these jobs. Jobs that started or ended meanwhile are left out."""
+        ids = [job.job_id for job in jobs if job.job_id in self._next]
+        if not ids:
+            return True
+        taken = list(self._next.values())
+        first = next(i for i, t in enumerate(taken) if t.job.job_id == ids[0])
+        lanes = {owner: list(lane) for owner, lane in self._lanes.items()}
+        served, arrival = dict(self._served), dict(self._arrival)
+        for t in reversed(taken[first:]):
+            lanes.setdefault(t.job.owner, []).insert(0, t.job)
+            _undo_turn(t, served, arrival)
+        return [job.job_id for job in _round_robin(lanes, served, arrival)[:len(ids)]] == ids
 
     def position(self, job_id: str) -> int | None:
         """1-based place in :meth:`order`, or None when the job is not waiting."""
@@ -121,9 +153,27 @@ class FairQueue:
             self._notify()
         return taken
 
+    def start(self, job_id: str) -> None:
+        """A taken job has started on the GPU thread: it is no longer next, and its take is final."""
+        if self._next.pop(job_id, None) is not None:
+            self._notify()
+
+    def give_back(self, jobs: Iterable[Job]) -> None:
+        """Undo the take of jobs that have not started (the newest ones taken): each goes back to
+        the front of its member's lane, and the member's turn is as it was before the take."""
+        ids = {job.job_id for job in jobs}
+        for t in reversed([t for t in self._next.values() if t.job.job_id in ids]):
+            del self._next[t.job.job_id]
+            del self._running[t.job.job_id]
+            self._lanes.setdefault(t.job.owner, deque()).appendleft(t.job)
+            _undo_turn(t, self._served, self._arrival)
+        self._notify()
+
     def done(self, job_id: str) -> None:
-        """A running job has finished (in any way); frees the member's slot."""
+        """A taken job has finished (in any way); frees the member's slot."""
         self._running.pop(job_id, None)
+        if self._next.pop(job_id, None) is not None:  # ended before it started (cancelled, unreadable input)
+            self._notify()
 
     def cancel(self, job_id: str) -> Job | None:
         """Remove a waiting job. Returns it, or None when it is not waiting."""
@@ -166,7 +216,8 @@ class FairQueue:
         return job
 
     def _take(self, job: Job) -> None:
-        """Move a waiting job to running; its member goes to the back of the round."""
+        """Move a waiting job to running (next, until it starts); its member goes to the back of the round."""
+        self._next[job.job_id] = _Taken(job, self._served.get(job.owner), self._arrival[job.owner])
         self._lanes[job.owner].remove(job)
         self._drop_lane_if_empty(job.owner)
         self._tick += 1
@@ -177,3 +228,28 @@ class FairQueue:
         self._changed.set()
         for listener in list(self._listeners):
             listener()
+
+
+def _round_robin(lanes: Mapping[int, Sequence[Job]], served: Mapping[int, int],
+                 arrival: Mapping[int, int]) -> list[Job]:
+    """Waiting jobs in fair order: one per member per round, members by turn (served longest ago
+    first, never served first, ties by arrival)."""
+    turns = sorted(lanes, key=lambda owner: (served.get(owner, 0), arrival[owner]))
+    rows = [lanes[owner] for owner in turns]
+    out: list[Job] = []
+    depth = 0
+    while True:
+        row = [lane[depth] for lane in rows if depth < len(lane)]
+        if not row:
+            return out
+        out.extend(row)
+        depth += 1
+
+
+def _undo_turn(taken: _Taken, served: dict[int, int], arrival: dict[int, int]) -> None:
+    owner = taken.job.owner
+    if taken.served is None:
+        served.pop(owner, None)
+    else:
+        served[owner] = taken.served
+    arrival[owner] = taken.arrival

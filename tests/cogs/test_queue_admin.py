@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
 from simcord.backend.errors import SetupError
 
 from cogs.utils.buttons import cancel_view
+from inference import executor as executor_module
 from tests.cogs.conftest import eventually
 from tests.cogs.helpers import button_ids, final, gpu_busy, make_world, refusal
 
@@ -18,12 +20,12 @@ def job_id_of(result: Any) -> str:
 
 
 async def queue_until_one_waits(bot: Any, w: Any, member: Any) -> tuple[list[Any], Any]:
-    """With the GPU held, queue jobs (of different shapes: no batching) until one is really waiting,
-    not already handed to the engine. Returns the others and the waiting one."""
+    """With the GPU held, queue jobs (of different shapes: no batching) until one is really waiting
+    in the fair queue, not already taken for the GPU thread. Returns the others and the waiting one."""
     others = []
     for steps in range(2, 2 + bot.config.queue.per_user):
         result = await member.slash(w.channel, "imagine", prompt=f"job of {steps} steps", steps=steps)
-        if bot.studio.engine.position(job_id_of(result)) is not None:
+        if bot.studio.engine.queue.position(job_id_of(result)) is not None:
             return others, result
         others.append(result)
     raise AssertionError("no job stayed in the queue")
@@ -59,20 +61,42 @@ async def test_queue_shows_the_members_own_jobs_with_positions(simcord_env, simc
                 for n in range(3)]
         theirs = job_id_of(await w.bob.slash(w.channel, "imagine", prompt="dog"))
         result = await w.alice.slash(w.channel, "queue")
-        queue = simcord_bot.studio.engine.queue
         lines = result.response.content.split("\n")
         assert result.ephemeral
-        assert lines[0] == f"**{len(queue)}** waiting, {len(queue.running())} running."
-        for job_id in mine:
+        assert lines[0] == "**4** waiting, 0 running."  # nothing has started on the held GPU thread
+        # The first is taken for the GPU thread already: next, not running. Bob's first job comes
+        # before Alice's second (taken for the thread too, and given back when Bob's arrived).
+        for job_id, position in zip(mine, (1, 3, 4), strict=True):
             [line] = [li for li in lines if f"`{job_id}`" in li]
-            position = simcord_bot.studio.engine.position(job_id)
-            if position is None:
-                assert line.endswith("running now")
-            else:
-                assert f"position {position[0]} of {position[1]}" in line
-        assert any("position" in li for li in lines)
+            assert f"position {position} of 4" in line, line
         assert theirs not in result.response.content
         assert sorted(button_ids(result.response)) == sorted(f"easel:c:{j}" for j in mine)
+
+
+async def test_a_started_job_is_running_and_its_bar_starts_empty_at_its_own_steps(
+        simcord_env, simcord_bot, monkeypatch) -> None:
+    w = make_world(simcord_env)
+    inside, release = threading.Event(), threading.Event()
+    original = executor_module.run_diffusion_batch
+
+    def held(model, batch, on_step):  # type: ignore[no-untyped-def]
+        inside.set()
+        release.wait(60)
+        return original(model, batch, on_step)
+
+    monkeypatch.setattr(executor_module, "run_diffusion_batch", held)
+    try:
+        result = await w.alice.slash(w.channel, "imagine", prompt="a slow one", steps=6)
+        job_id = job_id_of(result)
+        await eventually(inside.is_set)
+        await eventually(lambda: "Painting" in result.response.content)
+        assert " 0/6 " in result.response.content  # not 0/1
+        shown = await w.alice.slash(w.channel, "queue")
+        assert shown.response.content.split("\n")[:2] == ["**0** waiting, 1 running.",
+                                                          f"\U0001f3a8 `{job_id}` imagine: running now"]
+    finally:
+        release.set()
+    await final(result)
 
 
 async def test_an_empty_queue_says_so(simcord_env) -> None:

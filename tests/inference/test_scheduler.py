@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from inference.eta import EtaEstimator
-from inference.jobs import QueueRefused, TextToImageJob
+from inference.jobs import Job, QueueRefused, TextToImageJob
 from inference.scheduler import FairQueue
 
 
@@ -167,3 +167,71 @@ async def test_emptying_your_lane_and_resubmitting_does_not_jump_the_queue() -> 
     assert ran.job_id == "a0"
     q.put(job("a1", 1))  # a's lane was empty; b has waited since before a's turn
     assert [j.job_id for j in q.order()] == ["b0", "a1", "b1"]
+
+
+# --------------------------------------------------------------------------- taken, not started yet
+
+
+def ids(jobs: list[Job]) -> list[str]:
+    return [j.job_id for j in jobs]
+
+
+async def test_a_taken_job_is_next_until_it_starts() -> None:
+    q = FairQueue(per_user=5, total=20)
+    q.put(job("a0", 1))
+    q.put(job("a1", 1))
+    taken = await q.get()
+    assert ids(q.next_up()) == ["a0"] and q.started() == [] and ids(q.running()) == ["a0"]
+    q.start(taken.job_id)
+    assert q.next_up() == [] and ids(q.started()) == ["a0"]
+    ended_before_starting = await q.get()
+    q.done(ended_before_starting.job_id)  # e.g. cancelled on the GPU thread before its batch began
+    assert q.next_up() == [] and q.pending_for(1) == 1
+
+
+async def test_a_newcomer_whose_turn_comes_first_makes_an_early_take_unfair_and_giving_it_back_is_exact() -> None:
+    q = FairQueue(per_user=5, total=20)
+    for i in range(4):
+        q.put(job(f"a{i}", 1))
+    q.start((await q.get()).job_id)  # a0 runs
+    early = [await q.get()]  # a1, taken for the GPU thread while a0 runs
+    assert q.is_fair(early)
+    q.put(job("a4", 1))  # A's own next job changes nothing
+    assert q.is_fair(early)
+    q.put(job("b0", 2))  # B was never served: B's turn comes before A's second
+    assert not q.is_fair(early)
+    q.give_back(early)
+    assert q.next_up() == [] and ids(q.order()) == ["b0", "a1", "a2", "a3", "a4"]
+    assert await drain(q) == ["b0", "a1", "a2", "a3", "a4"]
+
+
+async def test_a_member_served_after_the_early_take_does_not_displace_it() -> None:
+    q = FairQueue(per_user=5, total=20)
+    q.put(job("a0", 1))
+    q.put(job("a1", 1))
+    q.put(job("b0", 2))
+    for _ in range(2):
+        q.start((await q.get()).job_id)  # a0, then b0 ran: A was served before B
+    early = [await q.get()]  # a1
+    q.put(job("b1", 2))
+    assert q.is_fair(early)  # B had its turn after A's: b1 comes after a1
+    assert ids(q.order()) == ["b1"]
+
+
+async def test_giving_back_a_batch_of_several_members_restores_their_lanes_and_turns() -> None:
+    q = FairQueue(per_user=5, total=20)
+    q.put(job("a_old", 1))
+    q.put(job("b_old", 2))
+    for _ in range(2):
+        q.start((await q.get()).job_id)  # A, then B were served
+    q.put(job("a0", 1))
+    q.put(job("b0", 2))
+    batch = [await q.get(), *q.take_compatible(job("x", 0).batch_key(), 1)]
+    assert ids(batch) == ["a0", "b0"] and q.is_fair(batch) and len(q) == 0
+    q.put(job("a1", 1))  # A's lane was emptied by the take: this opens a new one
+    assert q.is_fair(batch)
+    q.put(job("d0", 4))  # D was never served: before A and B
+    assert not q.is_fair(batch)
+    q.give_back(batch)
+    assert q.next_up() == [] and ids(q.order()) == ["d0", "a0", "b0", "a1"]
+    assert await drain(q) == ["d0", "a0", "b0", "a1"]
