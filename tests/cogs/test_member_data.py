@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import io
 from pathlib import Path
@@ -105,7 +106,13 @@ async def test_anime_of_our_own_result_stores_no_new_file(simcord_env, simcord_b
     anime = await eventually(lambda: [m for m in w.channel.history()
                                       if m.reference is not None and m.reference.message_id == original.id
                                       and "AnimeGAN2" in m.content])
-    row = await db.jobs.by_message(anime[0].id)
+    row = None
+    for _ in range(600):  # the post is recorded in the job log just after the message is edited
+        row = await db.jobs.by_message(anime[0].id)
+        if row is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert row is not None
     [source] = await db.images.for_job((await db.jobs.by_message(original.id)).job_id)
     assert (await db.jobs.files(row.job_id))["init_image"] == source.path
     assert stored(simcord_bot) - before == {Path(im.path) for im in await db.images.for_job(row.job_id)}
