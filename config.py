@@ -124,6 +124,11 @@ class DiscordConfig:
     nsfw_words: tuple[str, ...] = ()
     sync_commands: bool = True
     dev_guild: int = 0
+    # A result Discord would not take is posted again after delivery_retry_s, doubling up to
+    # delivery_retry_max_s; refused (403 and other 4xx) delivery_attempts times, it is undeliverable.
+    delivery_retry_s: float = 5.0
+    delivery_retry_max_s: float = 300.0
+    delivery_attempts: int = 8
 
 
 @dataclass(frozen=True)
@@ -290,6 +295,9 @@ def _check(cfg: Config) -> None:
     need(cfg.limits.max_input_pixels >= 64 * 64, "limits.max_input_pixels: must be at least 4096")
     need(1 <= cfg.limits.max_prompt_chars <= 6000, "limits.max_prompt_chars: must be between 1 and 6000")
     need(0.2 <= cfg.discord.progress_interval_s <= 60, "discord.progress_interval_s: must be between 0.2 and 60")
+    need(0.1 <= cfg.discord.delivery_retry_s <= cfg.discord.delivery_retry_max_s <= 3600,
+         "discord.delivery_retry_s / delivery_retry_max_s: need 0.1 <= delivery_retry_s <= delivery_retry_max_s <= 3600")
+    need(1 <= cfg.discord.delivery_attempts <= 100, "discord.delivery_attempts: must be between 1 and 100")
     need(cfg.backend in BACKENDS, f"backend: {cfg.backend!r} is not one of {', '.join(BACKENDS)}")
     _check_remote(cfg.remote, len(cfg.all_models) if cfg.backend == "remote" else 1)
     db_parent = cfg.path(cfg.storage.database).parent

@@ -62,8 +62,9 @@ OOM_MESSAGE = ("The GPU ran out of memory on this request, even when run on its 
                "Try a smaller size or fewer images.")
 
 
-def internal_error_message(job_id: str) -> str:
-    return f"Something went wrong while making this image (job `{job_id}`). The admins can find details in the log."
+def internal_error_message() -> str:
+    """What the member reads when a job failed on our side; the poster adds the job id (the log has it)."""
+    return "Something went wrong while making this image. The admins can find the details in the log."
 
 
 # Progress leaves the GPU thread at most this often per batch. Members see an edit every ~1.5 s
@@ -313,7 +314,7 @@ class GpuExecutor:
             if is_out_of_memory(exc):
                 return self._after_oom(live, emit)
             log.exception("job(s) %s failed", ", ".join(p.job.job_id for p in live))
-            return [Failed(p.job.job_id, internal_error_message(p.job.job_id)) for p in live]
+            return [Failed(p.job.job_id, internal_error_message()) for p in live]
 
     def _run_diffusion(self, live: list[PreparedJob], emit: Emit) -> list[Outcome]:
         first = live[0].job

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import discord
 
 from cogs.utils.buttons import cancel_view
-from cogs.utils.origin import Origin
+from cogs.utils.origin import Origin, StatusGone
 from cogs.utils.text import queued_text
 from inference.jobs import DiffusionJob, JobError, QueueRefused
 from inference.validation import Draft
@@ -107,8 +107,8 @@ async def launch(bot: EaselBot, origin: Origin, build: Callable[[str], Draft | A
     try:
         status = await origin.open_status(queued_text(job_id, position, total, eta, draft.notes),
                                           view=cancel_view(job_id))
-    except discord.HTTPException:
-        log.exception("job %s: could not show its status; the result will go to the channel", job_id)
+    except (discord.HTTPException, StatusGone) as exc:
+        log.warning("job %s: could not show its status (%s); it goes to the channel", job_id, exc)
         status = None
     delivery.attach(job_id, status, origin)
     return job_id
