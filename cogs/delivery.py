@@ -36,7 +36,7 @@ from PIL import Image
 from cogs.utils import posting
 from cogs.utils.buttons import result_view
 from cogs.utils.inputs import png_file
-from cogs.utils.origin import ChannelStatus, Origin, RecordedStatus, StatusGone, StatusMessage
+from cogs.utils.origin import ChannelStatus, Origin, StatusGone, StatusMessage
 from cogs.utils.redelivery import RetryLoop
 from cogs.utils.text import NO_MENTIONS, duration, fit_message, progress_text, queued_text, quote
 from inference.imaging import encode_png, fit_for_upload, make_grid, read_parameters, thumbnail_png
@@ -238,9 +238,9 @@ class Delivery(commands.Cog):
         memory) the recorded message is edited."""
         if status is None:
             row = await self.bot.studio.database.jobs.get(job_id)
-            if row is None or row.status_message_id is None:
+            if row is None or (row.status_message_id is None and not posting.token_alive(row)):
                 return
-            status = self._recorded_status(row)
+            status = posting.recorded_status(self.bot, row)
         try:
             await status.edit(f"\u2716\ufe0f Cancelled \u00b7 job `{job_id}`", files=[], view=discord.ui.View())
         except (StatusGone, discord.HTTPException) as exc:
@@ -278,7 +278,7 @@ class Delivery(commands.Cog):
             row = found
         try:
             if status is None:
-                status = self._recorded_status(row)
+                status = posting.recorded_status(self.bot, row)
             content, files, view = await self._render(row, images, t, done)
             try:
                 await status.edit(content, files=files, view=view)
@@ -300,18 +300,6 @@ class Delivery(commands.Cog):
         db = self.bot.studio.database
         await asyncio.gather(db.jobs.mark_delivered(job_id, channel_id=channel_id, message_id=message_id),
                              db.images.set_message(job_id, message_id))
-
-    def _recorded_status(self, row: JobRow) -> RecordedStatus:
-        """The job's status message as the job log knows it (after a restart, or a job this process
-        did not announce)."""
-        channel = self.bot.get_channel(row.channel_id)
-        if not hasattr(channel, "get_partial_message"):
-            channel = self.bot.get_partial_messageable(row.channel_id, guild_id=row.guild_id)
-        webhook = None
-        if posting.token_alive(row):
-            assert row.application_id is not None and row.interaction_token is not None
-            webhook = discord.Webhook.partial(row.application_id, row.interaction_token, client=self.bot)
-        return RecordedStatus(channel, row.channel_id, row.status_message_id, webhook)
 
     async def _open_in_channel(self, job_id: str, channel_id: int, text: str, *, reference_id: int | None,
                                replaces: int | None) -> ChannelStatus:

@@ -21,6 +21,7 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 import discord
+import discord.http
 
 from cogs.utils.text import NO_MENTIONS, fit_message
 from studio import RequestContext
@@ -145,17 +146,22 @@ class InteractionStatus(StatusMessage):
 
 class RecordedStatus(StatusMessage):
     """A status message known only from the job log (after a restart): edited through the job's
-    interaction webhook while its token lives, else as the bot's own message by id."""
+    interaction webhook while its token lives, else as the bot's own message by id. With a live
+    token but no recorded id (the process died between showing the status and recording it), the
+    interaction's original response is looked up through the token."""
 
     def __init__(self, channel: object, channel_id: int, message_id: int | None,
-                 webhook: discord.Webhook | None = None) -> None:
+                 webhook: discord.Webhook | None = None, http: discord.http.HTTPClient | None = None) -> None:
         self.channel = channel
         self.channel_id = channel_id
         self.message_id = message_id
         self.webhook = webhook
+        self.http = http
 
     async def edit(self, content: str, *, files: list[discord.File] | None = None,
                    view: discord.ui.View | None = None) -> None:
+        if self.webhook is not None and self.message_id is None and self.http is not None:
+            self.message_id = await original_response_id(self.http, self.webhook)
         if self.webhook is not None and self.message_id is not None:
             try:
                 await self.webhook.edit_message(self.message_id, **edit_arguments(content, files, view))  # type: ignore[arg-type]
@@ -170,6 +176,20 @@ class RecordedStatus(StatusMessage):
         if status is None:
             raise StatusGone(f"no message recorded in channel {self.channel_id}")
         await status.edit(content, files=files, view=view)
+
+
+async def original_response_id(http: discord.http.HTTPClient, webhook: discord.Webhook) -> int | None:
+    """The id of an interaction's original response, asked through its webhook (application id and
+    token); None when the token no longer works or there is no response."""
+    route = discord.http.Route("GET", "/webhooks/{webhook_id}/{webhook_token}/messages/@original",
+                               webhook_id=webhook.id, webhook_token=webhook.token)
+    try:
+        data = await http.request(route)
+    except discord.HTTPException as exc:
+        if not token_refused(exc):
+            raise
+        return None
+    return int(data["id"])
 
 
 ACK_BUDGET_S = 1.5  # Discord wants an answer within 3 s of the click

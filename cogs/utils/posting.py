@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 import discord
 
-from cogs.utils.origin import StatusGone
+from cogs.utils.origin import RecordedStatus, StatusGone
 from cogs.utils.text import NO_MENTIONS
 
 if TYPE_CHECKING:
@@ -47,6 +47,19 @@ def token_alive(row: JobRow, now: float | None = None) -> bool:
         return False
     born = discord.utils.snowflake_time(row.interaction_id).timestamp() if row.interaction_id else row.created_at
     return (time.time() if now is None else now) < born + TOKEN_LIFETIME_S - TOKEN_MARGIN_S
+
+
+def recorded_status(bot: discord.Client, row: JobRow) -> RecordedStatus:
+    """The job's status message as the job log knows it (after a restart, or a job this process did
+    not announce): its interaction webhook while the token lives, its id, its channel."""
+    channel = bot.get_channel(row.channel_id)
+    if not hasattr(channel, "get_partial_message"):
+        channel = bot.get_partial_messageable(row.channel_id, guild_id=row.guild_id)
+    webhook = None
+    if token_alive(row):
+        assert row.application_id is not None and row.interaction_token is not None
+        webhook = discord.Webhook.partial(row.application_id, row.interaction_token, client=bot)
+    return RecordedStatus(channel, row.channel_id, row.status_message_id, webhook, bot.http)
 
 
 def retry_delay(attempts: int, first_s: float, max_s: float) -> float:
