@@ -41,6 +41,7 @@ from cogs.utils.redelivery import RetryLoop
 from cogs.utils.text import NO_MENTIONS, duration, fit_message, progress_text, queued_text, quote
 from inference.imaging import encode_png, fit_for_upload, make_grid, read_parameters, thumbnail_png
 from inference.jobs import AnimeJob, DiffusionJob, Job, job_from_params
+from storage import write_while_locked
 from studio import JobCancelled, JobDone, JobProgress, JobQueued, JobStarted, StudioEvent
 
 if TYPE_CHECKING:
@@ -286,7 +287,7 @@ class Delivery(commands.Cog):
                 log.info("job %s: its status message is gone (%s); posting the result in a new one", job_id, exc)
                 status = await self._open_in_channel(job_id, row.channel_id, f"\u23f3 Finishing job `{job_id}`\u2026",
                                                      reference_id=row.request_message_id or status.message_id,
-                                                     replaces=row.status_message_id)
+                                                     replaces=status.message_id)
                 content, files, view = await self._render(row, images, t, done)
                 await status.edit(content, files=files, view=view)
         except Exception as exc:
@@ -296,10 +297,15 @@ class Delivery(commands.Cog):
         await self._record_posted(job_id, status.channel_id, status.message_id)
 
     async def _record_posted(self, job_id: str, channel_id: int, message_id: int) -> None:
-        """The job delivered as ``message_id`` and its images linked to it, in one trip to SQLite."""
+        """The job delivered as ``message_id`` and its images linked to it, in one trip to SQLite
+        (written again while another program holds the job log locked)."""
         db = self.bot.studio.database
-        await asyncio.gather(db.jobs.mark_delivered(job_id, channel_id=channel_id, message_id=message_id),
-                             db.images.set_message(job_id, message_id))
+
+        async def record() -> None:
+            await asyncio.gather(db.jobs.mark_delivered(job_id, channel_id=channel_id, message_id=message_id),
+                                 db.images.set_message(job_id, message_id))
+
+        await write_while_locked(record, f"the delivery of job {job_id}")
 
     async def _open_in_channel(self, job_id: str, channel_id: int, text: str, *, reference_id: int | None,
                                replaces: int | None) -> ChannelStatus:

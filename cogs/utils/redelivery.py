@@ -13,9 +13,11 @@ import asyncio
 import contextlib
 import logging
 import time
+from functools import partial
 from typing import TYPE_CHECKING
 
 from cogs.utils import posting
+from storage import write_while_locked
 
 if TYPE_CHECKING:
     from cogs.delivery import Delivery
@@ -68,8 +70,9 @@ class RetryLoop:
         if not posting.from_discord(exc):  # our own bug, not Discord's answer: show where
             log.error("job %s: posting failed inside easel", row.job_id, exc_info=exc)
         try:
-            await self.bot.studio.database.jobs.delivery_failed(
-                row.job_id, error, retry_at=None if give_up else time.time() + wait)
+            await write_while_locked(partial(self.bot.studio.database.jobs.delivery_failed, row.job_id, error,
+                                             retry_at=None if give_up else time.time() + wait),
+                                     f"the failed post of job {row.job_id}")
         except Exception:
             log.exception("job %s: could not record the failed post; it is posted again at the next start", row.job_id)
         self._wake.set()

@@ -138,3 +138,16 @@ async def test_cancel_after_a_restart_updates_the_original_status(simcord_env, s
         cancel = next(i for i in button_ids(result.response) if i.startswith("easel:c:"))
         await w.alice.click(result.response, custom_id=cancel)
     await eventually(lambda: "Cancelled" in result.response.content and not button_ids(result.response))
+
+
+async def test_interaction_tokens_are_dropped_once_posted_and_once_expired(simcord_env, simcord_bot) -> None:
+    w = make_world(simcord_env)
+    db = simcord_bot.studio.database
+    await final(await w.alice.slash(w.channel, "imagine", prompt="a short errand", steps=2))
+    posted = (await db.jobs.history(user_id=w.alice.id)).rows[0]
+    assert posted.status == "delivered" and posted.interaction_token is None
+    await db.jobs.add(job_id="stale", kind="imagine", user_id=w.bob.id, guild_id=w.guild.id, channel_id=w.channel.id,
+                      params={"prompt": "waiting"}, interaction_id=1, interaction_token="old-token", application_id=2)
+    await db.jobs._conn.execute("UPDATE jobs SET created_at = created_at - 16 * 60 WHERE job_id = 'stale'")  # noqa: SLF001
+    await simcord_bot.delivery.redeliver()  # what every start (and the retry loop, each minute) does
+    assert (await db.jobs.get("stale")).interaction_token is None

@@ -18,6 +18,7 @@ from tests.e2e.client import Member
 from tests.e2e.conftest import Easel, Settings
 from tests.e2e.easel_helpers import (
     buttons,
+    cancel_from_queue,
     job_id_of,
     job_of,
     queue_job,
@@ -25,6 +26,7 @@ from tests.e2e.easel_helpers import (
     result_job,
     result_of,
     results_in,
+    start_blocker,
     status_text,
 )
 from tests.e2e.fake_discord import FakeDiscord, InteractionRecord
@@ -155,3 +157,24 @@ async def test_a_blocked_result_cut_short_by_a_crash_is_posted_once(server: Fake
     await easel_bot.start()
     await wait_all_delivered(server, easel_bot, {job})
     assert carrying(server, job) == [record.original]
+
+
+async def test_a_new_message_posted_just_before_a_crash_is_the_one_the_restart_fills(server: FakeDiscord,
+                                                                                    easel_bot: Easel) -> None:
+    """The status message was deleted by a moderator, so the result needs a new message; the bot dies
+    after Discord made it and before the bot recorded its id. The restarted bot posts it again with the
+    same nonce (enforce_nonce): Discord hands back that message, which becomes the result."""
+    gus, hal = Member(server, "gus"), Member(server, "hal")
+    blocker = await start_blocker(server, hal)
+    record = await queue_job(server, gus, "a lost kite")
+    job = job_of(record)
+    server.delete_message(record.original)  # a moderator removes the "Queued" message
+    server.hold_next("POST", "/channels/*/messages")
+    await cancel_from_queue(server, hal, job_of(blocker))
+    await server.wait_for(lambda: server.held, timeout=120, what="the new message for the result")
+    server.held.clear()
+    await easel_bot.kill()
+    [placeholder] = carrying(server, job)
+    await easel_bot.start()
+    await wait_all_delivered(server, easel_bot, {job})
+    assert carrying(server, job) == [placeholder] and result_job(placeholder) == job
