@@ -256,7 +256,8 @@ class JobLog:
     async def next_delivery_due(self) -> float | None:
         """When the earliest failed post is due for another try (Unix time), or None."""
         row = await self._conn.fetchone(
-            f"SELECT min(next_delivery_at) FROM jobs WHERE status IN {_sql_list(DELIVERABLE)} AND undeliverable = 0"
+            "SELECT min(next_delivery_at) FROM jobs WHERE next_delivery_at IS NOT NULL"
+            f" AND status IN {_sql_list(DELIVERABLE)} AND undeliverable = 0"
         )
         return float(row[0]) if row is not None and row[0] is not None else None
 
