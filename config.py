@@ -133,6 +133,11 @@ class DiscordConfig:
     nsfw_words: tuple[str, ...] = ()
     sync_commands: bool = True
     dev_guild: int = 0
+    # A result Discord would not take is posted again after delivery_retry_s, doubling up to
+    # delivery_retry_max_s; refused (403 and other 4xx) delivery_attempts times, it is undeliverable.
+    delivery_retry_s: float = 5.0
+    delivery_retry_max_s: float = 300.0
+    delivery_attempts: int = 8
 
 
 @dataclass(frozen=True)
@@ -310,6 +315,9 @@ def _check(cfg: Config) -> None:
     need(0 <= cfg.limits.dms_per_minute <= 10_000, "limits.dms_per_minute: must be between 0 (no limit) and 10000")
     need(cfg.limits.max_stored_input_mb_per_member >= 0, "limits.max_stored_input_mb_per_member: must be 0 (no cap) or more")
     need(0.2 <= cfg.discord.progress_interval_s <= 60, "discord.progress_interval_s: must be between 0.2 and 60")
+    need(0.1 <= cfg.discord.delivery_retry_s <= cfg.discord.delivery_retry_max_s <= 3600,
+         "discord.delivery_retry_s / delivery_retry_max_s: need 0.1 <= delivery_retry_s <= delivery_retry_max_s <= 3600")
+    need(1 <= cfg.discord.delivery_attempts <= 100, "discord.delivery_attempts: must be between 1 and 100")
     need(cfg.backend in BACKENDS, f"backend: {cfg.backend!r} is not one of {', '.join(BACKENDS)}")
     _check_remote(cfg.remote, len(cfg.all_models) if cfg.backend == "remote" else 1)
     # Both folders are created at start-up (and the database's file); only a file in the way stops that.

@@ -21,6 +21,7 @@ import dataclasses
 import logging
 import secrets
 from collections.abc import Callable, Coroutine
+from functools import partial
 from typing import Any
 
 from config import Config
@@ -32,7 +33,7 @@ from inference.executor import internal_error_message
 from inference.imaging import format_parameters
 from inference.samplers import label_for, sampler_names
 from inference.validation import ModelInfo
-from storage import Database, OutputStore
+from storage import Database, OutputStore, write_while_locked
 from storage.images import NewImage
 from storage.jobs import JobsMissing
 from storage.png_writer import PngWriter
@@ -61,6 +62,7 @@ RETENTION_INTERVAL_S = 6 * 3600
 # A stored file no row names is swept once it is this old: an input is stored just before its job
 # is recorded, a result just before its rows, so a younger file may be about to be named.
 ORPHAN_GRACE_S = 3600.0
+CLOSE_WAIT_S = 60.0  # at shutdown, for the last results to be written
 _DROPPED = "job %s finished but is no longer in the job log; its images are dropped"
 
 
@@ -101,6 +103,7 @@ class Studio:
         self._starting: list[str] = []  # started jobs waiting for their one job-log write
         self._announcing: set[str] = set()  # started jobs whose JobStarted is not out yet
         self._held: dict[str, JobProgress] = {}  # their latest progress, which must come after it
+        self._start_writes: set[asyncio.Task[None]] = set()  # recorded before any finish is
         self._finishing: list[J.JobResult] = []  # results waiting to be saved together
         self._started = asyncio.Event()
         self._on_started: list[Callable[[], Any]] = []
@@ -169,8 +172,14 @@ class Studio:
         if self._retention is not None:
             self._retention.cancel()
         await self.engine.stop()
-        if self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
+        if self._pending:  # the last results; a write still waiting for a locked job log is let go
+            _, late = await asyncio.wait(set(self._pending), timeout=CLOSE_WAIT_S)
+            for task in late:
+                task.cancel()
+            if late:
+                log.warning("gave up writing %d result(s) to a locked job log; their jobs run again at the next start",
+                            len(late))
+                await asyncio.gather(*late, return_exceptions=True)
         await self.png_writer.close()
         if self.db is not None:
             await self.db.close()
@@ -278,7 +287,9 @@ class Studio:
             self._starting.append(event.job_id)
             self._announcing.add(event.job_id)
             if len(self._starting) == 1:
-                self._track(self._record_started())
+                write = self._track(self._record_started())
+                self._start_writes.add(write)
+                write.add_done_callback(self._start_writes.discard)
         elif isinstance(event, J.Finished):
             self._finishing.append(event.result)
             if len(self._finishing) == 1:
@@ -291,7 +302,8 @@ class Studio:
         starts together): one job-log write for all of them, then tell the cogs."""
         job_ids, self._starting = self._starting, []
         try:
-            await self.database.jobs.set_statuses(job_ids, "running")
+            await write_while_locked(partial(self.database.jobs.set_statuses, job_ids, "running"),
+                                     f"the start of job(s) {', '.join(job_ids)}")
         except Exception:
             log.exception("could not record the start of job(s) %s", ", ".join(job_ids))
         else:
@@ -309,6 +321,7 @@ class Studio:
         their statuses in one trip to the job log; then tell the cogs (the log leads)."""
         results, self._finishing = self._finishing, []
         try:
+            await self._starts_recorded()
             for event in await self._save_results(results):
                 self._publish(event)
         except Exception:
@@ -320,16 +333,25 @@ class Studio:
     async def _record(self, event: J.JobEvent) -> None:
         """Persist a failure or cancellation, then tell the cogs (order matters: the log leads)."""
         try:
+            await self._starts_recorded()
             if isinstance(event, J.Failed):
-                await self.database.jobs.set_status(event.job_id, "failed", error=event.message)
+                await write_while_locked(partial(self.database.jobs.set_status, event.job_id, "failed",
+                                                 error=event.message), f"the failure of job {event.job_id}")
                 self._publish(JobFailed(event.job_id, event.message))
             elif isinstance(event, J.Cancelled):
-                await self.database.jobs.set_status(event.job_id, "cancelled")
+                await write_while_locked(partial(self.database.jobs.set_status, event.job_id, "cancelled"),
+                                         f"the cancellation of job {event.job_id}")
                 self._publish(JobCancelled(event.job_id))
         except Exception:
             log.exception("could not record %s for job %s", type(event).__name__, event.job_id)
         finally:
             self._forget(event.job_id)
+
+    async def _starts_recorded(self) -> None:
+        """Wait for the start writes still on their way (retrying a locked job log): a job's end must
+        not be written before its start, which would put a finished job back to ``running``."""
+        if self._start_writes:
+            await asyncio.gather(*self._start_writes, return_exceptions=True)
 
     def _forget(self, job_id: str) -> None:
         self._jobs.pop(job_id, None)
@@ -364,8 +386,9 @@ class Studio:
         events: list[StudioEvent] = []
         for (job, result, job_texts), files in zip(finished, stored_files, strict=True):
             if files is None:
-                message = internal_error_message(job.job_id)
-                await self.database.jobs.set_status(job.job_id, "failed", error=message)
+                message = internal_error_message()
+                await write_while_locked(partial(self.database.jobs.set_status, job.job_id, "failed", error=message),
+                                         f"the failure of job {job.job_id}")
                 events.append(JobFailed(job.job_id, message))
                 continue
             saved = []
@@ -377,17 +400,20 @@ class Studio:
                 saved.append(SavedImage(index, seed, stored.path, image.width, image.height, nsfw))
             events.append(JobDone(job.job_id, job, tuple(saved), tuple(job_texts), result.seconds, result.note))
         claim = self.claim_for_posting
+        what = f"the result(s) of job(s) {', '.join(e.job_id for e in events)}"
         try:  # images, then the jobs as finished: one trip to SQLite's thread
-            rows = await self.database.record_results(
-                records, [e.job_id for e in events if isinstance(e, JobDone)], claim=claim)
+            rows = await write_while_locked(partial(
+                self.database.record_results, records, [e.job_id for e in events if isinstance(e, JobDone)],
+                claim=claim), what)
         except JobsMissing as err:  # a job left the log while it ran (its member was forgotten): drop it alone
             gone = set(err.job_ids)
             for job_id in sorted(gone):
                 log.warning(_DROPPED, job_id)
             records = [r for r in records if r.job_id not in gone]
             events = [e for e in events if e.job_id not in gone]
-            rows = await self.database.record_results(
-                records, [e.job_id for e in events if isinstance(e, JobDone)], claim=claim)
+            rows = await write_while_locked(partial(
+                self.database.record_results, records, [e.job_id for e in events if isinstance(e, JobDone)],
+                claim=claim), what)
         recorded: list[StudioEvent] = []
         for event in events:
             if isinstance(event, JobDone):
@@ -419,8 +445,9 @@ class Studio:
             if asyncio.iscoroutine(maybe):
                 self._track(maybe)
 
-    def _track(self, work: Coroutine[Any, Any, Any]) -> None:
+    def _track(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run ``work`` as a task that ``close()`` waits for."""
         task = asyncio.get_running_loop().create_task(work)
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+        return task

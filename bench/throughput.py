@@ -181,6 +181,8 @@ class Bot:
             for job in own:
                 submitted[job.job_id] = time.perf_counter()
                 await studio.submit(job, RequestContext(user_id=job.owner, guild_id=1, channel_id=1))
+                # As the Delivery cog records the status message shown for it (cogs/delivery.py _adopt).
+                await studio.database.jobs.set_status_message(job.job_id, 1)
 
         owners = sorted({j.owner for j in jobs})
         counters = ThreadCounters.now()

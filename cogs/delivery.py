@@ -1,17 +1,23 @@
 """The poster: keeps each job's status message current and posts the result exactly once.
 
 It listens to the studio. A job announced by a command has a status message (the deferred
-interaction, or a reply for reactions); progress edits are throttled to one per
-``discord.progress_interval_s``; the result replaces the status. Jobs without a status message
-(restarted bot, requeued job) are posted to their channel as a reply quoting the request.
+interaction, or a reply for reactions), recorded in the job log when it is created; progress
+edits are throttled to one per ``discord.progress_interval_s``; the result replaces the status.
+After a restart the recorded message is edited the same way (through the interaction token while
+it lives, else as the bot's own message by id). Only when that message is gone (deleted, or no
+id known) is a new one posted, as a reply: first a placeholder, sent with a nonce derived from
+the job, recorded, then filled with the result.
 
 Exactly once: a finished job is claimed before posting and ``mark_delivered`` records the
 message id. A live result comes claimed already: this cog sets ``Studio.claim_for_posting``, so
 the studio records a finished job as ``delivering`` in the statement that records it finished,
 and its JobDone carries the row and images (no trip to the job log before posting). Jobs the
 studio did not claim (after a restart, a failure) are claimed here with ``begin_delivery``. A job
-found ``delivering`` at start-up (the bot died between finishing and recording the post) is
-looked up in its channel's recent messages before anything is posted again.
+found ``delivering`` at start-up (the bot died between filling its message and recording it) is
+posted again into its recorded message: an edit to the same final content, so once either way.
+
+A post Discord did not take is tried again by a loop in this process (cogs/utils/posting.py says
+which failures and how long to wait); refused for good, the job is ``undeliverable``.
 """
 
 from __future__ import annotations
@@ -27,12 +33,14 @@ import discord
 from discord.ext import commands
 from PIL import Image
 
-from cogs.utils import gate
+from cogs.utils import gate, posting
 from cogs.utils.buttons import result_view
-from cogs.utils.origin import ChannelStatus, Origin, StatusMessage
+from cogs.utils.origin import ChannelStatus, Origin, StatusGone, StatusMessage
+from cogs.utils.redelivery import RetryLoop
 from cogs.utils.text import NO_MENTIONS, duration, fit_message, progress_text, queued_text, quote
 from inference.imaging import encode_png, fit_for_upload, make_grid, read_parameters, thumbnail_png
 from inference.jobs import AnimeJob, DiffusionJob, Job, job_from_params
+from storage import write_while_locked
 from studio import JobCancelled, JobDone, JobProgress, JobQueued, JobStarted, StudioEvent
 
 if TYPE_CHECKING:
@@ -42,8 +50,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
-HISTORY_SCAN = 50  # messages looked at to find a result posted just before a crash
-POST_ATTEMPTS = 3
 
 
 @dataclass
@@ -56,6 +62,7 @@ class Tracked:
     preview: Any = None
     dirty: bool = False
     updater: asyncio.Task[None] | None = None
+    gone: bool = False  # the status message can no longer be edited: the result gets a new one
 
 
 def caption(job: Job, seeds: list[int], seconds: float | None, note: str = "") -> str:
@@ -66,7 +73,7 @@ def caption(job: Job, seeds: list[int], seconds: float | None, note: str = "") -
         tail = f"{took}job `{job.job_id}`"
     else:
         assert isinstance(job, DiffusionJob)
-        head = f"**{quote(job.prompt)}** for {by}"
+        head = f"**{quote(job.prompt)}** for {by}" if job.prompt.strip() else f"*(no prompt)* for {by}"
         tail = (f"seed `{', '.join(map(str, seeds)) or job.seed}` \u00b7 {job.steps} steps \u00b7 "
                 f"{job.width}x{job.height} \u00b7 {took}job `{job.job_id}`")
     lines = [head, tail]
@@ -75,13 +82,10 @@ def caption(job: Job, seeds: list[int], seconds: float | None, note: str = "") -
     return "\n".join(lines)
 
 
-def is_result_of(message: discord.Message, job_id: str) -> bool:
-    """Our posted result for this job: its file (easel-<job>.*, maybe spoilered) or, for a
-    failure or a blocked result, its text without any status attachment."""
-    names = [a.filename.removeprefix("SPOILER_") for a in message.attachments]
-    if any(n.startswith(f"easel-{job_id}") for n in names):
-        return True
-    return f"job `{job_id}`" in message.content and message.content.startswith("\u26a0") and not names
+def failure_text(error: str, job_id: str) -> str:
+    """A failed job's message: the reason (our words, maybe quoting the member: shown as plain text,
+    so without its code marks) and the job id once."""
+    return f"\u26a0\ufe0f {quote(error.replace('`', ''), 1500)} \u00b7 job `{job_id}`"
 
 
 def grid_png(paths: list[Path]) -> bytes:
@@ -104,6 +108,7 @@ class Delivery(commands.Cog):
         # scan would take it for a post the previous process left unfinished and post it again.
         self._posting: set[str] = set()
         self.interval = bot.config.discord.progress_interval_s
+        self.retries = RetryLoop(self)
 
     async def cog_load(self) -> None:
         self.bot.delivery = self
@@ -116,6 +121,7 @@ class Delivery(commands.Cog):
 
     async def close(self) -> None:
         """Stop posting (shutdown). Finished jobs not yet posted are posted by the next start."""
+        await self.retries.close()
         tasks = [*self._tasks, *(t.updater for t in self.tracked.values() if t.updater is not None)]
         for task in tasks:
             task.cancel()
@@ -134,9 +140,25 @@ class Delivery(commands.Cog):
         if t is None:
             return
         t.origin = origin
-        if not t.status.done():
-            t.status.set_result(status)
-        self._poke(t)
+        self._spawn(self._adopt(t, status, origin))
+
+    async def _adopt(self, t: Tracked, status: StatusMessage | None, origin: Origin) -> None:
+        """Record the job's status message in the job log before anything can be uploaded into it
+        (the result waits for ``t.status``). A job whose status could not be shown through its
+        origin gets one in the channel."""
+        try:
+            if status is None or status.message_id is None:
+                text = t.text or f"\u23f3 Queued \u00b7 job `{t.job_id}`"
+                status = await self._open_in_channel(t.job_id, origin.channel_id, text,
+                                                     reference_id=origin.context().request_message_id, replaces=None)
+            else:
+                await self.bot.studio.database.jobs.set_status_message(t.job_id, status.message_id)
+        except Exception as exc:  # the result still goes out; only a crash before it would post it twice
+            log.warning("job %s: could not record or open its status message (%s)", t.job_id, exc)
+        finally:
+            if not t.status.done():
+                t.status.set_result(status)
+            self._poke(t)
 
     # ------------------------------------------------------------------ events
 
@@ -169,7 +191,7 @@ class Delivery(commands.Cog):
 
     def _poke(self, t: Tracked) -> None:
         """Make sure an edit is on its way if the status changed and nobody is editing."""
-        if not t.dirty or not t.status.done() or t.status.result() is None:
+        if not t.dirty or t.gone or not t.status.done() or t.status.result() is None:
             return
         if t.updater is None or t.updater.done():
             t.updater = asyncio.create_task(self._keep_current(t, t.status.result()))
@@ -184,6 +206,10 @@ class Delivery(commands.Cog):
                 files = [gate.image_file(data, "preview.png", t.previews)]
             try:
                 await status.edit(t.text, files=files)
+            except StatusGone as exc:
+                log.info("job %s: its status message is gone (%s); the result will get a new one", t.job_id, exc)
+                t.gone = True
+                return
             except discord.HTTPException as exc:
                 log.info("job %s: progress edit failed (%s)", t.job_id, exc)
             await asyncio.sleep(self.interval)
@@ -199,13 +225,24 @@ class Delivery(commands.Cog):
             self.tracked.pop(event.job_id, None)
         try:
             if isinstance(event, JobCancelled):
-                if status is not None:
-                    await status.edit(f"\u2716\ufe0f Cancelled \u00b7 job `{event.job_id}`", files=[],
-                                      view=discord.ui.View())
+                await self._show_cancelled(event.job_id, status)
                 return
             await self.deliver(event.job_id, status, t, event if isinstance(event, JobDone) else None)
         except Exception:
-            log.exception("job %s: delivery failed; it will be retried at the next start", event.job_id)
+            log.exception("job %s: delivery failed; it will be tried again", event.job_id)
+
+    async def _show_cancelled(self, job_id: str, status: StatusMessage | None) -> None:
+        """The status says cancelled and loses its Cancel button; after a restart (no status in
+        memory) the recorded message is edited."""
+        if status is None:
+            row = await self.bot.studio.database.jobs.get(job_id)
+            if row is None or (row.status_message_id is None and not posting.token_alive(row)):
+                return
+            status = posting.recorded_status(self.bot, row)
+        try:
+            await status.edit(f"\u2716\ufe0f Cancelled \u00b7 job `{job_id}`", files=[], view=discord.ui.View())
+        except (StatusGone, discord.HTTPException) as exc:
+            log.info("job %s: could not show that it was cancelled (%s)", job_id, exc)
 
     # ------------------------------------------------------------------ posting
 
@@ -237,43 +274,55 @@ class Delivery(commands.Cog):
                 return  # already delivered (or being delivered) elsewhere
             assert found is not None
             row = found
-        for attempt in range(1, POST_ATTEMPTS + 1):
+        try:
+            if status is None:
+                status = posting.recorded_status(self.bot, row)
+            content, files, view = await self._render(row, images, t, done)
             try:
-                if status is None:
-                    status = await self._channel_status(row)
+                await status.edit(content, files=files, view=view)
+            except StatusGone as exc:
+                log.info("job %s: its status message is gone (%s); posting the result in a new one", job_id, exc)
+                status = await self._open_in_channel(job_id, row.channel_id, f"\u23f3 Finishing job `{job_id}`\u2026",
+                                                     reference_id=row.request_message_id or status.message_id,
+                                                     replaces=status.message_id)
                 content, files, view = await self._render(row, images, t, done)
                 await status.edit(content, files=files, view=view)
-                break
-            except discord.HTTPException as exc:
-                log.warning("job %s: posting failed (attempt %d): %s", job_id, attempt, exc)
-                if attempt == POST_ATTEMPTS:
-                    await db.jobs.release_delivery(job_id)
-                    return
-                await asyncio.sleep(attempt)
-        assert status is not None and status.message_id is not None
+        except Exception as exc:
+            await self.retries.failed(row, exc)
+            return
+        assert status.message_id is not None
         await self._record_posted(job_id, status.channel_id, status.message_id)
 
     async def _record_posted(self, job_id: str, channel_id: int, message_id: int) -> None:
-        """The job delivered as ``message_id`` and its images linked to it, in one trip to SQLite."""
+        """The job delivered as ``message_id`` and its images linked to it, in one trip to SQLite
+        (written again while another program holds the job log locked)."""
         db = self.bot.studio.database
-        await asyncio.gather(db.jobs.mark_delivered(job_id, channel_id=channel_id, message_id=message_id),
-                             db.images.set_message(job_id, message_id))
 
-    async def _channel_status(self, row: JobRow) -> StatusMessage:
-        """A fresh reply in the request's channel (the interaction token is gone)."""
-        channel = await self._channel(row.channel_id)
+        async def record() -> None:
+            await asyncio.gather(db.jobs.mark_delivered(job_id, channel_id=channel_id, message_id=message_id),
+                                 db.images.set_message(job_id, message_id))
+
+        await write_while_locked(record, f"the delivery of job {job_id}")
+
+    async def _open_in_channel(self, job_id: str, channel_id: int, text: str, *, reference_id: int | None,
+                               replaces: int | None) -> ChannelStatus:
+        """A new status message in the job's channel, recorded in the job log before anything is
+        uploaded into it. Its nonce (from the job and the message it replaces) makes a repeat of
+        this post after a crash, before the record, return the same message."""
+        channel = await self._channel(channel_id)
         reference = None
-        if row.request_message_id:
-            reference = discord.MessageReference(message_id=row.request_message_id, channel_id=row.channel_id,
+        if reference_id:
+            reference = discord.MessageReference(message_id=reference_id, channel_id=channel_id,
                                                  fail_if_not_exists=False)
-        text = f"\u23f3 Finishing job `{row.job_id}` for <@{row.user_id}>\u2026"
-        message = await channel.send(text, reference=reference, allowed_mentions=NO_MENTIONS)
+        message = await channel.send(fit_message(text), reference=reference, allowed_mentions=NO_MENTIONS,
+                                     nonce=posting.nonce_for(job_id, replaces))
+        await self.bot.studio.database.jobs.set_status_message(job_id, message.id)
         return ChannelStatus(message)
 
     async def _render(self, row: JobRow, images: list[ImageRow], t: Tracked | None,
                       done: JobDone | None) -> tuple[str, list[discord.File], discord.ui.View]:
         if row.error:
-            return f"\u26a0\ufe0f {quote(row.error, 1500)} \u00b7 job `{row.job_id}`", [], discord.ui.View()
+            return failure_text(row.error, row.job_id), [], discord.ui.View()
         job = job_from_params(row.job_id, row.user_id, row.params)
         images = sorted(images, key=lambda r: r.idx)
         if not images:
@@ -314,7 +363,8 @@ class Delivery(commands.Cog):
 
     @commands.Cog.listener()
     async def on_ready(self) -> None:
-        """Once per process, after the first connection: post what a previous run did not."""
+        """Once per process, after the first connection: post what a previous run did not, then
+        keep trying the posts that fail."""
         if not self._redelivery_scheduled:
             self._redelivery_scheduled = True
             self.bot.studio.when_started(lambda: self._spawn(self._redeliver()))
@@ -324,31 +374,24 @@ class Delivery(commands.Cog):
             await self.redeliver()
         except Exception:
             log.exception("redelivery of finished jobs failed")
+        self.retries.start()
 
     async def redeliver(self) -> None:
         db = self.bot.studio.database
+        await self.retries.sweep_tokens()
         for row in await db.jobs.undelivered():
             if row.job_id in self.tracked or row.job_id in self._posting:
                 continue  # this process posts it (a status message waits for it, or the post is on its way)
             if row.status == "delivering":
-                message = await self._find_posted(row)
-                if message is not None:
-                    await self._record_posted(row.job_id, message.channel.id, message.id)
-                    continue
+                # Cut short by the end of the previous process: filled again into its recorded
+                # message, an edit that leaves that message the same whether or not it arrived.
                 await db.jobs.release_delivery(row.job_id)
             log.info("posting the result of job %s that was not delivered before the restart", row.job_id)
             await self.deliver(row.job_id, None)
 
-    async def _find_posted(self, row: JobRow) -> discord.Message | None:
-        """Our message for this job, if it reached Discord before the crash."""
-        try:
-            channel = await self._channel(row.channel_id)
-            async for message in channel.history(limit=HISTORY_SCAN):
-                if message.author.id == getattr(self.bot.user, "id", None) and is_result_of(message, row.job_id):
-                    return message
-        except discord.HTTPException as exc:
-            log.warning("job %s: could not read channel history (%s)", row.job_id, exc)
-        return None
+    def due(self, job_id: str) -> bool:
+        """Whether the retry loop may post this job now (nobody in this process is at it)."""
+        return job_id not in self.tracked and job_id not in self._posting
 
 
 async def setup(bot: EaselBot) -> None:

@@ -342,7 +342,7 @@ class Engine(QueueView):
                 return
             except Exception:
                 log.exception("batch %s crashed", [p.job.job_id for p in prepared])
-                outcomes = [Failed(p.job.job_id, internal_error_message(p.job.job_id)) for p in prepared]
+                outcomes = [Failed(p.job.job_id, internal_error_message()) for p in prepared]
             finished = [o for o in outcomes if isinstance(o, Finished)]
             if finished:
                 per_image = sum(o.result.seconds for o in finished) / sum(len(o.result.images) for o in finished)

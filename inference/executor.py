@@ -66,8 +66,9 @@ class Withdrawn(Exception):
     """Set on a batch's future when the engine took the batch back before it started (:meth:`GpuExecutor.withdraw`)."""
 
 
-def internal_error_message(job_id: str) -> str:
-    return f"Something went wrong while making this image (job `{job_id}`). The admins can find details in the log."
+def internal_error_message() -> str:
+    """What the member reads when a job failed on our side; the poster adds the job id (the log has it)."""
+    return "Something went wrong while making this image. The admins can find the details in the log."
 
 
 # Progress leaves the GPU thread at most this often per batch. Members see an edit every ~1.5 s
@@ -329,7 +330,7 @@ class GpuExecutor:
         except Exception as exc:  # one failing batch never stops the executor
             if not is_out_of_memory(exc):
                 log.exception("job(s) %s failed", ", ".join(p.job.job_id for p in live))
-                return [Failed(p.job.job_id, internal_error_message(p.job.job_id)) for p in live]
+                return [Failed(p.job.job_id, internal_error_message()) for p in live]
         # Out of memory. Retried only here, outside the except block: inside it, the exception and
         # its traceback keep the failed call's frames, and with them its tensors, alive.
         return self._after_oom(live, emit)

@@ -3,6 +3,7 @@
 All SQL of easel lives in this package; it knows nothing of Discord or torch.
 """
 
+from storage.connection import is_busy, write_while_locked
 from storage.db import Database
 from storage.files import OutputStore, StoredFile
 from storage.retention import ForgetReport, PruneReport
@@ -21,4 +22,6 @@ __all__ = [
     "PruneReport",
     "StoredFile",
     "UserPrefs",
+    "is_busy",
+    "write_while_locked",
 ]

@@ -13,14 +13,19 @@ together and share one trip to the worker thread (storage/batched.py).
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
-from collections.abc import AsyncIterator, Iterable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
 from storage.batched import Params, StatementBatcher
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Connection:
@@ -95,6 +100,35 @@ class Connection:
             await self._batcher.run_pending()
             self._closed = True
             await self._raw.close()
+
+
+def is_busy(err: BaseException) -> bool:
+    """SQLite's "database is locked" (or busy): another connection or program held the write lock for
+    longer than ``busy_timeout``. Nothing was written; the same write may simply be tried again."""
+    return isinstance(err, sqlite3.OperationalError) and any(w in str(err).lower() for w in ("locked", "busy"))
+
+
+# Waits between tries of a write the job log refused as locked (doubling), and how long to keep trying.
+LOCKED_FIRST_WAIT_S = 0.5
+LOCKED_MAX_WAIT_S = 30.0
+LOCKED_GIVE_UP_S = 15 * 60.0
+
+
+async def write_while_locked(write: Callable[[], Awaitable[T]], what: str) -> T:
+    """Run a write; while SQLite answers "database is locked" (another program, e.g. a backup or
+    the sqlite3 shell, held the lock past busy_timeout), log it, wait and write again, for up to
+    LOCKED_GIVE_UP_S. A start or a result is then recorded late instead of lost. Any other error,
+    or the last "locked", is raised."""
+    wait, deadline = LOCKED_FIRST_WAIT_S, time.monotonic() + LOCKED_GIVE_UP_S
+    while True:
+        try:
+            return await write()
+        except Exception as err:
+            if not is_busy(err) or time.monotonic() + wait > deadline:
+                raise
+            log.warning("the job log is locked by another program; writing %s again in %.1f s", what, wait)
+        await asyncio.sleep(wait)
+        wait = min(wait * 2, LOCKED_MAX_WAIT_S)
 
 
 async def changed(raw: aiosqlite.Connection, sql: str, params: Params = ()) -> int:

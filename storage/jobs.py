@@ -3,7 +3,10 @@
 Life of a job: ``queued → running → done | failed | cancelled``; a finished job with something
 to post (``done``/``failed``) then goes ``delivering → delivered`` through :meth:`JobLog.begin_delivery`
 and :meth:`JobLog.mark_delivered`, which make posting happen at most once per process and leave a
-trace (``delivering``) when a crash hits between posting and recording.
+trace (``delivering``) when a crash hits between posting and recording. The message that will carry
+the result is recorded (:meth:`JobLog.set_status_message`) when it is created, so a post cut short
+by a crash is finished by editing that very message. A post that failed goes back to ``done``/
+``failed`` with a time to try again (:meth:`JobLog.delivery_failed`), or for good as ``undeliverable``.
 """
 
 from __future__ import annotations
@@ -161,23 +164,25 @@ class JobLog:
         """Claim the right to post a finished job's result: ``done|failed → delivering``.
 
         One UPDATE guarded by the current status, so of any number of callers exactly one gets
-        True. False: the job is already being (or was) delivered, or has not finished.
+        True. False: the job is already being (or was) delivered, has not finished, or is undeliverable.
         """
         count = await self._conn.execute(
             "UPDATE jobs SET prior_status = status, status = 'delivering'"
-            f" WHERE job_id = ? AND status IN {_sql_list(DELIVERABLE)}",
+            f" WHERE job_id = ? AND status IN {_sql_list(DELIVERABLE)} AND undeliverable = 0",
             (job_id,),
         )
         return count == 1
 
     async def mark_delivered(self, job_id: str, *, channel_id: int, message_id: int) -> None:
         """Record in one statement that the result is message ``message_id`` and the job ``delivered``.
+        The interaction token is dropped with it: nothing needs it once the result is posted.
 
         Calling it again for a delivered job does nothing (the first message stays recorded).
         """
         count = await self._conn.execute(
             "UPDATE jobs SET status = 'delivered', delivered_at = ?, result_channel_id = ?,"
-            " result_message_id = ?, prior_status = NULL"
+            " result_message_id = ?, prior_status = NULL, interaction_token = NULL, next_delivery_at = NULL,"
+            " delivery_error = NULL"
             f" WHERE job_id = ? AND status IN ('delivering', {_sql_items(DELIVERABLE)})",
             (self._clock(), channel_id, message_id, job_id),
         )
@@ -197,20 +202,64 @@ class JobLog:
         )
         return count == 1
 
-    async def undelivered(self) -> list[JobRow]:
-        """Finished jobs whose result has not been recorded as posted, oldest first.
-
-        ``done``/``failed``: never posted; call ``begin_delivery`` and post. ``delivering``: the
-        process stopped between posting and ``mark_delivered``, so the message may already be in
-        the channel. The poster must look there first (a message by the bot that references the
-        job id, e.g. in its buttons' ``custom_id``) and call ``mark_delivered`` with it if found;
-        only if none is found does it post (and then ``mark_delivered``). ``row.outcome`` says
-        whether to post images or the error.
-        """
-        rows = await self._conn.fetchall(
-            f"SELECT * FROM jobs WHERE status IN ('delivering', {_sql_items(DELIVERABLE)}) ORDER BY seq"
+    async def delivery_failed(self, job_id: str, error: str, *, retry_at: float | None) -> JobRow | None:
+        """A post failed: ``delivering`` goes back to done/failed, counting the attempt and keeping
+        ``error``. With ``retry_at`` (Unix time) it is due again then; without, it is marked
+        undeliverable and never claimed again. Returns the row as recorded (None: it was not
+        ``delivering``, e.g. forgotten meanwhile)."""
+        row = await self._conn.fetchone(
+            "UPDATE jobs SET status = prior_status, prior_status = NULL, delivery_attempts = delivery_attempts + 1,"
+            " delivery_error = ?, next_delivery_at = ?, undeliverable = ?"
+            f" WHERE job_id = ? AND status = 'delivering' AND prior_status IN {_sql_list(DELIVERABLE)} RETURNING *",
+            (error, retry_at, 0 if retry_at is not None else 1, job_id),
         )
+        return job_from_row(row) if row is not None else None
+
+    async def set_status_message(self, job_id: str, message_id: int) -> None:
+        """Record the message that will carry the job's result, as soon as it exists (before anything
+        is uploaded into it): after a crash the result is finished by editing exactly this message."""
+        await self._conn.execute("UPDATE jobs SET status_message_id = ? WHERE job_id = ?", (message_id, job_id))
+
+    async def clear_interaction_tokens(self, created_before: float) -> int:
+        """Forget the interaction tokens of jobs created before ``created_before`` (Discord's tokens
+        live 15 minutes); returns how many were dropped."""
+        return await self._conn.execute(
+            "UPDATE jobs SET interaction_token = NULL WHERE interaction_token IS NOT NULL AND created_at < ?",
+            (created_before,),
+        )
+
+    async def undelivered(self, *, due_by: float | None = None) -> list[JobRow]:
+        """Finished jobs whose result has not been recorded as posted, oldest first; never the
+        undeliverable ones.
+
+        ``done``/``failed``: not posted; call ``begin_delivery`` and post. ``delivering``: the
+        process stopped between creating or filling the result's message and ``mark_delivered``.
+        The poster releases it (``release_delivery``) and posts again into ``status_message_id``,
+        an edit that leaves the same message whether or not the first upload arrived.
+        ``row.outcome`` says whether to post images or the error.
+
+        With ``due_by`` (a Unix time): only done/failed jobs whose failed post is due for another
+        try by then (``next_delivery_at``), the running process's retries.
+        """
+        if due_by is None:
+            rows = await self._conn.fetchall(
+                f"SELECT * FROM jobs WHERE status IN ('delivering', {_sql_items(DELIVERABLE)})"
+                " AND undeliverable = 0 ORDER BY seq"
+            )
+        else:
+            rows = await self._conn.fetchall(
+                f"SELECT * FROM jobs WHERE status IN {_sql_list(DELIVERABLE)} AND undeliverable = 0"
+                " AND next_delivery_at <= ? ORDER BY next_delivery_at, seq", (due_by,)
+            )
         return [job_from_row(r) for r in rows]
+
+    async def next_delivery_due(self) -> float | None:
+        """When the earliest failed post is due for another try (Unix time), or None."""
+        row = await self._conn.fetchone(
+            "SELECT min(next_delivery_at) FROM jobs WHERE next_delivery_at IS NOT NULL"
+            f" AND status IN {_sql_list(DELIVERABLE)} AND undeliverable = 0"
+        )
+        return float(row[0]) if row is not None and row[0] is not None else None
 
     # ------------------------------------------------------------------ reading
 

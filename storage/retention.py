@@ -70,11 +70,12 @@ async def forget_user(conn: Connection, user_id: int, *, fts: bool = True) -> Fo
 
 
 async def prune_finished(conn: Connection, cutoff: float, *, fts: bool = True) -> PruneReport:
-    """Delete delivered, failed and cancelled jobs that finished before ``cutoff`` (Unix time)."""
+    """Delete delivered, failed, cancelled and undeliverable jobs that finished before ``cutoff`` (Unix time)."""
     started = time.time()
     async with conn.transaction() as raw:
         jobs, images, candidates = await _delete_jobs(
-            raw, "status IN ('delivered', 'failed', 'cancelled') AND coalesce(finished_at, created_at) < ?",
+            raw, "(status IN ('delivered', 'failed', 'cancelled') OR undeliverable = 1)"
+                 " AND coalesce(finished_at, created_at) < ?",
             (cutoff,),
         )
         still_used = await _referenced(raw, candidates)

@@ -36,6 +36,11 @@ class JobRow:
     result_channel_id: int | None
     result_message_id: int | None
     prior_status: str | None = None  # "done" or "failed" while the job is "delivering"
+    status_message_id: int | None = None  # the message that will carry the result, once there is one
+    delivery_attempts: int = 0  # posts that failed so far
+    delivery_error: str | None = None  # why the last post failed
+    next_delivery_at: float | None = None  # when a failed post is tried again
+    undeliverable: bool = False  # Discord refused the post for good: never tried again
 
     @property
     def prompt(self) -> str:
@@ -46,6 +51,11 @@ class JobRow:
     def outcome(self) -> str:
         """``done``/``failed`` even while delivering: tells the poster to post images or the error."""
         return self.prior_status if self.status == "delivering" and self.prior_status else self.status
+
+    @property
+    def state(self) -> str:
+        """The status as members see it (/history): ``undeliverable`` for a result Discord refused for good."""
+        return "undeliverable" if self.undeliverable and self.status != "delivered" else self.status
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,9 @@ def job_from_row(row: sqlite3.Row) -> JobRow:
         interaction_token=row["interaction_token"], application_id=row["application_id"],
         request_message_id=row["request_message_id"], result_channel_id=row["result_channel_id"],
         result_message_id=row["result_message_id"], prior_status=row["prior_status"],
+        status_message_id=row["status_message_id"], delivery_attempts=row["delivery_attempts"],
+        delivery_error=row["delivery_error"], next_delivery_at=row["next_delivery_at"],
+        undeliverable=bool(row["undeliverable"]),
     )
 
 

@@ -63,6 +63,8 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
         ("[remote]\nprovider = 'auto'\nbackend = 'remote'\n", {}, "remote.backend: 'backend' is a top-level key"),
         ("[model]\nsize = 100\n", {}, "model.size"),
         ("[storage]\npng_process = 3\n", {}, "storage.png_process: expected true or false"),
+        ("[discord]\ndelivery_retry_s = 600\ndelivery_retry_max_s = 60\n", {}, "discord.delivery_retry_s"),
+        ("[discord]\ndelivery_attempts = 0\n", {}, "discord.delivery_attempts"),
     ],
 )
 def test_bad_values_name_the_key_and_the_reason(tmp_path: Path, text: str, env: dict[str, str], expected: str) -> None:

@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from config import Config
+from inference.executor import internal_error_message
 from inference.imaging import parse_parameters, read_parameters
 from inference.jobs import Finished, JobResult, QueueRefused, Started, TextToImageJob
 from storage import png_writer as png_writer_module
@@ -147,7 +148,7 @@ async def test_a_batch_is_recorded_together_and_an_image_that_cannot_be_saved_fa
     await until(lambda: sum(isinstance(e, JobDone | JobFailed) for e in events) == 3)
     assert calls[1:] == [(["b"], "failed"), (["a", "c"], "done")]
     failed = [e for e in events if isinstance(e, JobFailed)]
-    assert [e.job_id for e in failed] == ["b"] and "`b`" in failed[0].message
+    assert [e.job_id for e in failed] == ["b"] and failed[0].message == internal_error_message()
     assert [e.job_id for e in events if isinstance(e, JobDone)] == ["a", "c"]
     rows = {jid: await studio.database.jobs.get(jid) for jid in "abc"}
     assert {jid: r.status for jid, r in rows.items()} == {"a": "done", "b": "failed", "c": "done"}  # type: ignore[union-attr]

@@ -23,7 +23,7 @@ from cogs.utils import ratelimit
 from cogs.utils.buttons import cancel_view
 from cogs.utils.gate import NO_FLAGS, WITHHELD_SOURCE, Flags, Place, Treatment, age_restricted, decide
 from cogs.utils.inputs import PendingInput
-from cogs.utils.origin import InteractionOrigin, Origin
+from cogs.utils.origin import InteractionOrigin, Origin, StatusGone
 from cogs.utils.text import queued_text
 from inference.jobs import DiffusionJob, Job, JobError
 from inference.validation import Draft
@@ -165,8 +165,8 @@ async def launch(bot: EaselBot, origin: Origin, build: Callable[[str], Draft | A
     try:
         status = await origin.open_status(queued_text(job_id, position, total, eta, draft.notes),
                                           view=cancel_view(job_id))
-    except discord.HTTPException:
-        log.exception("job %s: could not show its status; the result will go to the channel", job_id)
+    except (discord.HTTPException, StatusGone) as exc:
+        log.warning("job %s: could not show its status (%s); it goes to the channel", job_id, exc)
         status = None
     delivery.attach(job_id, status, origin)
     return job_id

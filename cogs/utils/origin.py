@@ -4,17 +4,24 @@ Slash commands, buttons and context menus answer through the interaction (epheme
 status message kept current). Reactions have no interaction: errors are short replies that
 delete themselves, and the status message is a reply in the channel. Both hand the delivery cog
 a :class:`StatusMessage` it can edit without knowing which it is.
+
+A status message is edited through the interaction's token while the token lives (15 minutes),
+then as the bot's own message by id (Discord allows it for non-ephemeral messages). When neither
+reaches it (deleted by a moderator, no id known) the edit raises :class:`StatusGone` and the
+poster puts a new message in its place.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable
 from typing import TypeVar
 
 import discord
+import discord.http
 
 from cogs.utils.text import NO_MENTIONS, fit_message
 from studio import RequestContext
@@ -25,6 +32,19 @@ T = TypeVar("T")
 ERROR_REPLY_SECONDS = 20
 
 
+class StatusGone(Exception):
+    """The status message can no longer be edited: deleted, or neither the interaction token nor an
+    edit of the bot's own message by id reaches it. Whoever edits it posts a new message instead."""
+
+
+def message_gone(exc: discord.HTTPException) -> bool:
+    """Discord says the message is not there (404, except a vanished channel) or not ours to edit."""
+    return (exc.status == 404 and exc.code != UNKNOWN_CHANNEL) or exc.code == NOT_AUTHOR
+
+
+UNKNOWN_CHANNEL, NOT_AUTHOR = 10003, 50005  # Discord's JSON error codes
+
+
 class StatusMessage(ABC):
     """The one message that shows a job's state, then its result."""
 
@@ -33,7 +53,8 @@ class StatusMessage(ABC):
 
     @abstractmethod
     async def edit(self, content: str, *, files: list[discord.File] | None = None,
-                   view: discord.ui.View | None = None) -> None: ...
+                   view: discord.ui.View | None = None) -> None:
+        """Replace the message's content (and files / components unless None); raises StatusGone."""
 
 
 def edit_arguments(content: str, files: list[discord.File] | None,
@@ -48,9 +69,10 @@ def edit_arguments(content: str, files: list[discord.File] | None,
 
 
 class ChannelStatus(StatusMessage):
-    """A normal channel message posted by the bot (reactions, expired interactions, restarts)."""
+    """A channel message posted by the bot (reactions, restarts), or any message of the bot known by
+    id (a ``PartialMessage``: an interaction's response once its token has expired)."""
 
-    def __init__(self, message: discord.Message) -> None:
+    def __init__(self, message: discord.Message | discord.PartialMessage) -> None:
         self.message = message
         self.message_id = message.id
         self.channel_id = message.channel.id
@@ -58,43 +80,116 @@ class ChannelStatus(StatusMessage):
     async def edit(self, content: str, *, files: list[discord.File] | None = None,
                    view: discord.ui.View | None = None) -> None:
         kwargs = edit_arguments(content, files, view)
-        self.message = await self.message.edit(**kwargs)  # type: ignore[arg-type]
+        try:
+            self.message = await self.message.edit(**kwargs)  # type: ignore[arg-type]
+        except discord.HTTPException as exc:
+            if message_gone(exc):
+                raise StatusGone(f"message {self.message_id}: {exc}") from exc
+            raise
+
+
+def renewed(files: list[discord.File] | None) -> list[discord.File] | None:
+    """The same files for another request. discord.py reads a File once per request and rewinds it
+    only for its own retries, so a second request needs new File objects over the same bytes."""
+    if files is None:
+        return None
+    fresh = []
+    for f in files:
+        if isinstance(f.fp, io.BytesIO):
+            data = f.fp.getvalue()
+        else:
+            f.reset()
+            data = f.fp.read()
+        fresh.append(discord.File(io.BytesIO(data), filename=f.filename, description=f.description))
+    return fresh
+
+
+def by_id(channel: object, message_id: int | None) -> ChannelStatus | None:
+    """The bot's own message ``message_id`` in ``channel``, to edit without its interaction token."""
+    get = getattr(channel, "get_partial_message", None)
+    return ChannelStatus(get(message_id)) if get is not None and message_id is not None else None
+
+
+def token_refused(exc: discord.HTTPException) -> bool:
+    """The interaction webhook refused the edit: token expired (401) or the message not found by it."""
+    return exc.status in (401, 404)
 
 
 class InteractionStatus(StatusMessage):
-    """The deferred response of an interaction. When its 15-minute token has expired, the next
-    edit goes to the channel as a reply instead."""
+    """The deferred response of an interaction, edited through its token. When the 15-minute token
+    has expired, the same message is edited as the bot's own message by id."""
 
     def __init__(self, interaction: discord.Interaction, message: discord.Message | None = None) -> None:
         self.interaction = interaction
         self.channel_id = interaction.channel_id or 0
         self.message_id = message.id if message else None
-        self._fallback: ChannelStatus | None = None
+        self._by_id: ChannelStatus | None = None
 
     async def edit(self, content: str, *, files: list[discord.File] | None = None,
                    view: discord.ui.View | None = None) -> None:
-        if self._fallback is not None:
-            await self._fallback.edit(content, files=files, view=view)
-            return
-        kwargs = edit_arguments(content, files, view)
-        try:
-            message = await self.interaction.edit_original_response(**kwargs)  # type: ignore[arg-type]
-            self.message_id = message.id
-        except discord.HTTPException as exc:
-            if exc.status not in (401, 404):
-                raise
-            log.info("interaction token of message %s expired (%s); posting to the channel", self.message_id, exc)
-            channel = self.interaction.channel
-            if not isinstance(channel, discord.abc.Messageable):
-                raise
-            reference = None
-            if self.message_id is not None:
-                reference = discord.MessageReference(message_id=self.message_id, channel_id=self.channel_id,
-                                                     fail_if_not_exists=False)
-            sent = await channel.send(fit_message(content), files=files or [], view=view,
-                                      reference=reference, allowed_mentions=NO_MENTIONS)
-            self._fallback = ChannelStatus(sent)
-            self.message_id = sent.id
+        if self._by_id is None:
+            try:
+                message = await self.interaction.edit_original_response(
+                    **edit_arguments(content, files, view))  # type: ignore[arg-type]
+                self.message_id = message.id
+                return
+            except discord.HTTPException as exc:
+                if not token_refused(exc):
+                    raise
+                log.info("the interaction token no longer edits message %s (%s); editing it by id", self.message_id, exc)
+                self._by_id = by_id(self.interaction.channel, self.message_id)
+                if self._by_id is None:
+                    raise StatusGone(f"interaction {self.interaction.id}: {exc}") from exc
+                files = renewed(files)
+        await self._by_id.edit(content, files=files, view=view)
+
+
+class RecordedStatus(StatusMessage):
+    """A status message known only from the job log (after a restart): edited through the job's
+    interaction webhook while its token lives, else as the bot's own message by id. With a live
+    token but no recorded id (the process died between showing the status and recording it), the
+    interaction's original response is looked up through the token."""
+
+    def __init__(self, channel: object, channel_id: int, message_id: int | None,
+                 webhook: discord.Webhook | None = None, http: discord.http.HTTPClient | None = None) -> None:
+        self.channel = channel
+        self.channel_id = channel_id
+        self.message_id = message_id
+        self.webhook = webhook
+        self.http = http
+
+    async def edit(self, content: str, *, files: list[discord.File] | None = None,
+                   view: discord.ui.View | None = None) -> None:
+        if self.webhook is not None and self.message_id is None and self.http is not None:
+            self.message_id = await original_response_id(self.http, self.webhook)
+        if self.webhook is not None and self.message_id is not None:
+            try:
+                await self.webhook.edit_message(self.message_id, **edit_arguments(content, files, view))  # type: ignore[arg-type]
+                return
+            except discord.HTTPException as exc:
+                if not token_refused(exc):
+                    raise
+                log.info("the interaction token no longer edits message %s (%s); editing it by id", self.message_id, exc)
+                self.webhook = None
+                files = renewed(files)
+        status = by_id(self.channel, self.message_id)
+        if status is None:
+            raise StatusGone(f"no message recorded in channel {self.channel_id}")
+        await status.edit(content, files=files, view=view)
+
+
+async def original_response_id(http: discord.http.HTTPClient, webhook: discord.Webhook) -> int | None:
+    """The id of an interaction's original response, asked through its webhook (application id and
+    token); None when the token no longer works or there is no response."""
+    route = discord.http.Route("GET", "/webhooks/{webhook_id}/{webhook_token}/messages/@original",
+                               webhook_id=webhook.id, webhook_token=webhook.token)
+    try:
+        data = await http.request(route)
+    except discord.HTTPException as exc:
+        if not token_refused(exc):
+            raise
+        return None
+    return int(data["id"])
 
 
 ACK_BUDGET_S = 1.5  # Discord wants an answer within 3 s of the click

@@ -285,7 +285,7 @@ class RemoteExecutor:
             self._fail(run, str(exc))
         except Exception:  # one broken request never stops the others
             log.exception("remote job %s (image %d) failed", job.job_id, index)
-            self._fail(run, internal_error_message(job.job_id))
+            self._fail(run, internal_error_message())
         finally:
             self._image_done(state, run)
 

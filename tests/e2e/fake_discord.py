@@ -94,6 +94,7 @@ class Fault:
     retry_after: float
     times: int
     upload: str | None = None  # only requests uploading a file whose name matches this glob
+    hold: asyncio.Event | None = None  # hold_next: the request is carried out, its answer waits for this
 
 
 class FakeDiscord:
@@ -136,7 +137,12 @@ class FakeDiscord:
         self.errors: list[str] = []  # crashes inside the fake itself
         self.files: dict[str, tuple[bytes, str]] = {}  # attachment id -> (bytes, content type)
         self.expire_on_ack = False
+        self.nonces: dict[tuple[str, str], tuple[dict, float]] = {}  # (author, nonce) -> (message, when)
+        self.nonce_window_s = 300.0  # Discord keeps enforced nonces "a few minutes"
+        self.clock = time.monotonic
+        self.held: list[tuple[str, str]] = []  # (method, path) of requests whose answer hold_next keeps back
         self._faults: list[Fault] = []
+        self._holds: list[Fault] = []
         self._by_token: dict[str, InteractionRecord] = {}
         self._reactors: dict[tuple[str, str], list[str]] = {}
         self._watchdogs: list[Callable[[], str | None]] = []
@@ -157,6 +163,9 @@ class FakeDiscord:
         self.port = self._runner.addresses[0][1]
 
     async def close(self) -> None:
+        for hold in self._holds:
+            assert hold.hold is not None
+            hold.hold.set()
         await self.gateway.close()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -412,6 +421,21 @@ class FakeDiscord:
         ``upload`` narrows it to requests uploading a file whose name matches that glob (e.g. a bot's
         result, not its progress edits)."""
         self._faults.append(Fault(method.upper(), path_pattern, status, retry_after, times, upload))
+
+    def hold_next(self, method: str, path_pattern: str, *, upload: str | None = None) -> asyncio.Event:
+        """Carry out the next request matching (as ``fail_next``) but keep its answer back until the returned
+        event is set (or the fake closes): the change is made, and a bot killed meanwhile never learns it was."""
+        release = asyncio.Event()
+        self._holds.append(Fault(method.upper(), path_pattern, 200, 0.0, 1, upload, release))
+        return release
+
+    def take_hold(self, method: str, path: str, filenames: tuple[str, ...] = ()) -> asyncio.Event | None:
+        for hold in self._holds:
+            if hold.times > 0 and hold.method == method and fnmatch.fnmatchcase(path, hold.pattern) and (
+                    hold.upload is None or any(fnmatch.fnmatchcase(f, hold.upload) for f in filenames)):
+                hold.times = 0  # kept in the list: close() releases it
+                return hold.hold
+        return None
 
     def take_fault(self, method: str, path: str, filenames: tuple[str, ...] = ()) -> Fault | None:
         for fault in self._faults:

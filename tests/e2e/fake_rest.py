@@ -164,7 +164,13 @@ class RestApi:
             raise ApiError(fault.status, 0, f"injected failure {fault.status}")
         for method, pattern, handler in self.routes:
             if method == request.method and (match := pattern.fullmatch(path)) is not None:
-                return await handler(match.groupdict(), body, request)
+                response = await handler(match.groupdict(), body, request)
+                hold = server.take_hold(request.method, path, tuple(f.filename for f in body.files.values()))
+                if hold is not None:  # done, but the answer is held back (as if the bot died before reading it)
+                    server.held.append((request.method, path))
+                    server.touch()
+                    await hold.wait()
+                return response
         server.unknown_routes.append(f"{request.method} {path}")
         raise ApiError(404, 0, "404: Not Found")
 
@@ -357,9 +363,18 @@ class RestApi:
 
     async def post_message(self, params: dict, body: Body, request: web.Request) -> web.Response:
         self._channel(params)
+        nonce = body.json.get("nonce")
+        if nonce is not None and body.json.get("enforce_nonce"):
+            # Discord: a message by the same author with the same nonce a few minutes ago is returned, not repeated.
+            earlier = self.server.nonces.get((self.server.application_id, str(nonce)))
+            if earlier is not None and earlier[1] > self.server.clock() - self.server.nonce_window_s:
+                return json_response(wire(earlier[0]))
         bot_member = self.server.members[self.server.application_id]
         message = self.server.create_message(params["channel"], {**body.json, "flags": (body.json.get("flags") or 0) & ~64}, author=self.server.bot_user,
                                              files=body.files, member=bot_member)
+        if nonce is not None:
+            message["nonce"] = nonce
+            self.server.nonces[(self.server.application_id, str(nonce))] = (message, self.server.clock())
         return json_response(wire(message))
 
     async def get_message(self, params: dict, body: Body, request: web.Request) -> web.Response:

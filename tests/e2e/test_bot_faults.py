@@ -85,14 +85,18 @@ async def test_an_expired_token_sends_the_result_to_the_channel(server: FakeDisc
     assert result_attachment(record.original) is None
 
 
-async def test_a_token_expiring_while_queued_replies_to_the_status(server: FakeDiscord, alice: Member) -> None:
+async def test_a_token_expiring_while_queued_edits_the_status_as_the_bots_own_message(server: FakeDiscord,
+                                                                                     alice: Member) -> None:
+    """Discord lets a bot edit its own non-ephemeral interaction response by id once the token is gone."""
     dave = Member(server, "dave")
     blocker = await start_blocker(server, dave)
     record = await queue_job(server, alice, "a slow fox")
     server.expire_interaction_tokens()  # as if the job had waited in the queue for more than 15 minutes
     await cancel_from_queue(server, dave, job_of(blocker))
     message = await channel_result(server, job_of(record))
-    assert message["message_reference"]["message_id"] == record.original["id"]  # a reply to the stale status
-    assert "interaction_metadata" not in message and pings(server, message) == []
+    assert message is record.original and pings(server, message) == []  # the status became the result
     assert 401 in webhook_statuses(server, record)
-    assert result_attachment(record.original) is None
+    edits = [s for m, path, _, s in server.requests
+             if m == "PATCH" and path == f"/channels/{server.channel_id}/messages/{record.original['id']}"]
+    assert edits and edits[-1] == 200
+    assert [m for m in results_in(server) if result_job(m) == job_of(record)] == [message]

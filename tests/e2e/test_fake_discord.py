@@ -4,6 +4,7 @@ subprocess and talks to the fake over loopback; the tests act as members and ass
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -231,6 +232,30 @@ async def test_an_injected_fault_can_wait_for_a_named_upload(server: FakeDiscord
     assert (await api(server, "POST", channel, data=with_file("preview.png")))[0] == 200
     assert (await api(server, "POST", channel, data=with_file("result-1.png")))[0] == 429
     assert (await api(server, "POST", channel, data=with_file("result-1.png")))[0] == 200
+
+
+async def test_an_enforced_nonce_returns_the_earlier_message_within_its_window(server: FakeDiscord) -> None:
+    channel = f"/channels/{server.channel_id}/messages"
+    once = {"content": "once", "nonce": "job-1", "enforce_nonce": True}
+    _, first, _ = await api(server, "POST", channel, json=once)
+    _, again, _ = await api(server, "POST", channel, json=once)
+    assert again["id"] == first["id"] and [m["content"] for m in server.channel_messages()] == ["once"]
+    _, loose, _ = await api(server, "POST", channel, json={"content": "twice", "nonce": "job-1"})
+    assert loose["id"] != first["id"]  # without enforce_nonce a nonce only comes back
+    server.nonce_window_s = 0.0  # the window has passed
+    _, late, _ = await api(server, "POST", channel, json=once)
+    assert late["id"] not in (first["id"], loose["id"])
+
+
+async def test_a_held_request_is_carried_out_and_its_answer_kept_back(server: FakeDiscord) -> None:
+    channel = f"/channels/{server.channel_id}/messages"
+    release = server.hold_next("POST", "/channels/*/messages")
+    call = asyncio.ensure_future(api(server, "POST", channel, json={"content": "held"}))
+    await server.wait_for(lambda: server.held, what="the held request")
+    assert [m["content"] for m in server.channel_messages()] == ["held"] and not call.done()
+    release.set()
+    assert (await call)[0] == 200
+    assert (await api(server, "POST", channel, json={"content": "free"}))[0] == 200  # only the next one
 
 
 async def test_a_reply_keeps_its_reference_as_discord_stores_it(server: FakeDiscord) -> None:

@@ -151,3 +151,81 @@ async def test_finishing_records_every_job_in_one_statement_and_returns_their_ro
         assert stored == rows[jid] and stored is not None and stored.finished_at is not None
         assert stored.status == ("delivering" if claim else "done") and stored.outcome == "done"
     assert await db.jobs.begin_delivery("j1") is (not claim)  # claimed already, or free to claim
+
+
+async def add_with_token(db: Database, job_id: str) -> None:
+    await db.jobs.add(job_id=job_id, kind="imagine", user_id=1, guild_id=10, channel_id=100,
+                      params={"prompt": "a cat", "steps": 4, "seed": 1}, interaction_id=11,
+                      interaction_token="secret-token", application_id=12)
+
+
+async def test_delivery_drops_the_interaction_token(db: Database) -> None:
+    await add_with_token(db, "j1")
+    await finish(db, "j1")
+    assert (await db.jobs.get("j1")).interaction_token == "secret-token"  # type: ignore[union-attr]
+    assert await db.jobs.begin_delivery("j1")
+    await db.jobs.mark_delivered("j1", channel_id=100, message_id=7)
+    assert (await db.jobs.get("j1")).interaction_token is None  # type: ignore[union-attr]
+
+
+async def test_tokens_older_than_their_lifetime_are_dropped(db: Database, clock: Clock) -> None:
+    await add_with_token(db, "old")
+    clock.advance(16 * 60)
+    await add_with_token(db, "new")
+    assert await db.jobs.clear_interaction_tokens(clock.now - 15 * 60) == 1
+    assert (await db.jobs.get("old")).interaction_token is None  # type: ignore[union-attr]
+    assert (await db.jobs.get("new")).interaction_token == "secret-token"  # type: ignore[union-attr]
+
+
+async def test_the_status_message_is_recorded_for_a_later_edit(db: Database) -> None:
+    await add_job(db, "j1")
+    assert (await db.jobs.get("j1")).status_message_id is None  # type: ignore[union-attr]
+    await db.jobs.set_status_message("j1", 4242)
+    await finish(db, "j1")
+    assert [r.status_message_id for r in await db.jobs.undelivered()] == [4242]
+
+
+async def test_a_failed_post_is_due_again_later_and_counted(db: Database, clock: Clock) -> None:
+    await add_job(db, "j1")
+    await finish(db, "j1")
+    assert await db.jobs.begin_delivery("j1")
+    row = await db.jobs.delivery_failed("j1", "Discord answered 503", retry_at=clock.now + 10)
+    assert row is not None and (row.status, row.delivery_attempts, row.delivery_error) == ("done", 1,
+                                                                                        "Discord answered 503")
+    assert await db.jobs.next_delivery_due() == clock.now + 10
+    assert await db.jobs.undelivered(due_by=clock.now + 9) == []
+    assert [r.job_id for r in await db.jobs.undelivered(due_by=clock.now + 10)] == ["j1"]
+    assert await db.jobs.begin_delivery("j1")  # due: claimed and posted again
+    await db.jobs.mark_delivered("j1", channel_id=100, message_id=5)
+    row = await db.jobs.get("j1")
+    assert row is not None and row.next_delivery_at is None and row.delivery_error is None
+    assert await db.jobs.next_delivery_due() is None
+
+
+async def test_an_undeliverable_job_is_never_claimed_again_and_shows_as_such(db: Database) -> None:
+    await add_job(db, "j1")
+    await finish(db, "j1", "failed", error="out of memory")
+    assert await db.jobs.begin_delivery("j1")
+    row = await db.jobs.delivery_failed("j1", "missing permissions: Attach Files", retry_at=None)
+    assert row is not None and row.undeliverable and row.status == "failed" and row.state == "undeliverable"
+    assert await db.jobs.undelivered() == [] and await db.jobs.next_delivery_due() is None
+    assert await db.jobs.begin_delivery("j1") is False
+    assert (await db.jobs.history(user_id=1)).rows[0].state == "undeliverable"
+
+
+async def test_a_failed_post_of_a_job_that_is_not_being_delivered_records_nothing(db: Database) -> None:
+    await add_job(db, "j1")
+    await finish(db, "j1")
+    assert await db.jobs.delivery_failed("j1", "late", retry_at=None) is None
+    row = await db.jobs.get("j1")
+    assert row is not None and not row.undeliverable and row.delivery_attempts == 0
+
+
+async def test_retention_prunes_undeliverable_results_like_delivered_ones(db: Database, clock: Clock) -> None:
+    await add_job(db, "j1")
+    await finish(db, "j1")
+    assert await db.jobs.begin_delivery("j1")
+    await db.jobs.delivery_failed("j1", "missing permissions", retry_at=None)
+    clock.advance(3 * 86_400)
+    report = await db.prune(1)
+    assert report.jobs == 1 and await db.jobs.get("j1") is None

@@ -234,3 +234,21 @@ async def test_a_locked_wal_switch_is_retried_and_a_lasting_one_reported(
     monkeypatch.setattr(db_module, "BUSY_TIMEOUT_MS", 50)
     with pytest.raises(sqlite3.OperationalError, match="locked"):
         await Database.open(db_path.with_name("other.db"))
+
+
+async def test_the_delivery_migration_drops_tokens_of_finished_jobs_and_adds_retry_columns(db_path: Path) -> None:
+    before = next(m.version for m in M.load() if m.name.endswith("_delivery")) - 1
+    db_path.parent.mkdir(parents=True)
+    await migrate_to(db_path, before)
+    with sqlite3.connect(db_path) as conn:
+        for job_id, status in (("posted", "delivered"), ("waiting", "queued")):
+            conn.execute("INSERT INTO jobs (job_id, kind, user_id, channel_id, params, status, created_at,"
+                         " interaction_token) VALUES (?, 'imagine', 7, 700, '{}', ?, 1.0, 'tok')", (job_id, status))
+    db = await Database.open(db_path)
+    try:
+        posted, waiting = await db.jobs.get("posted"), await db.jobs.get("waiting")
+        assert posted is not None and posted.interaction_token is None
+        assert waiting is not None and waiting.interaction_token == "tok"
+        assert (waiting.status_message_id, waiting.delivery_attempts, waiting.undeliverable) == (None, 0, False)
+    finally:
+        await db.close()
