@@ -37,7 +37,15 @@ from cogs.utils import gate, posting
 from cogs.utils.buttons import result_view
 from cogs.utils.origin import ChannelStatus, Origin, StatusGone, StatusMessage
 from cogs.utils.redelivery import RetryLoop
-from cogs.utils.text import NO_MENTIONS, duration, fit_message, progress_text, queued_text, quote
+from cogs.utils.text import (
+    NO_MENTIONS,
+    duration,
+    fit_message,
+    progress_text,
+    prompt_heading,
+    queued_text,
+    quote,
+)
 from inference.imaging import encode_png, fit_for_upload, make_grid, read_parameters, thumbnail_png
 from inference.jobs import AnimeJob, DiffusionJob, Job, job_from_params
 from storage import write_while_locked
@@ -73,7 +81,7 @@ def caption(job: Job, seeds: list[int], seconds: float | None, note: str = "") -
         tail = f"{took}job `{job.job_id}`"
     else:
         assert isinstance(job, DiffusionJob)
-        head = f"**{quote(job.prompt)}** for {by}" if job.prompt.strip() else f"*(no prompt)* for {by}"
+        head = f"{prompt_heading(job.prompt)} for {by}"
         tail = (f"seed `{', '.join(map(str, seeds)) or job.seed}` \u00b7 {job.steps} steps \u00b7 "
                 f"{job.width}x{job.height} \u00b7 {took}job `{job.job_id}`")
     lines = [head, tail]

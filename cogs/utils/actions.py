@@ -18,7 +18,7 @@ from cogs.utils.gate import NO_FLAGS, Flags
 from cogs.utils.inputs import PendingInput, decode, pending_of_message
 from cogs.utils.launch import launch, too_fast
 from cogs.utils.origin import InteractionOrigin, Origin
-from cogs.utils.text import NO_MENTIONS, quote
+from cogs.utils.text import NO_MENTIONS, prompt_heading
 from inference.imaging import ImageInputError, fit_for_upload
 from inference.jobs import DiffusionJob, Job, JobError, job_from_params
 from inference.validation import MAX_SEED, Draft, build_anime, build_vary
@@ -166,7 +166,7 @@ async def upscale(bot: EaselBot, interaction: discord.Interaction, job_id: str, 
     prompt = row.params.get("prompt", "")
     seed = images[index].seed if index in images else 0
     await interaction.edit_original_response(
-        content=f"**{quote(prompt)}** \u00b7 image {index + 1} \u00b7 seed `{seed}` \u00b7 job `{job_id}`",
+        content=f"{prompt_heading(prompt)} \u00b7 image {index + 1} \u00b7 seed `{seed}` \u00b7 job `{job_id}`",
         attachments=[gate.image_file(data, filename, how)], view=single_view(job_id, index),
         allowed_mentions=NO_MENTIONS)
 

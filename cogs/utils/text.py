@@ -17,6 +17,12 @@ def quote(text: str, limit: int = 300) -> str:
     return discord.utils.escape_mentions(text)
 
 
+def prompt_heading(prompt: str) -> str:
+    """A prompt in bold at the head of a result; an empty prompt (a /vary without one) says so
+    instead of leaving four bare asterisks."""
+    return f"**{quote(prompt)}**" if (prompt or "").strip() else "*(no prompt)*"
+
+
 def fit_message(text: str, limit: int = MESSAGE_LIMIT) -> str:
     """Discord refuses messages over 2,000 characters: cut politely instead of failing."""
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"

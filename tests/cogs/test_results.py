@@ -9,7 +9,7 @@ from cogs.utils.origin import InteractionOrigin
 from inference.jobs import TextToImageJob
 from studio import RequestContext, new_job_id
 from tests.cogs.conftest import eventually
-from tests.cogs.helpers import button_ids, final, final_in, gpu_busy, image_of, make_world, refusal
+from tests.cogs.helpers import button_ids, final, final_in, gpu_busy, image_of, make_world, png, refusal
 
 
 def button(message, prefix: str) -> str:
@@ -224,3 +224,12 @@ async def test_a_cancelled_job_says_so_in_its_status_message(simcord_env, simcor
     await eventually(lambda: "Cancelled" in result.response.content and not result.response.components)
     assert (await simcord_bot.studio.database.jobs.get(job_id)).status == "cancelled"
     await asyncio.sleep(0)
+
+
+async def test_a_picked_cell_of_a_vary_without_prompt_says_so_instead_of_bare_asterisks(simcord_env) -> None:
+    w = make_world(simcord_env)
+    grid = await final(await w.alice.slash(w.channel, "vary", image=("src.png", png((64, 64))), count=2, seed=4))
+    assert grid.content.startswith("*(no prompt)* for")
+    clicked = await w.alice.click(grid, label="U1")
+    single = await eventually(lambda: clicked.response if clicked.response and clicked.response.attachments else None)
+    assert single.content.startswith("*(no prompt)* \u00b7 image 1") and "****" not in single.content
