@@ -75,3 +75,11 @@ def anime_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("anime") / "face_paint_512_v2.pt"
     torch.save(Generator().state_dict(), path)
     return path
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """Name the random order's seed in every run, `-q` included (which hides pytest-randomly's
+    header line), so a failure that depends on the order can be replayed."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if config.pluginmanager.hasplugin("randomly") and seed is not None:
+        terminalreporter.write_line(f"tests ran in random order: replay with --randomly-seed={seed}")
