@@ -15,9 +15,12 @@ try:
 except ImportError:  # pragma: no cover - torch is a hard dependency
     pass
 
+from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+
+from tests.fixtures.loopback import FileServer, serving  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -83,3 +86,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     seed = getattr(config.option, "randomly_seed", None)
     if config.pluginmanager.hasplugin("randomly") and seed is not None:
         terminalreporter.write_line(f"tests ran in random order: replay with --randomly-seed={seed}")
+
+
+@pytest.fixture
+def file_server() -> Iterator[FileServer]:
+    """A file server on loopback (weights downloads in tests never leave the machine)."""
+    with serving() as server:
+        yield server

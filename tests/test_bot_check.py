@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ import pytest
 from config import Config
 from inference.anime import STYLES, WeightStore
 from inference.check import check_anime
-from tests.anime.conftest import FileServer
+from tests.fixtures.loopback import FileServer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,15 +64,6 @@ def test_check_needs_no_token(tmp_path: Path, tiny_model_dir: Path, anime_weight
     assert "  token  : not set; running the bot needs DISCORD_TOKEN" in done.stdout
     assert "  anime  : face_paint_512_v2 ready; /anime refuses the other styles" in done.stdout
     assert f"AnimeGAN2 style paprika: no weights at {cache / 'paprika.pt'}" in done.stdout
-
-
-@pytest.fixture
-def file_server() -> Iterator[FileServer]:
-    server = FileServer()
-    server.thread.start()
-    yield server
-    server.httpd.shutdown()
-    server.httpd.server_close()
 
 
 def test_check_fetches_missing_anime_weights_and_reports_them(tiny_config: Config, tmp_path: Path,

@@ -11,7 +11,6 @@ import asyncio
 import dataclasses
 import gc
 import logging
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -26,14 +25,10 @@ import bot as bot_module
 from bot import EaselBot, start_with_retry
 from config import Config
 from tests.e2e.fake_discord import FakeDiscord
+from tests.fixtures.loopback import closed_port_url
 
 UNREACHABLE = "cannot reach Discord"
 
-
-def closed_port_base() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}/api/v10"
 
 
 @pytest.fixture
@@ -49,7 +44,7 @@ async def fake() -> AsyncIterator[FakeDiscord]:
 @pytest.fixture
 def offline_discord(monkeypatch: pytest.MonkeyPatch, fake: FakeDiscord) -> str:
     """REST at a closed port (as when DNS or the network is down); the gateway at the fake."""
-    base = closed_port_base()
+    base = closed_port_url("/api/v10")
     monkeypatch.setattr(discord.http.Route, "BASE", base)
     monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(fake.gateway_url))
     return base

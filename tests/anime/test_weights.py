@@ -4,7 +4,6 @@ message without server paths, the admin's detail names the file and the fix; a j
 from __future__ import annotations
 
 import hashlib
-import socket
 import threading
 from pathlib import Path
 
@@ -15,17 +14,10 @@ from inference.anime import STYLES, AnimeStylizer, AnimeUnavailable, Generator, 
 from inference.anime import weights as weights_module
 from inference.anime.weights import NOT_SET_UP, UPSTREAM
 from inference.jobs import JobError
-from tests.anime.conftest import FileServer
+from tests.fixtures.loopback import FileServer, closed_port_url
 
 STYLE = "paprika"
 
-
-def closed_port_url() -> str:
-    """An address on loopback where nothing listens: the connection is refused at once."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/weights/{STYLE}.pt"
 
 
 def sha(data: bytes) -> str:
@@ -42,7 +34,7 @@ def test_the_four_published_styles_default_first_and_download_from_upstream() ->
 
 def test_creating_a_store_and_stylizer_touches_neither_disk_nor_network(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
-    AnimeStylizer(WeightStore(cache, urls={STYLE: (closed_port_url(),)}))
+    AnimeStylizer(WeightStore(cache, urls={STYLE: (closed_port_url(f"/weights/{STYLE}.pt"),)}))
     assert not cache.exists()
 
 
@@ -141,7 +133,7 @@ def test_a_sha256_is_computed_once_per_version_of_the_file(tmp_path: Path, weigh
 
 def test_offline_gives_one_clear_message_and_leaves_nothing_in_the_cache(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
-    first, second = closed_port_url(), "http://127.0.0.1:9/x.pt"
+    first, second = closed_port_url(f"/weights/{STYLE}.pt"), "http://127.0.0.1:9/x.pt"
     store = WeightStore(cache, urls={STYLE: (first, second)}, timeout=5)
     with pytest.raises(AnimeUnavailable) as err:
         store.fetch(STYLE)

@@ -4,7 +4,6 @@ style then works without a restart."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,18 +11,9 @@ import pytest
 
 from inference.anime import STYLES
 from inference.anime.weights import NOT_SET_UP
-from tests.anime.conftest import FileServer
 from tests.cogs.conftest import eventually
 from tests.cogs.helpers import final, make_world, png, refusal
-
-
-@pytest.fixture
-def file_server() -> Iterator[FileServer]:
-    server = FileServer()
-    server.thread.start()
-    yield server
-    server.httpd.shutdown()
-    server.httpd.server_close()
+from tests.fixtures.loopback import FileServer
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ to use a local folder; and loading draws no progress bars into the log."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,16 +13,11 @@ from huggingface_hub import constants as hf_constants
 import inference.loader as loader
 from config import DeviceConfig, ModelConfig
 from inference.loader import ModelLoadError, hub_reachable, load_model
-from tests.anime.conftest import FileServer
+from tests.fixtures.loopback import FileServer, closed_port_url
 
 CPU = DeviceConfig(device="cpu")
 DIFFUSERS_SAYS = "{} does not appear to have a file named model_index.json."
 
-
-def closed_port() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 @pytest.fixture
@@ -78,7 +72,7 @@ def test_offline_mode_says_so_and_how_to_use_a_local_folder(tmp_path: Path) -> N
 
 def test_an_unreachable_hub_is_named_with_the_way_to_a_local_folder(tmp_path: Path, online: None,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(hf_constants, "ENDPOINT", closed_port())
+    monkeypatch.setattr(hf_constants, "ENDPOINT", closed_port_url())
     message = load_error("stabilityai/sd-turbo", tmp_path)
     assert f"the Hugging Face hub ({hf_constants.ENDPOINT}) cannot be reached (no internet?)" in message
     assert "hf download stabilityai/sd-turbo --local-dir ./models/sd-turbo" in message
@@ -102,7 +96,7 @@ def test_a_reachable_hub_without_the_model_asks_about_the_id(tmp_path: Path, onl
 
 
 def test_hub_reachable_counts_any_answer(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(hf_constants, "ENDPOINT", closed_port())
+    monkeypatch.setattr(hf_constants, "ENDPOINT", closed_port_url())
     assert hub_reachable(timeout=2) is False
     server = FileServer()
     server.thread.start()
