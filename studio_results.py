@@ -1,0 +1,114 @@
+"""Finished jobs into the job log: their PNGs (with Automatic1111-style parameters) stored by the
+PNG writer, their image rows and finished status written in one trip, and the events the studio
+then publishes (``JobDone``, or ``JobFailed`` for a job whose images could not be stored)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from inference import jobs as J
+from inference.executor import internal_error_message
+from inference.imaging import format_parameters
+from inference.samplers import label_for
+from storage import write_while_locked
+from storage.images import NewImage
+from storage.jobs import JobsMissing
+from studio_events import JobDone, JobFailed, SavedImage, StudioEvent
+
+if TYPE_CHECKING:
+    from studio import Studio
+
+log = logging.getLogger("studio")
+
+_DROPPED = "job %s finished but is no longer in the job log; its images are dropped"
+
+
+def parameters_text(job: J.Job, seed: int, width: int, height: int, sampler_label: str) -> str:
+    """The Automatic1111-style ``parameters`` text embedded in each PNG."""
+    p = job.to_params()
+    if job.kind is J.JobKind.ANIME:
+        return format_parameters(prompt="AnimeGAN2 face2paint", negative_prompt="", steps=1, sampler="AnimeGAN2",
+                                 guidance=0.0, seed=0, width=width, height=height, model=p["style"],
+                                 extra={"easel job": job.job_id})
+    extra: dict[str, Any] = {"easel job": job.job_id, "easel kind": str(job.kind)}
+    if "strength" in p:
+        extra["Denoising strength"] = p["strength"]
+    if p.get("loras"):
+        extra["Lora"] = ", ".join(f"{n}:{w:g}" for n, w in p["loras"])
+    return format_parameters(prompt=p["prompt"], negative_prompt=p["negative_prompt"], steps=p["steps"],
+                             sampler=sampler_label, guidance=p["guidance"], seed=seed, width=width, height=height,
+                             model=p["model"], extra=extra)
+
+
+async def save_results(studio: Studio, results: list[J.JobResult]) -> list[StudioEvent]:
+    """Encode and store the images of finished jobs, record them, and return the events to publish:
+    ``JobDone`` per job, or ``JobFailed`` for a job whose images could not be encoded or saved."""
+    finished: list[tuple[J.Job, J.JobResult, list[str]]] = []  # with each image's parameters text
+    for result in results:
+        job = await studio.job(result.job_id)
+        if job is None:  # forgotten while it ran: nothing to record it against
+            log.warning(_DROPPED, result.job_id)
+            continue
+        sampler = sampler_label(studio.engine.executor, job)
+        finished.append((job, result, [parameters_text(job, seed, im.width, im.height, sampler)
+                                       for im, seed in zip(result.images, result.seeds, strict=False)]))
+
+    stored_files = await studio.png_writer.write(
+        [(job.job_id, list(zip(result.images, texts, strict=True))) for job, result, texts in finished])
+    records: list[NewImage] = []
+    events: list[StudioEvent] = []
+    for (job, result, job_texts), files in zip(finished, stored_files, strict=True):
+        if files is None:
+            message = internal_error_message()
+            await write_while_locked(partial(studio.database.jobs.set_status, job.job_id, "failed", error=message),
+                                     f"the failure of job {job.job_id}")
+            events.append(JobFailed(job.job_id, message))
+            continue
+        saved = []
+        for index, (image, seed, stored) in enumerate(zip(result.images, result.seeds, files, strict=False)):
+            # The checker's verdict, or the flags the job inherited from its source (cogs/utils/gate.py).
+            nsfw = job.nsfw or (bool(result.nsfw[index]) if index < len(result.nsfw) else False)
+            records.append(NewImage(job.job_id, index, seed, stored.path, image.width, image.height,
+                                    stored.sha256, stored.size, nsfw, job.nsfw_word))
+            saved.append(SavedImage(index, seed, stored.path, image.width, image.height, nsfw))
+        events.append(JobDone(job.job_id, job, tuple(saved), tuple(job_texts), result.seconds, result.note))
+    claim = studio.claim_for_posting
+    what = f"the result(s) of job(s) {', '.join(e.job_id for e in events)}"
+    try:  # images, then the jobs as finished: one trip to SQLite's thread
+        rows = await write_while_locked(partial(
+            studio.database.record_results, records, [e.job_id for e in events if isinstance(e, JobDone)],
+            claim=claim), what)
+    except JobsMissing as err:  # a job left the log while it ran (its member was forgotten): drop it alone
+        gone = set(err.job_ids)
+        for job_id in sorted(gone):
+            log.warning(_DROPPED, job_id)
+        records = [r for r in records if r.job_id not in gone]
+        events = [e for e in events if e.job_id not in gone]
+        rows = await write_while_locked(partial(
+            studio.database.record_results, records, [e.job_id for e in events if isinstance(e, JobDone)],
+            claim=claim), what)
+    recorded: list[StudioEvent] = []
+    for event in events:
+        if isinstance(event, JobDone):
+            row = rows.get(event.job_id)
+            if row is None:  # gone from the log since its images were recorded
+                log.warning(_DROPPED, event.job_id)
+                continue
+            if claim:
+                event = dataclasses.replace(event, row=row, image_rows=tuple(
+                    r.as_row() for r in records if r.job_id == event.job_id))
+        recorded.append(event)
+    return recorded
+
+
+def sampler_label(executor: Any, job: J.Job) -> str:
+    """The sampler named in a PNG's parameters: the job's choice, or the loaded model's default."""
+    if not isinstance(job, J.DiffusionJob):
+        return ""
+    loaded = executor.loaded(job.model)
+    scheduler = loaded.default_scheduler if loaded is not None else None
+    default_class = type(scheduler).__name__ if scheduler is not None else ""
+    return label_for(job.scheduler, default_class) or "Default"
