@@ -141,16 +141,30 @@ _OUR_FILE = re.compile(r"^(?:SPOILER_)?easel-([0-9a-f]+)(?:-\d+)?\.[a-z]+$")
 
 async def message_flags(bot: EaselBot, message: discord.Message) -> Flags:
     """The flags of the image(s) a message shows: our posted result's, or a message of ours that is
-    not recorded as a result (a U1-U4 pick) named after its job; a member's picture has none."""
+    not recorded as a result (a U1-U4 pick) named after its job; a member's picture has none.
+
+    A spoilered image on a message of ours whose job has no rows any more (pruned by retention,
+    deleted by its owner's /forget) was flagged when it was posted, and the log no longer says by
+    what: it counts as the safety checker's flag, the most cautious one (never plain outside
+    age-restricted channels, withheld under ``block``). A message of ours whose result was withheld
+    has no file, so it is no source at all (``upload_of_message`` finds no image)."""
     rows = await bot.studio.database.images.by_message(message.id)
     if rows:
         return Flags.of(rows)
     if message.author.id != getattr(bot.user, "id", None):
         return NO_FLAGS
     flags = NO_FLAGS
-    for job_id in {m.group(1) for a in message.attachments if (m := _OUR_FILE.match(a.filename))}:
-        flags |= await job_flags(bot, job_id)
+    for attachment in message.attachments:
+        match = _OUR_FILE.match(attachment.filename)
+        rows = await bot.studio.database.images.for_job(match.group(1)) if match else []
+        if rows:
+            flags |= Flags.of(rows)
+        elif attachment.is_spoiler():
+            flags |= UNKNOWN_SPOILER
     return flags
+
+
+UNKNOWN_SPOILER = Flags(checker=True)  # a spoilered image of ours with no rows: see message_flags
 
 
 WITHHELD_SOURCE = "That image is not shown in this channel (NSFW), so I cannot work from it here."
