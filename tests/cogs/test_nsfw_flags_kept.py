@@ -1,6 +1,8 @@
-"""A result's NSFW flags outlive its rows in the job log (cogs/utils/gate.py ``message_flags``):
-once retention or its owner's /forget removed them, a spoilered image of ours still counts as
-flagged, and a withheld one (no file) is no source at all."""
+"""A result's NSFW flags are kept where the job log lost them or never had them.
+
+Rows gone (retention, the owner's /forget): a spoilered image of ours still counts as flagged
+(cogs/utils/gate.py ``message_flags``), and a withheld one (no file) is no source at all. Rows
+recorded before images carried the word flag get it from the prompt at start-up."""
 
 from __future__ import annotations
 
@@ -16,9 +18,11 @@ from tests.cogs.test_nsfw_gate import (
     WORD,
     checker,  # noqa: F401 - the fixture, used by name
     imagine,
+    job_of,
     policy,
     replies_to,
     result_replying_to,
+    rewind_and_repost,
     spoilered,
     withheld,
 )
@@ -83,3 +87,17 @@ async def test_a_withheld_result_whose_rows_are_gone_is_no_source(simcord_env, s
     assert "no image" in refusal(paint)
     assert (await simcord_bot.studio.database.jobs.history(user_id=w.bob.id)).total == 0
     assert not [m for m in replies_to(w, source) if m.attachments]
+
+
+async def test_a_result_recorded_before_the_word_flag_is_spoilered_after_a_restart(simcord_env, simcord_bot) -> None:
+    """Before: its row said word-free (no backfill) and the restart posted it plainly under spoiler."""
+    w = make_world(simcord_env)
+    await policy(simcord_bot, w, "spoiler")
+    first = await imagine(w, WORD)
+    job_id = (await job_of(simcord_bot, first)).job_id
+    db = simcord_bot.studio.database
+    await db.jobs._conn.execute(  # noqa: SLF001 - as recorded before migration 0005 added the flag
+        "UPDATE images SET nsfw_word = 0 WHERE job_id = ?", (job_id,))
+    await simcord_bot.studio.flag_prompt_words()  # what the studio's start does (tests/test_studio.py)
+    assert [r.nsfw_word for r in await db.images.for_job(job_id)] == [True]
+    assert spoilered(await rewind_and_repost(simcord_bot, w, first))
