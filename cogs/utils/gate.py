@@ -2,9 +2,10 @@
 
 Every image easel stores carries two flags in the job log: ``nsfw`` (the safety checker flagged
 it) and ``nsfw_word`` (its prompt has a ``discord.nsfw_words`` word, whatever the channel's policy
-was when it was made). An image made from one of our results (a pick, 🌸 anime, a variation, a
-paint, a reroll or redo) inherits the flags of that result as a whole, as it was shown (a grid's
-flags are those of all its cells): see ``Job.nsfw`` and ``launch()``.
+was when it was made; the studio also sets it from the prompt when it records results and, for
+older results, at start-up: inference/prompt_words.py). An image made from one of our results (a
+pick, 🌸 anime, a variation, a paint, a reroll or redo) inherits the flags of that result as a
+whole, as it was shown (a grid's flags are those of all its cells): see ``Job.nsfw`` and ``launch()``.
 
 Every path that sends an image file asks :func:`decide` (through :func:`treatment`) and builds the
 file with :func:`image_file`: the posted result, a U1-U4 pick, the ✉️ DM, the progress previews.
