@@ -28,6 +28,7 @@ from inference import jobs as J
 from inference.anime.weights import WeightStore
 from inference.backends import build_executor
 from inference.engine import Engine
+from inference.prompt_words import has_nsfw_word
 from inference.samplers import sampler_names
 from inference.validation import ModelInfo
 from storage import Database, OutputStore, write_while_locked
@@ -105,6 +106,7 @@ class Studio:
         await self.outputs.prepare()
         self.db = await Database.open(self.config.path(self.config.storage.database))
         await self.png_writer.start()
+        await self.flag_prompt_words()
         recovered = await self.db.jobs.recover()
         jobs = [J.job_from_params(row.job_id, row.user_id, row.params) for row in recovered]
         self._jobs.update((j.job_id, j) for j in jobs)
@@ -117,6 +119,16 @@ class Studio:
         for callback in self._on_started:
             callback()
         return [j.job_id for j in jobs]
+
+    async def flag_prompt_words(self) -> None:
+        """At start-up, before any result is posted: the word flag on stored images whose prompt has
+        a ``discord.nsfw_words`` word (recorded before images carried the flag, or before the word
+        was added). Flags are only ever set: a word taken off the list leaves them as shown."""
+        words = self.config.discord.nsfw_words
+        if words:
+            flagged = await self.database.images.backfill_word_flags(partial(has_nsfw_word, words=words))
+            if flagged:
+                log.info("flagged %d stored image(s) whose prompt has a discord.nsfw_words word", flagged)
 
     @property
     def started(self) -> bool:

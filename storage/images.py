@@ -5,14 +5,17 @@ Buttons on old results read the source image from this path, not from Discord's 
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from storage.connection import Connection
 from storage.jobs import JobsMissing, missing_jobs
 from storage.rows import ImageRow, image_from_row
+
+WORD_FLAG_BATCH = 500  # jobs per page of the word-flag backfill, and ids per UPDATE
 
 
 @dataclass(frozen=True)
@@ -87,3 +90,38 @@ class Images:
             "SELECT * FROM images WHERE message_id = ? ORDER BY job_id, idx", (message_id,)
         )
         return [image_from_row(r) for r in rows]
+
+    async def unflagged_prompts(self, after_seq: int = 0, limit: int = WORD_FLAG_BATCH) -> list[tuple[int, str, str]]:
+        """``(seq, job_id, prompt)`` of the jobs after ``after_seq`` in log order that have a prompt
+        and an image without the word flag, at most ``limit`` of them."""
+        rows = await self._conn.fetchall(
+            "SELECT j.seq, j.job_id, j.prompt FROM jobs AS j WHERE j.seq > ? AND j.prompt IS NOT NULL"
+            " AND j.prompt != '' AND EXISTS (SELECT 1 FROM images AS i WHERE i.job_id = j.job_id AND i.nsfw_word = 0)"
+            " ORDER BY j.seq LIMIT ?", (after_seq, limit))
+        return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
+
+    async def flag_words(self, job_ids: Sequence[str]) -> int:
+        """Set the word flag on every image of ``job_ids`` (never clears one); returns how many changed."""
+        changed = 0
+        for start in range(0, len(job_ids), WORD_FLAG_BATCH):
+            chunk = list(job_ids[start:start + WORD_FLAG_BATCH])
+            changed += await self._conn.execute(
+                f"UPDATE images SET nsfw_word = 1 WHERE nsfw_word = 0 AND job_id IN ({', '.join('?' * len(chunk))})",
+                chunk)
+        return changed
+
+    async def backfill_word_flags(self, has_word: Callable[[str], bool], *, batch: int = WORD_FLAG_BATCH) -> int:
+        """Set the word flag on the images of every job whose prompt ``has_word`` (images recorded
+        before the flag existed, or under an older word list). Pages through the job log ``batch``
+        jobs at a time, matching on a worker thread; only ever sets flags, never clears them (the
+        word list may have shrunk since an image was shown spoilered). Returns the images flagged."""
+        after, changed = 0, 0
+        while page := await self.unflagged_prompts(after, batch):
+            hits = await asyncio.to_thread(_matching, page, has_word)
+            changed += await self.flag_words(hits)
+            after = page[-1][0]
+        return changed
+
+
+def _matching(page: Sequence[tuple[int, str, str]], has_word: Callable[[str], bool]) -> list[str]:
+    return [job_id for _seq, job_id, prompt in page if has_word(prompt)]

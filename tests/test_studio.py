@@ -18,7 +18,9 @@ from config import Config
 from inference.executor import internal_error_message
 from inference.imaging import parse_parameters, read_parameters
 from inference.jobs import Finished, JobResult, QueueRefused, Started, TextToImageJob
+from storage import Database
 from storage import png_writer as png_writer_module
+from storage.images import NewImage
 from studio import JobDone, JobFailed, JobStarted, RequestContext, Studio, StudioEvent
 
 
@@ -222,3 +224,55 @@ async def test_results_recorded_for_a_poster_come_claimed_with_their_rows(studio
     assert not await studio.database.jobs.begin_delivery("a")  # claimed already
     assert await studio.database.jobs.release_delivery("a")
     assert (await studio.database.jobs.get("a")).status == "done"  # type: ignore[union-attr]
+
+
+# ---------------------------------------------------------------------------- the NSFW word flag
+
+
+def with_words(config: Config, tmp_path: Path) -> Config:
+    return dataclasses.replace(config, base_dir=tmp_path,
+                               discord=dataclasses.replace(config.discord, nsfw_words=("nsfwword",)))
+
+
+async def test_a_job_queued_before_jobs_carried_the_word_flag_is_recorded_flagged(tiny_config: Config,
+                                                                                  tmp_path: Path) -> None:
+    """Queued when the bot was upgraded: its parameters have no ``nsfw_word``; after the restart its
+    images are flagged from its prompt (before: recorded unflagged, posted plainly under spoiler)."""
+    config = with_words(tiny_config, tmp_path)
+    db = await Database.open(config.path(config.storage.database))
+    for jid, prompt in (("old", "a nsfwword harbour"), ("clean", "a quiet harbour")):
+        params = dataclasses.replace(job(jid), prompt=prompt).to_params()
+        del params["nsfw_word"]
+        await db.jobs.add(job_id=jid, kind="imagine", user_id=1, guild_id=None, channel_id=6, params=params)
+    await db.close()
+    s = Studio(config)
+    waiters = [asyncio.create_task(done_event(s, jid)) for jid in ("old", "clean")]
+    await asyncio.sleep(0)
+    try:
+        assert sorted(await s.start(warm_up=False)) == ["clean", "old"]
+        old, clean = await asyncio.gather(*waiters)
+        assert old.job.nsfw_word and not clean.job.nsfw_word
+        assert [r.nsfw_word for r in await s.database.images.for_job("old")] == [True]
+        assert [r.nsfw_word for r in await s.database.images.for_job("clean")] == [False]
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await s.close()
+
+
+async def test_start_flags_stored_images_whose_prompt_has_a_word(tiny_config: Config, tmp_path: Path) -> None:
+    """Results recorded before images carried the word flag get it at start-up, before anything is posted."""
+    config = with_words(tiny_config, tmp_path)
+    db = await Database.open(config.path(config.storage.database))
+    for jid, prompt in (("old", "a NSFWWORD harbour"), ("clean", "a quiet harbour")):
+        await db.jobs.add(job_id=jid, kind="imagine", user_id=1, guild_id=None, channel_id=6,
+                          params=dataclasses.replace(job(jid), prompt=prompt).to_params())
+        await db.record_results([NewImage(jid, 0, 9, f"/o/{jid}.png", 64, 64, "aa" * 32, 10)], [jid])
+    await db.close()
+    s = Studio(config)
+    try:
+        await s.start(warm_up=False)
+        assert [r.nsfw_word for r in await s.database.images.for_job("old")] == [True]
+        assert [r.nsfw_word for r in await s.database.images.for_job("clean")] == [False]
+    finally:
+        await s.close()

@@ -2,9 +2,10 @@
 
 Every image easel stores carries two flags in the job log: ``nsfw`` (the safety checker flagged
 it) and ``nsfw_word`` (its prompt has a ``discord.nsfw_words`` word, whatever the channel's policy
-was when it was made). An image made from one of our results (a pick, 🌸 anime, a variation, a
-paint, a reroll or redo) inherits the flags of that result as a whole, as it was shown (a grid's
-flags are those of all its cells): see ``Job.nsfw`` and ``launch()``.
+was when it was made; the studio also sets it from the prompt when it records results and, for
+older results, at start-up: inference/prompt_words.py). An image made from one of our results (a
+pick, 🌸 anime, a variation, a paint, a reroll or redo) inherits the flags of that result as a
+whole, as it was shown (a grid's flags are those of all its cells): see ``Job.nsfw`` and ``launch()``.
 
 Every path that sends an image file asks :func:`decide` (through :func:`treatment`) and builds the
 file with :func:`image_file`: the posted result, a U1-U4 pick, the ✉️ DM, the progress previews.
@@ -141,16 +142,30 @@ _OUR_FILE = re.compile(r"^(?:SPOILER_)?easel-([0-9a-f]+)(?:-\d+)?\.[a-z]+$")
 
 async def message_flags(bot: EaselBot, message: discord.Message) -> Flags:
     """The flags of the image(s) a message shows: our posted result's, or a message of ours that is
-    not recorded as a result (a U1-U4 pick) named after its job; a member's picture has none."""
+    not recorded as a result (a U1-U4 pick) named after its job; a member's picture has none.
+
+    A spoilered image on a message of ours whose job has no rows any more (pruned by retention,
+    deleted by its owner's /forget) was flagged when it was posted, and the log no longer says by
+    what: it counts as the safety checker's flag, the most cautious one (never plain outside
+    age-restricted channels, withheld under ``block``). A message of ours whose result was withheld
+    has no file, so it is no source at all (``upload_of_message`` finds no image)."""
     rows = await bot.studio.database.images.by_message(message.id)
     if rows:
         return Flags.of(rows)
     if message.author.id != getattr(bot.user, "id", None):
         return NO_FLAGS
     flags = NO_FLAGS
-    for job_id in {m.group(1) for a in message.attachments if (m := _OUR_FILE.match(a.filename))}:
-        flags |= await job_flags(bot, job_id)
+    for attachment in message.attachments:
+        match = _OUR_FILE.match(attachment.filename)
+        rows = await bot.studio.database.images.for_job(match.group(1)) if match else []
+        if rows:
+            flags |= Flags.of(rows)
+        elif attachment.is_spoiler():
+            flags |= UNKNOWN_SPOILER
     return flags
+
+
+UNKNOWN_SPOILER = Flags(checker=True)  # a spoilered image of ours with no rows: see message_flags
 
 
 WITHHELD_SOURCE = "That image is not shown in this channel (NSFW), so I cannot work from it here."

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,6 +25,7 @@ from cogs.utils.inputs import PendingInput
 from cogs.utils.origin import InteractionOrigin, Origin, StatusGone
 from cogs.utils.text import queued_text
 from inference.jobs import DiffusionJob, Job, JobError
+from inference.prompt_words import nsfw_words_in
 from inference.validation import Draft
 from studio import new_job_id
 from studio_admission import Reservation, discard_inputs, store_inputs
@@ -94,11 +94,6 @@ async def guild_settings(bot: EaselBot, origin: Origin) -> GuildSettings | None:
 
 def channel_is_nsfw(origin: Origin) -> bool:
     return age_restricted(origin.channel)
-
-
-def nsfw_words_in(text: str, words: tuple[str, ...]) -> list[str]:
-    lowered = text.lower()
-    return [w for w in words if w and re.search(rf"(?<!\w){re.escape(w.lower())}(?!\w)", lowered)]
 
 
 async def check_channel(bot: EaselBot, origin: Origin) -> GuildSettings | None:
