@@ -7,6 +7,10 @@ cached, so it is fetched.
 Members react to each other's pictures all the time, so in a channel easel is not enabled in,
 reactions on members' images are ignored; on one of our results there the member is told where
 easel works. ❌ on our results works everywhere: cleaning up is never refused by channel.
+
+Only reactions easel answers count against the member's rate limit (cogs/utils/ratelimit.py),
+charged once that is known: not those on chat messages or ignored pictures, and not a ❌ that
+deletes. Refusals are sent by DM (cogs/utils/origin.py ``MessageOrigin.error``), as is all of ✉️.
 """
 
 from __future__ import annotations
@@ -37,6 +41,10 @@ EMOJIS = {REROLL, VARY, ANIME, MAIL, DELETE, "\u2709"}
 DM_UPLOAD_LIMIT = 10 * 1024 * 1024  # a bot's upload limit in direct messages (no server boost there)
 
 
+class DMsClosed(JobError):
+    """A DM to the member was refused (their DMs are closed): the answer goes in the channel."""
+
+
 class Reactions(commands.Cog):
     def __init__(self, bot: EaselBot) -> None:
         self.bot = bot
@@ -52,8 +60,6 @@ class Reactions(commands.Cog):
             log.exception("reaction %s on message %s failed", emoji, payload.message_id)
 
     async def handle(self, payload: discord.RawReactionActionEvent, emoji: str) -> None:
-        if not ratelimit.limits_for(self.bot).allow_reaction(payload.user_id, dm=emoji in (MAIL, "\u2709")):
-            return  # over the member's rate limit: ignored (logged) before any work, and never answered
         channel = self.bot.get_channel(payload.channel_id) or await self.bot.fetch_channel(payload.channel_id)
         if not isinstance(channel, discord.abc.Messageable):
             return
@@ -62,7 +68,7 @@ class Reactions(commands.Cog):
         row = await self.bot.studio.database.jobs.by_message(message.id)
         ours = row is not None and message.author.id == getattr(self.bot.user, "id", None)
         if not ours and image_attachment(message) is None:
-            return  # not an image: the reaction is just a reaction
+            return  # not an image: the reaction is just a reaction (and costs the member nothing)
         origin = MessageOrigin(message, user)
         try:
             if emoji == DELETE:
@@ -74,7 +80,11 @@ class Reactions(commands.Cog):
             except NotHere:
                 if not ours:
                     return  # members react to each other's pictures everywhere: only enabled channels are ours
-                raise
+                if self.charge(payload.user_id, emoji):
+                    raise  # the member is told where easel works
+                return
+            if not self.charge(payload.user_id, emoji):
+                return  # over the member's rate limit: ignored (logged once a minute), never answered
             if emoji == REROLL:
                 if not ours or row is None:
                     raise JobError("\U0001f501 rerolls work on my own results.")
@@ -87,8 +97,15 @@ class Reactions(commands.Cog):
                 await actions.from_message(self.bot, origin, message, "anime")
             elif emoji in (MAIL, "\u2709"):
                 await self.mail(message, user)
+        except DMsClosed as exc:  # what was to go by DM cannot: said where the reaction was, briefly
+            await origin.reply_briefly(str(exc))
         except (JobError, ImageInputError) as exc:
             await origin.error(str(exc))
+
+    def charge(self, member: int, emoji: str) -> bool:
+        """Charge a reaction easel answers to the member's rate limit (✉️ to the DM budget: all
+        it leads to is a DM); False when they are over it and the reaction must be ignored."""
+        return ratelimit.limits_for(self.bot).allow_reaction(member, dm=emoji in (MAIL, "\u2709"))
 
     async def mail(self, message: discord.Message, user: discord.abc.User) -> None:
         """DM the image with its generation parameters (read from the file itself, so other tools'
@@ -103,8 +120,8 @@ class Reactions(commands.Cog):
             why = f"That image is not shown in <#{message.channel.id}> (NSFW), so I cannot send it to you either."
             try:
                 await self._dm(user, why)
-            except JobError:  # DMs closed: say it where the reaction was (a reply that deletes itself)
-                raise JobError(why) from None
+            except DMsClosed:  # said where the reaction was instead (a reply that deletes itself)
+                raise DMsClosed(why) from None
             return
         attachment = image_attachment(message)
         if attachment is not None:
@@ -130,16 +147,18 @@ class Reactions(commands.Cog):
         try:
             await user.send(text, file=file, allowed_mentions=NO_MENTIONS)
         except discord.Forbidden:
-            raise JobError("I cannot send you direct messages: allow DMs from server members and try again.") from None
+            raise DMsClosed("I cannot send you direct messages: allow DMs from server members and try again.") from None
 
     async def delete(self, message: discord.Message, user: discord.abc.User, owner: int,
                      payload: discord.RawReactionActionEvent) -> None:
         member = payload.member
         allowed = user.id == owner or (member is not None and isinstance(message.channel, discord.abc.GuildChannel)
                                        and message.channel.permissions_for(member).manage_messages)
-        if not allowed:
-            raise JobError("Only the member who asked for this image (or a moderator) can delete it.")
-        await message.delete()
+        if not allowed:  # answered (privately), so charged like any reaction easel answers
+            if self.charge(user.id, DELETE):
+                raise JobError("Only the member who asked for this image (or a moderator) can delete it.")
+            return
+        await message.delete()  # cleaning up starts no work: never charged
 
 
 async def setup(bot: EaselBot) -> None:

@@ -41,11 +41,14 @@ def original_job(row: JobRow) -> Job:
     return job_from_params(row.job_id, row.user_id, row.params)
 
 
+NO_LONGER_STORED = "That image is no longer stored here (it may have been deleted or pruned)."
+
+
 async def result_image_path(bot: EaselBot, job_id: str, index: int) -> Path:
     rows = {r.idx: r for r in await bot.studio.database.images.for_job(job_id)}
     row = rows.get(index)
     if row is None or not Path(row.path).exists():
-        raise JobError("That image is no longer stored here (it may have been deleted or pruned).")
+        raise JobError(NO_LONGER_STORED)
     return Path(row.path)
 
 
@@ -126,10 +129,13 @@ def can_manage(interaction: discord.Interaction) -> bool:
     return bool(perms.manage_messages or perms.manage_guild)
 
 
+UNCHARGED = ("c", "x")  # Cancel and Delete start no work: a member over the rate limit can still stop their job
+
+
 async def on_button(bot: EaselBot, interaction: discord.Interaction, action: str, job_id: str,
                     index: int | None) -> None:
     origin = InteractionOrigin(interaction, request_message_id=interaction.message.id if interaction.message else None)
-    if await too_fast(bot, origin):
+    if action not in UNCHARGED and await too_fast(bot, origin):
         return
     try:
         # New jobs: launch() checks everything and only then acknowledges (refusals stay ephemeral).
@@ -152,23 +158,34 @@ async def on_button(bot: EaselBot, interaction: discord.Interaction, action: str
 async def upscale(bot: EaselBot, interaction: discord.Interaction, job_id: str, index: int) -> None:
     """U1-U4: post one image of a grid alone, full size, with its own buttons, shown as the NSFW
     gate says for the grid it comes from (a pick of a spoilered grid is spoilered). Refusals come
-    before the (public) defer, so they stay private."""
+    before the (public) defer, so they stay private; a failure after it (re-encoding, the post)
+    becomes a JobError, which ``InteractionOrigin.error`` answers privately, deleting the public
+    "thinking" message."""
     path = await result_image_path(bot, job_id, index)
     row = await job_row(bot, job_id)
     images = {r.idx: r for r in await bot.studio.database.images.for_job(job_id)}
     how = await gate.treatment(bot, Flags.of(images.values()), interaction.guild_id, interaction.channel)
     if how is gate.Treatment.WITHHELD:
         raise JobError("That image is not shown in this channel (NSFW).")
+    try:
+        data = await bot.studio.outputs.read(path)  # before the defer: pruned since the check is a private refusal
+    except OSError as exc:
+        raise JobError(NO_LONGER_STORED) from exc
     await interaction.response.defer(thinking=True)
-    data = await bot.studio.outputs.read(path)
-    limit = getattr(interaction, "filesize_limit", 0) or 10 * 1024 * 1024
-    data, filename = await asyncio.to_thread(fit_for_upload, data, limit, stem=f"easel-{job_id}-{index + 1}")
-    prompt = row.params.get("prompt", "")
-    seed = images[index].seed if index in images else 0
-    await interaction.edit_original_response(
-        content=f"{prompt_heading(prompt)} \u00b7 image {index + 1} \u00b7 seed `{seed}` \u00b7 job `{job_id}`",
-        attachments=[gate.image_file(data, filename, how)], view=single_view(job_id, index),
-        allowed_mentions=NO_MENTIONS)
+    try:
+        limit = getattr(interaction, "filesize_limit", 0) or 10 * 1024 * 1024
+        data, filename = await asyncio.to_thread(fit_for_upload, data, limit, stem=f"easel-{job_id}-{index + 1}")
+        prompt = row.params.get("prompt", "")
+        seed = images[index].seed if index in images else 0
+        await interaction.edit_original_response(
+            content=f"{prompt_heading(prompt)} \u00b7 image {index + 1} \u00b7 seed `{seed}` \u00b7 job `{job_id}`",
+            attachments=[gate.image_file(data, filename, how)], view=single_view(job_id, index),
+            allowed_mentions=NO_MENTIONS)
+    except (JobError, ImageInputError):
+        raise
+    except Exception as exc:
+        log.exception("job %s: could not post image %s alone", job_id, index + 1)
+        raise JobError("I could not post that image just now. Try again in a moment.") from exc
 
 
 async def delete_result(bot: EaselBot, interaction: discord.Interaction, job_id: str) -> None:

@@ -52,8 +52,8 @@ INPUT_FIELDS = ("init_image", "mask_image")
 
 def charge(bot: EaselBot, origin: Origin) -> None:
     """Charge the member's rate limit for this request, once per interaction (the cog, the button
-    handler and launch() may each ask). Reactions are charged where they arrive, at the top of
-    ``Reactions.handle``. Raises SlowDown."""
+    handler and launch() may each ask). Reactions are charged in ``Reactions.handle``, once they
+    are known to be requests easel answers. Raises SlowDown."""
     if not isinstance(origin, InteractionOrigin):
         return
     limits = ratelimit.limits_for(bot)
@@ -159,7 +159,7 @@ async def launch(bot: EaselBot, origin: Origin, build: Callable[[str], Draft | A
             reservation.release()
     try:
         status = await origin.open_status(queued_text(job_id, position, total, eta, draft.notes),
-                                          view=cancel_view(job_id))
+                                          view=cancel_view(job_id), job_id=job_id)
     except (discord.HTTPException, StatusGone) as exc:
         log.warning("job %s: could not show its status (%s); it goes to the channel", job_id, exc)
         status = None

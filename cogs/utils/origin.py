@@ -1,9 +1,10 @@
 """Where a request came from, and how to answer it: an interaction, or a reaction on a message.
 
 Slash commands, buttons and context menus answer through the interaction (ephemeral errors, one
-status message kept current). Reactions have no interaction: errors are short replies that
-delete themselves, and the status message is a reply in the channel. Both hand the delivery cog
-a :class:`StatusMessage` it can edit without knowing which it is.
+status message kept current). Reactions have no interaction: errors go to the member by DM (a
+short reply that deletes itself only when their DMs are closed), and the status message is a
+reply in the channel, sent with the job's nonce. Both hand the delivery cog a
+:class:`StatusMessage` it can edit without knowing which it is.
 
 A status message is edited through the interaction's token while the token lives (15 minutes),
 then as the bot's own message by id (Discord allows it for non-ephemeral messages). When neither
@@ -211,8 +212,8 @@ class Origin(ABC):
         """A short message only the requester needs to see."""
 
     @abstractmethod
-    async def open_status(self, text: str, view: discord.ui.View | None = None) -> StatusMessage:
-        """Show the first status line; returns the message later edits go to."""
+    async def open_status(self, text: str, view: discord.ui.View | None = None, *, job_id: str) -> StatusMessage:
+        """Show the first status line of job ``job_id``; returns the message later edits go to."""
 
     @abstractmethod
     def context(self) -> RequestContext: ...
@@ -271,7 +272,7 @@ class InteractionOrigin(Origin):
             except discord.HTTPException as exc:  # it says no more than "Answered privately."
                 log.info("could not delete the deferred response of interaction %s: %s", self.interaction.id, exc)
 
-    async def open_status(self, text: str, view: discord.ui.View | None = None) -> StatusMessage:
+    async def open_status(self, text: str, view: discord.ui.View | None = None, *, job_id: str) -> StatusMessage:
         status = InteractionStatus(self.interaction)
         await status.edit(text, view=view)
         return status
@@ -284,7 +285,7 @@ class InteractionOrigin(Origin):
 
 
 class MessageOrigin(Origin):
-    """A reaction on a message: no interaction, so replies go to the channel."""
+    """A reaction on a message: no interaction, so refusals go by DM and the status is a reply."""
 
     def __init__(self, message: discord.Message, user: discord.abc.User) -> None:
         self.message = message
@@ -297,12 +298,31 @@ class MessageOrigin(Origin):
         return None
 
     async def error(self, text: str) -> None:
+        """A DM to the member, saying which reaction it answers. Only when their DMs are closed is it
+        a reply in the channel (naming the member without pinging) that deletes itself."""
+        try:
+            await self.user.send(fit_message(f"{text}\n-# Your reaction on {self.message.jump_url}"),
+                                 allowed_mentions=NO_MENTIONS)
+        except discord.Forbidden:
+            await self.reply_briefly(text)
+
+    async def reply_briefly(self, text: str) -> None:
+        """A reply naming the member (not pinging them) that deletes itself after a while: for what
+        cannot reach them by DM."""
         await self.message.reply(fit_message(f"{self.user.mention} {text}"), delete_after=ERROR_REPLY_SECONDS,
                                  allowed_mentions=NO_MENTIONS, mention_author=False)
 
-    async def open_status(self, text: str, view: discord.ui.View | None = None) -> StatusMessage:
+    async def open_status(self, text: str, view: discord.ui.View | None = None, *, job_id: str) -> StatusMessage:
+        """A reply to the message, sent with the nonce the poster uses for a job's first channel
+        message (``posting.nonce_for(job_id, None)``, with ``enforce_nonce``). The id of this reply is
+        recorded only once Discord answered; if the process dies before that, the restarted poster
+        finds no recorded message and posts one with that same nonce: within Discord's nonce window
+        it gets this very reply back and turns it into the result (Cancel button and all replaced)
+        instead of leaving it behind as a second message."""
+        from cogs.utils.posting import nonce_for  # posting builds on this module
+
         sent = await self.message.reply(fit_message(text), view=view or discord.ui.View(), allowed_mentions=NO_MENTIONS,
-                                        mention_author=False)
+                                        mention_author=False, nonce=nonce_for(job_id, None))
         return ChannelStatus(sent)
 
     def context(self) -> RequestContext:

@@ -6,9 +6,13 @@ at once, then one more each 60/N seconds. In memory only: a restart forgives eve
 fine for a limit meant to stop one member from filling the disk or the queue's attention, not to
 meter anyone.
 
-Each action is charged once, where it arrives: a slash command, button or context menu by its
-interaction id (whichever of the cog, the button handler and ``launch()`` sees it first charges
-it; the others find it charged), a reaction at the top of ``Reactions.handle``.
+Each action is charged once: a slash command, button or context menu by its interaction id
+(whichever of the cog, the button handler and ``launch()`` sees it first charges it; the others
+find it charged). Cancel and Delete buttons are not charged: they start no work, and a member over
+the limit can still stop their own job. A reaction is charged in ``Reactions.handle`` only once it
+is known to be a request easel answers: reactions on chat messages, on members' pictures in
+channels easel is off in, and a ❌ that deletes (cleaning up) cost nothing; ✉️ is charged from
+the DM budget, as everything it leads to is a DM.
 """
 
 from __future__ import annotations

@@ -159,10 +159,11 @@ async def test_mail_of_a_withheld_result_with_dms_closed_says_why_in_a_passing_r
     result = await imagine(w)
     dm = w.bob.user.dm_channel
     simcord_env.inject_error("POST", f"/channels/{dm.id}/messages", status=403, code=50007,
-                             message="Cannot send messages to this user")
+                             message="Cannot send messages to this user", times=None)
     await w.bob.react(result, MAIL)
     [reply] = await eventually(lambda: replies_to(w, result))
     assert "not shown in" in reply.content and not reply.attachments and not dm.history()
+    assert len([r for r in simcord_env.http_requests if r.path == f"/channels/{dm.id}/messages"]) == 1  # DMed once
 
 
 async def test_mail_of_a_spoilered_result_is_spoilered(simcord_env, simcord_bot) -> None:
@@ -223,8 +224,8 @@ async def test_anime_of_a_withheld_result_is_refused(simcord_env, simcord_bot, c
     source = await imagine(w)
     assert withheld(source)
     await w.bob.react(source, ANIME)
-    reply = await eventually(lambda: replies_to(w, source))
-    assert "not shown in this channel (NSFW)" in reply[0].content
+    [dm] = await dms(w.bob)  # refused privately
+    assert "not shown in this channel (NSFW)" in dm.content and not replies_to(w, source)
     menu = await w.bob.context_menu(w.channel, "Anime", source)
     assert "not shown in this channel (NSFW)" in refusal(menu)
     assert (await simcord_bot.studio.database.jobs.history(user_id=w.bob.id)).total == 0
@@ -285,8 +286,8 @@ async def test_a_vary_reaction_on_a_withheld_result_is_refused(simcord_env, simc
     w = make_world(simcord_env)
     source = await imagine(w)
     await w.bob.react(source, VARY)
-    reply = await eventually(lambda: replies_to(w, source))
-    assert "not shown in this channel (NSFW)" in reply[0].content
+    [dm] = await dms(w.bob)  # refused privately
+    assert "not shown in this channel (NSFW)" in dm.content and not replies_to(w, source)
     assert (await simcord_bot.studio.database.jobs.history(user_id=w.bob.id)).total == 0
 
 

@@ -13,9 +13,9 @@ import pytest
 from cogs.utils.ratelimit import MemberLimits, RateLimiter
 from config import ConfigError, LimitsConfig, load_config
 from tests.cogs.conftest import eventually
-from tests.cogs.helpers import button_ids, final, make_world, refusal
+from tests.cogs.helpers import button_ids, final, gpu_busy, make_world, png, refusal
 
-MAIL, VARY = "\u2709\ufe0f", "\U0001f3a8"
+MAIL, VARY, ANIME, REROLL, DELETE = "\u2709\ufe0f", "\U0001f3a8", "\U0001f338", "\U0001f501", "\u274c"
 
 
 class Clock:
@@ -99,6 +99,70 @@ async def test_reactions_over_the_limit_are_ignored_and_logged(simcord_env, stri
     assert [m.id for m in w.channel.history()] == [original.id]  # and no public answer to the others
     assert "faster than limits.dms_per_minute allows" in caplog.text
     assert caplog.text.count("faster than") == 1  # logged once, not once per reaction
+
+
+def count_handled(bot: Any) -> list[str]:
+    """The emoji of each reaction the cog has finished with (its work ends on other threads)."""
+    cog = bot.get_cog("Reactions")
+    handled: list[str] = []
+    real_handle = cog.handle
+
+    async def handle(payload: Any, emoji: str) -> None:
+        try:
+            await real_handle(payload, emoji)
+        finally:
+            handled.append(emoji)
+
+    cog.handle = handle
+    return handled
+
+
+async def test_reactions_easel_does_not_answer_cost_nothing(simcord_env, strict) -> None:
+    """Chat reactions with easel's emoji, and on pictures where easel is off, are no requests: they
+    must not use up the member's budget for /imagine (3 a minute here) nor their DM budget."""
+    w = make_world(simcord_env)
+    handled = count_handled(strict)
+    chat = await w.alice.send(w.channel, "what a nice day")
+    picture = await w.alice.send(w.channel, "", attachments=[("cat.png", png())])
+    elsewhere = w.guild.create_text_channel("easel-only")
+    await strict.studio.database.settings.update_guild(w.guild.id, enabled_channels=(elsewhere.id,))
+    for emoji in (VARY, ANIME, REROLL, DELETE, MAIL) * 2:
+        await w.bob.react(chat, emoji)
+        await w.bob.unreact(chat, emoji)
+    for emoji in (VARY, ANIME, MAIL):
+        await w.bob.react(picture, emoji)
+    await eventually(lambda: len(handled) == 13)
+    results = [await w.bob.slash(elsewhere, "imagine", prompt=f"still mine {n}", steps=2) for n in range(3)]
+    assert not any(r.ephemeral for r in results), [r.response.content for r in results if r.ephemeral]
+    await w.bob.react(await final(results[0]), MAIL)  # the one DM of the minute is still there
+    [dm] = await eventually(lambda: w.bob.user.dm_channel.history())
+    assert "still mine 0" in dm.content
+
+
+async def test_deleting_a_result_with_a_cross_costs_nothing(simcord_env, strict) -> None:
+    w = make_world(simcord_env)
+    handled = count_handled(strict)
+    first = await final(await w.alice.slash(w.channel, "imagine", prompt="a first try", steps=2))
+    await w.alice.react(first, DELETE)
+    await eventually(lambda: handled == [DELETE])
+    assert not any(m.id == first.id for m in w.channel.history())
+    for n in range(2):  # the 2nd and 3rd of 3 requests a minute: the cleaning up took none
+        assert not (await w.alice.slash(w.channel, "imagine", prompt=f"again {n}", steps=2)).ephemeral
+
+
+async def test_cancel_and_delete_buttons_work_over_the_limit(simcord_env, strict) -> None:
+    """Stopping one's own job or removing one's result starts no work: never refused as too fast."""
+    w = make_world(simcord_env)
+    done = await final(await w.alice.slash(w.channel, "imagine", prompt="a keeper", steps=2))
+    with gpu_busy(strict):
+        queued = [await w.alice.slash(w.channel, "imagine", prompt=f"queued {n}") for n in range(2)]
+        assert refusal(await w.alice.slash(w.channel, "imagine", prompt="one too many")).startswith("Slow down")
+        cancel = next(i for i in button_ids(queued[1].response) if i.startswith("easel:c:"))
+        cancelled = await w.alice.click(queued[1].response, custom_id=cancel)
+        assert refusal(cancelled).startswith("Cancelling job")
+        delete = next(i for i in button_ids(done) if i.startswith("easel:x:"))
+        await w.alice.click(done, custom_id=delete)
+        assert not any(m.id == done.id for m in w.channel.history())
 
 
 def test_the_limits_come_from_easel_toml_and_the_environment(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Callable
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 
 from inference.imaging import parse_parameters
 from tests.cogs.conftest import eventually
-from tests.cogs.helpers import final, image_of, is_final, make_world, png
+from tests.cogs.helpers import final, gpu_busy, image_of, is_final, make_world, png
 
 REROLL, VARY, ANIME, MAIL, DELETE = "\U0001f501", "\U0001f3a8", "\U0001f338", "\u2709\ufe0f", "\u274c"
 
@@ -121,16 +122,27 @@ async def test_mail_of_a_picture_without_parameters_sends_a_clean_png(simcord_en
     assert sent.format == "PNG" and sent.size == (96, 80) and "parameters" not in sent.info
 
 
+def close_dms(env: Any, member: Any) -> Any:
+    """The member's DMs refuse the bot (Discord's 403 "Cannot send messages to this user")."""
+    dm = member.user.dm_channel
+    env.inject_error("POST", f"/channels/{dm.id}/messages", status=403, code=50007,
+                     message="Cannot send messages to this user", times=None)
+    return dm
+
+
+def dm_attempts(env: Any, dm: Any) -> int:
+    return len([r for r in env.http_requests if r.method == "POST" and r.path == f"/channels/{dm.id}/messages"])
+
+
 async def test_mail_with_dms_closed_says_how_to_open_them(simcord_env, handled) -> None:
     w = make_world(simcord_env)
     original = await a_result(w)
-    dm = w.alice.user.dm_channel
-    simcord_env.inject_error("POST", f"/channels/{dm.id}/messages", status=403, code=50007,
-                             message="Cannot send messages to this user")
+    dm = close_dms(simcord_env, w.alice)
     await w.alice.react(original, MAIL)
     await all_handled(handled, 1)
     [reply] = replies_to(w.channel, original)
     assert "cannot send you direct messages" in reply.content and not dm.history()
+    assert dm_attempts(simcord_env, dm) == 1  # the DM that failed is not tried again to say that it failed
 
 
 async def test_the_requester_can_delete_with_a_cross(simcord_env, handled) -> None:
@@ -141,15 +153,28 @@ async def test_the_requester_can_delete_with_a_cross(simcord_env, handled) -> No
     assert not exists(w.channel, original)
 
 
-async def test_another_member_cannot_delete_and_gets_a_reply_that_goes_away(simcord_env, handled) -> None:
+async def test_another_member_cannot_delete_and_is_told_privately(simcord_env, handled) -> None:
     w = make_world(simcord_env)
     original = await a_result(w)
     await w.bob.react(original, DELETE)
     await all_handled(handled, 1)
     assert exists(w.channel, original)
+    [dm] = w.bob.user.dm_channel.history()
+    assert "Only the member who asked for this image (or a moderator)" in dm.content
+    assert f"/channels/{w.guild.id}/{w.channel.id}/{original.id}" in dm.content  # which reaction it answers
+    assert not replies_to(w.channel, original)  # nothing said in front of the channel
+
+
+async def test_with_dms_closed_a_refusal_is_a_reply_that_goes_away(simcord_env, handled) -> None:
+    w = make_world(simcord_env)
+    original = await a_result(w)
+    dm = close_dms(simcord_env, w.bob)
+    await w.bob.react(original, DELETE)
+    await all_handled(handled, 1)
+    assert exists(w.channel, original)
     [reply] = replies_to(w.channel, original)
     assert "Only the member who asked for this image (or a moderator)" in reply.content
-    assert w.bob.mention in reply.content
+    assert w.bob.mention in reply.content and not dm.history()
     [sent] = [e.json for e in simcord_env.http_requests if isinstance(e.json, dict)
               and e.json.get("content") == reply.content]
     assert sent["allowed_mentions"] == {"parse": [], "replied_user": False}  # named, not pinged
@@ -185,8 +210,8 @@ async def test_reroll_of_a_members_picture_is_explained(simcord_env, handled) ->
     picture = await w.alice.send(w.channel, "", attachments=[("cat.png", png())])
     await w.alice.react(picture, REROLL)
     await all_handled(handled, 1)
-    [reply] = replies_to(w.channel, picture)
-    assert "rerolls work on my own results" in reply.content
+    [dm] = w.alice.user.dm_channel.history()
+    assert "rerolls work on my own results" in dm.content and not replies_to(w.channel, picture)
 
 
 async def test_reactions_on_text_messages_do_nothing(simcord_env, simcord_bot, handled) -> None:
@@ -208,8 +233,9 @@ async def test_a_result_in_a_channel_not_enabled_gets_told_where_easel_works(sim
     await simcord_bot.studio.database.settings.update_guild(w.guild.id, enabled_channels=(other.id,))
     await w.alice.react(original, REROLL)
     await all_handled(handled, 1)
-    [reply] = replies_to(w.channel, original)
-    assert "not enabled in this channel" in reply.content and f"<#{other.id}>" in reply.content
+    [dm] = w.alice.user.dm_channel.history()
+    assert "not enabled in this channel" in dm.content and f"<#{other.id}>" in dm.content
+    assert not replies_to(w.channel, original)
     assert (await simcord_bot.studio.database.jobs.history(user_id=w.alice.id)).total == 1
     await w.alice.react(original, DELETE)  # cleaning up still works
     await all_handled(handled, 2)
@@ -245,3 +271,37 @@ async def test_the_bots_own_reactions_are_ignored(simcord_env, simcord_bot, hand
     assert seen == [simcord_bot.user.id] * 2  # they reached the bot as reaction events...
     assert handled.started == 0  # ...and were not acted on
     assert exists(w.channel, original) and not replies_to(w.channel, original)
+
+
+def channel_posts(env: Any, channel: Any) -> list[dict]:
+    """The bodies of the messages the bot posted in ``channel`` (not through an interaction)."""
+    return [r.json for r in env.http_requests if r.method == "POST" and r.path == f"/channels/{channel.id}/messages"
+            and isinstance(r.json, dict)]
+
+
+async def test_a_reactions_status_reply_carries_the_nonce_a_restart_posts_with(simcord_env, simcord_bot) -> None:
+    """The "Queued" reply of a reaction is recorded in the job log only once Discord answered. Should
+    the bot die in between, the restarted poster finds no recorded message and posts the job's first
+    channel message: it must carry the very nonce of that reply (with enforce_nonce), so that Discord,
+    within its nonce window, hands back the reply, Cancel button and all, to become the result instead
+    of a second message (simcord ignores nonces; tests/e2e/test_bot_reaction_restart.py plays the crash
+    against a Discord that enforces them)."""
+    w = make_world(simcord_env)
+    db = simcord_bot.studio.database
+    original = await a_result(w)
+    with gpu_busy(simcord_bot):
+        await w.bob.react(original, REROLL)
+        [status] = await eventually(lambda: replies_to(w.channel, original))
+        job = (await db.jobs.history(user_id=w.bob.id)).rows[0].job_id
+        for _ in range(600):  # recorded just after Discord answered
+            if (await db.jobs.get(job)).status_message_id == status.id:
+                break
+            await asyncio.sleep(0.05)
+        [reply] = channel_posts(simcord_env, w.channel)
+        assert reply.get("nonce") and reply.get("enforce_nonce") is True
+        # As after a crash between the reply and its record: the job log knows no message, nor does memory.
+        await db.jobs._conn.execute("UPDATE jobs SET status_message_id = NULL WHERE job_id = ?", (job,))  # noqa: SLF001
+        simcord_bot.delivery.tracked.clear()
+    await eventually(lambda: len(channel_posts(simcord_env, w.channel)) == 2)
+    replacement = channel_posts(simcord_env, w.channel)[1]
+    assert replacement["nonce"] == reply["nonce"] and replacement["enforce_nonce"] is True

@@ -26,6 +26,40 @@ async def test_upscale_posts_one_grid_image_alone_at_full_size(simcord_env) -> N
     assert any(i.startswith("easel:v:") and i.endswith(":1") for i in button_ids(single))
 
 
+async def test_an_upscale_of_an_image_pruned_since_the_check_is_refused_privately(simcord_env, simcord_bot,
+                                                                                    monkeypatch) -> None:
+    """The file goes (retention, /forget) between the check that it exists and its read: the member
+    gets a private answer, and no public "thinking" message is left in the channel."""
+    w = make_world(simcord_env)
+    grid = await final(await w.alice.slash(w.channel, "imagine", prompt="two birds", count=2, seed=10))
+
+    async def pruned(path: object) -> bytes:
+        raise FileNotFoundError(2, "No such file or directory", str(path))
+
+    monkeypatch.setattr(simcord_bot.studio.outputs, "read", pruned)
+    clicked = await w.alice.click(grid, label="U1")
+    await simcord_env.settle()
+    assert "no longer stored here" in refusal(clicked)
+    assert [m.id for m in w.channel.history() if m.author.bot] == [grid.id]
+
+
+async def test_an_upscale_that_fails_after_thinking_answers_privately_and_removes_the_thinking(
+        simcord_env, monkeypatch) -> None:
+    w = make_world(simcord_env)
+    grid = await final(await w.alice.slash(w.channel, "imagine", prompt="two birds", count=2, seed=10))
+
+    def broken(*args: object, **kwargs: object) -> tuple[bytes, str]:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr("cogs.utils.actions.fit_for_upload", broken)
+    clicked = await w.alice.click(grid, label="U2")
+    await simcord_env.settle()
+    assert clicked.acknowledged and clicked.response is None  # the public "thinking" message is gone
+    [answer] = clicked.followups
+    assert answer.ephemeral and "could not post that image" in answer.content
+    assert [m.id for m in w.channel.history() if m.author.bot] == [grid.id]
+
+
 async def test_variation_reroll_and_anime_buttons_start_new_jobs(simcord_env) -> None:
     w = make_world(simcord_env)
     first = await final(await w.alice.slash(w.channel, "imagine", prompt="a lighthouse", seed=7))
