@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from functools import partial
 from typing import Any
 
@@ -221,27 +221,30 @@ class Studio:
 
     # ------------------------------------------------------------------ requests
 
-    async def submit(self, job: J.Job, ctx: RequestContext, *,
-                     reservation: Reservation | None = None) -> tuple[int, int, float]:
+    async def submit(self, job: J.Job, ctx: RequestContext, *, reservation: Reservation | None = None,
+                     suppliers: Mapping[str, int] | None = None) -> tuple[int, int, float]:
         """Record the job (committed) and queue it. Returns (position, queue length, eta seconds).
 
         Raises QueueRefused before anything is written when the member or the queue is full.
         ``reservation`` (from ``reservations.reserve``, studio_admission.py) is released when the
         queue holds the job, in the same step (no await in between), or when it cannot be queued.
+        ``suppliers``: who supplied the job's input files (role → member) where it is not the
+        job's owner, recorded with them (``JobLog.add``).
         """
         try:
-            return await self._record_and_queue(job, ctx)
+            return await self._record_and_queue(job, ctx, suppliers)
         finally:
             if reservation is not None:
                 reservation.release()
 
-    async def _record_and_queue(self, job: J.Job, ctx: RequestContext) -> tuple[int, int, float]:
+    async def _record_and_queue(self, job: J.Job, ctx: RequestContext,
+                                suppliers: Mapping[str, int] | None = None) -> tuple[int, int, float]:
         self.engine.queue.check_room(job.owner)
         await self.database.jobs.add(
             job_id=job.job_id, kind=str(job.kind), user_id=ctx.user_id, guild_id=ctx.guild_id,
             channel_id=ctx.channel_id, params=job.to_params(), interaction_id=ctx.interaction_id,
             interaction_token=ctx.interaction_token, application_id=ctx.application_id,
-            request_message_id=ctx.request_message_id,
+            request_message_id=ctx.request_message_id, suppliers=suppliers,
         )
         self._contexts[job.job_id] = ctx
         self._jobs[job.job_id] = job

@@ -17,7 +17,10 @@ found ``delivering`` at start-up (the bot died between filling its message and r
 posted again into its recorded message: an edit to the same final content, so once either way.
 
 A post Discord did not take is tried again by a loop in this process (cogs/utils/posting.py says
-which failures and how long to wait); refused for good, the job is ``undeliverable``.
+which failures and how long to wait); refused for good, the job is ``undeliverable``. Every way a
+post can fail ends there, also where the job log failed (claiming, reading, recording: tried again
+from memory, cogs/utils/redelivery.py); the job log's writes around a post are written again while
+another program holds it locked.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import discord
 from discord.ext import commands
 from PIL import Image
 
-from cogs.utils import gate, posting
+from cogs.utils import gate, posting, postlog
 from cogs.utils.buttons import result_view
 from cogs.utils.origin import ChannelStatus, Origin, StatusGone, StatusMessage
 from cogs.utils.redelivery import RetryLoop
@@ -48,7 +51,6 @@ from cogs.utils.text import (
 )
 from inference.imaging import encode_png, fit_for_upload, make_grid, read_parameters, thumbnail_png
 from inference.jobs import AnimeJob, DiffusionJob, Job, job_from_params
-from storage import write_while_locked
 from studio import JobCancelled, JobDone, JobProgress, JobQueued, JobStarted, StudioEvent
 
 if TYPE_CHECKING:
@@ -94,6 +96,11 @@ def failure_text(error: str, job_id: str) -> str:
     """A failed job's message: the reason (our words, maybe quoting the member: shown as plain text,
     so without its code marks) and the job id once."""
     return f"\u26a0\ufe0f {quote(error.replace('`', ''), 1500)} \u00b7 job `{job_id}`"
+
+
+def gone_text(job_id: str) -> str:
+    """A result whose images are not stored (any more)."""
+    return f"\u26a0\ufe0f The images of job `{job_id}` are no longer stored."
 
 
 def grid_png(paths: list[Path]) -> bytes:
@@ -160,7 +167,7 @@ class Delivery(commands.Cog):
                 status = await self._open_in_channel(t.job_id, origin.channel_id, text,
                                                      reference_id=origin.context().request_message_id, replaces=None)
             else:
-                await self.bot.studio.database.jobs.set_status_message(t.job_id, status.message_id)
+                await postlog.record_status_message(self.bot.studio.database, t.job_id, status.message_id)
         except Exception as exc:  # the result still goes out; only a crash before it would post it twice
             log.warning("job %s: could not record or open its status message (%s)", t.job_id, exc)
         finally:
@@ -231,13 +238,13 @@ class Delivery(commands.Cog):
                 with contextlib.suppress(asyncio.CancelledError):
                     await t.updater
             self.tracked.pop(event.job_id, None)
-        try:
-            if isinstance(event, JobCancelled):
+        if isinstance(event, JobCancelled):
+            try:
                 await self._show_cancelled(event.job_id, status)
-                return
-            await self.deliver(event.job_id, status, t, event if isinstance(event, JobDone) else None)
-        except Exception:
-            log.exception("job %s: delivery failed; it will be tried again", event.job_id)
+            except Exception:
+                log.exception("job %s: could not show that it was cancelled", event.job_id)
+            return
+        await self.deliver(event.job_id, status, t, event if isinstance(event, JobDone) else None)
 
     async def _show_cancelled(self, job_id: str, status: StatusMessage | None) -> None:
         """The status says cancelled and loses its Cancel button; after a restart (no status in
@@ -257,31 +264,28 @@ class Delivery(commands.Cog):
     async def deliver(self, job_id: str, status: StatusMessage | None, t: Tracked | None = None,
                       done: JobDone | None = None) -> None:
         """Post a finished job's result exactly once: claim it in the job log (unless the studio
-        recorded it claimed for us: ``done.row``), post, record the message."""
+        recorded it claimed for us: ``done.row``), post, record the message. Never raises: a post
+        that fails in any way is tried again (cogs/utils/redelivery.py)."""
         claimed = done is not None and done.row is not None  # on_studio_event marked it as ours
         if job_id in self._posting and not claimed:
             return  # this process is already posting it
         self._posting.add(job_id)  # before the claim: the scan must never see our claim without this
         try:
             await self._deliver(job_id, status, t, done)
+        except Exception as exc:  # the job log failed around the post (claim, read, record)
+            self.retries.later(job_id, exc)
         finally:
             self._posting.discard(job_id)
 
     async def _deliver(self, job_id: str, status: StatusMessage | None, t: Tracked | None,
                        done: JobDone | None) -> None:
-        db = self.bot.studio.database
         if done is not None and done.row is not None:  # claimed when it was recorded
             row, images = done.row, list(done.image_rows)
         else:
-            # Claim, then read the row and its images: issued together they share one trip to
-            # SQLite's thread and run in this order (storage/batched.py), so what is read is the
-            # claimed job.
-            claimed, found, images = await asyncio.gather(
-                db.jobs.begin_delivery(job_id), db.jobs.get(job_id), db.images.for_job(job_id))
-            if not claimed:
+            claimed = await postlog.claim(self.bot.studio.database, job_id)
+            if claimed is None:
                 return  # already delivered (or being delivered) elsewhere
-            assert found is not None
-            row = found
+            row, images = claimed
         try:
             if status is None:
                 status = posting.recorded_status(self.bot, row)
@@ -299,18 +303,8 @@ class Delivery(commands.Cog):
             await self.retries.failed(row, exc)
             return
         assert status.message_id is not None
-        await self._record_posted(job_id, status.channel_id, status.message_id)
-
-    async def _record_posted(self, job_id: str, channel_id: int, message_id: int) -> None:
-        """The job delivered as ``message_id`` and its images linked to it, in one trip to SQLite
-        (written again while another program holds the job log locked)."""
-        db = self.bot.studio.database
-
-        async def record() -> None:
-            await asyncio.gather(db.jobs.mark_delivered(job_id, channel_id=channel_id, message_id=message_id),
-                                 db.images.set_message(job_id, message_id))
-
-        await write_while_locked(record, f"the delivery of job {job_id}")
+        await postlog.record_posted(self.bot.studio.database, job_id, status.channel_id, status.message_id)
+        self.retries.settled(job_id)
 
     async def _open_in_channel(self, job_id: str, channel_id: int, text: str, *, reference_id: int | None,
                                replaces: int | None) -> ChannelStatus:
@@ -324,7 +318,7 @@ class Delivery(commands.Cog):
                                                  fail_if_not_exists=False)
         message = await channel.send(fit_message(text), reference=reference, allowed_mentions=NO_MENTIONS,
                                      nonce=posting.nonce_for(job_id, replaces))
-        await self.bot.studio.database.jobs.set_status_message(job_id, message.id)
+        await postlog.record_status_message(self.bot.studio.database, job_id, message.id)
         return ChannelStatus(message)
 
     async def _render(self, row: JobRow, images: list[ImageRow], t: Tracked | None,
@@ -334,7 +328,7 @@ class Delivery(commands.Cog):
         job = job_from_params(row.job_id, row.user_id, row.params)
         images = sorted(images, key=lambda r: r.idx)
         if not images:
-            return f"\u26a0\ufe0f The images of job `{row.job_id}` are no longer stored.", [], discord.ui.View()
+            return gone_text(row.job_id), [], discord.ui.View()
         seconds = done.seconds if done else (row.finished_at - row.started_at if row.finished_at and row.started_at
                                              else None)
         content = caption(job, [im.seed for im in images], seconds, done.note if done else "")
@@ -345,10 +339,14 @@ class Delivery(commands.Cog):
             blocked = "\n\U0001f6ab The result was flagged as NSFW and is not shown in this channel."
             return content + blocked, [], discord.ui.View()
         paths = [Path(im.path) for im in images]
-        if len(paths) > 1:
-            data = await asyncio.to_thread(grid_png, paths)
-        else:
-            data = await self.bot.studio.outputs.read(paths[0])
+        try:
+            if len(paths) > 1:
+                data = await asyncio.to_thread(grid_png, paths)
+            else:
+                data = await self.bot.studio.outputs.read(paths[0])
+        except FileNotFoundError as exc:  # deleted from outputs/ by hand: no wait brings it back
+            log.warning("job %s: its image files are gone (%s); posting that they are no longer stored", row.job_id, exc)
+            return gone_text(row.job_id), [], discord.ui.View()
         limit = self._upload_limit(row, t)
         fitted, filename = await asyncio.to_thread(fit_for_upload, data, limit, stem=f"easel-{row.job_id}")
         if not filename.endswith(".png"):
@@ -375,27 +373,11 @@ class Delivery(commands.Cog):
         keep trying the posts that fail."""
         if not self._redelivery_scheduled:
             self._redelivery_scheduled = True
-            self.bot.studio.when_started(lambda: self._spawn(self._redeliver()))
-
-    async def _redeliver(self) -> None:
-        try:
-            await self.redeliver()
-        except Exception:
-            log.exception("redelivery of finished jobs failed")
-        self.retries.start()
+            self.bot.studio.when_started(lambda: self._spawn(self.retries.after_restart()))
 
     async def redeliver(self) -> None:
-        db = self.bot.studio.database
-        await self.retries.sweep_tokens()
-        for row in await db.jobs.undelivered():
-            if row.job_id in self.tracked or row.job_id in self._posting:
-                continue  # this process posts it (a status message waits for it, or the post is on its way)
-            if row.status == "delivering":
-                # Cut short by the end of the previous process: filled again into its recorded
-                # message, an edit that leaves that message the same whether or not it arrived.
-                await db.jobs.release_delivery(row.job_id)
-            log.info("posting the result of job %s that was not delivered before the restart", row.job_id)
-            await self.deliver(row.job_id, None)
+        """Post what a previous process left unposted (cogs/utils/redelivery.py)."""
+        await self.retries.scan()
 
     def due(self, job_id: str) -> bool:
         """Whether the retry loop may post this job now (nobody in this process is at it)."""

@@ -106,9 +106,9 @@ class Database:
         return int(row[0]) if row is not None else 0
 
     async def forget(self, user_id: int) -> ForgetReport:
-        """Delete a member's jobs, images, preferences and files (also inputs other members' jobs
-        reused; not other members' results), and scrub the deleted text from the database files
-        (storage/retention.py)."""
+        """Delete a member's jobs, images, preferences and files, take the inputs the member supplied
+        from other members' jobs (not other members' own pictures or results), and scrub the
+        deleted text from the database files (storage/retention.py)."""
         return await forget_user(self._conn, user_id, fts=self.jobs.fts)
 
     async def sweep_orphans(self, folder: str | Path, *, older_than_s: float,

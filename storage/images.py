@@ -81,6 +81,15 @@ class Images:
         rows = await self._conn.fetchall("SELECT * FROM images WHERE job_id = ? ORDER BY idx", (job_id,))
         return [image_from_row(r) for r in rows]
 
+    async def owner_of(self, path: str | Path, *, prefer: int | None = None) -> int | None:
+        """The member whose result image is stored at ``path``; None when no result is. Identical
+        results of several members share one file: ``prefer`` when it is one of them, else the
+        owner of the earliest job (as migration 0007 decides for older inputs)."""
+        row = await self._conn.fetchone(
+            "SELECT j.user_id FROM images AS i JOIN jobs AS j ON j.job_id = i.job_id WHERE i.path = ?"
+            " ORDER BY j.user_id = ? DESC, j.seq LIMIT 1", (str(path), prefer))
+        return int(row[0]) if row is not None else None
+
     async def set_message(self, job_id: str, message_id: int) -> int:
         """Record the message the job's images were posted in; returns how many images it holds."""
         return await self._conn.execute("UPDATE images SET message_id = ? WHERE job_id = ?", (message_id, job_id))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,10 +59,18 @@ class JobLog:
 
     async def add(self, *, job_id: str, kind: str, user_id: int, guild_id: int | None, channel_id: int,
                   params: dict[str, Any], interaction_id: int | None = None, interaction_token: str | None = None,
-                  application_id: int | None = None, request_message_id: int | None = None) -> JobRow:
-        """Record a new ``queued`` job and its input files; committed when this returns."""
+                  application_id: int | None = None, request_message_id: int | None = None,
+                  suppliers: Mapping[str, int] | None = None) -> JobRow:
+        """Record a new ``queued`` job and its input files; committed when this returns.
+
+        ``suppliers``: who supplied each input (role → member) where it is not the job's owner: the
+        original's supplier for a Reroll/Redo, a result's owner for a variation of that result.
+        /forget of a member takes the inputs they supplied from other members' jobs
+        (storage/retention.py)."""
         prompt = params.get("prompt")
-        inputs = [(job_id, role, str(params[role])) for role in INPUT_ROLES if params.get(role)]
+        given = suppliers or {}
+        inputs = [(job_id, role, str(params[role]), given.get(role, user_id)) for role in INPUT_ROLES
+                  if params.get(role)]
         try:
             params_json = json.dumps(params, separators=(",", ":"))
         except (TypeError, ValueError) as err:
@@ -80,7 +88,8 @@ class JobLog:
             else:
                 async with self._conn.transaction() as raw:
                     row = await fetchone(raw, insert, values)
-                    await executemany(raw, "INSERT INTO job_files (job_id, role, path) VALUES (?, ?, ?)", inputs)
+                    await executemany(raw, "INSERT INTO job_files (job_id, role, path, supplied_by)"
+                                           " VALUES (?, ?, ?, ?)", inputs)
         except sqlite3.IntegrityError as err:
             raise ValueError(f"job {job_id} is already in the job log") from err
         assert row is not None
@@ -101,6 +110,15 @@ class JobLog:
         """The job's own files by role (inputs, grid); result images are in ``Images``."""
         rows = await self._conn.fetchall("SELECT role, path FROM job_files WHERE job_id = ?", (job_id,))
         return {row["role"]: Path(row["path"]) for row in rows}
+
+    async def suppliers(self, job_id: str) -> dict[str, int]:
+        """Who supplied each input file of the job (role → member; rows older than schema 7: the
+        job's owner). A Reroll or Redo of the job names the same files from the same members."""
+        rows = await self._conn.fetchall(
+            "SELECT f.role, coalesce(f.supplied_by, j.user_id) AS supplier FROM job_files AS f"
+            f" JOIN jobs AS j ON j.job_id = f.job_id WHERE f.job_id = ? AND f.role IN {_sql_list(INPUT_ROLES)}",
+            (job_id,))
+        return {row["role"]: int(row["supplier"]) for row in rows}
 
     async def set_status(self, job_id: str, status: str, *, error: str | None = None) -> None:
         """Move a job to ``queued``, ``running``, ``done``, ``failed`` or ``cancelled``.

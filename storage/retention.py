@@ -5,11 +5,13 @@ result another member varied). Rows go first (one transaction), files after, and
 again since the transaction began is kept (see ``remove_files``).
 
 - ``prune`` deletes a file only when no remaining image or job file row points to it.
-- ``forget`` deletes every file of the member's jobs, also where another member's job reused it
-  as its input (a Reroll of the member's /vary, a variation of one of their results): that job
-  keeps its own results but loses the input (its job file row goes and its parameters name no
-  file, so a Reroll or Redo of it says the source was deleted). A file that is another member's
-  result image stays: it is theirs.
+- ``forget`` deletes the member's jobs, and takes the inputs the member supplied (job file rows
+  whose ``supplied_by`` is the member: a Reroll of the member's /vary, a variation of one of their
+  results) from other members' jobs: such a job keeps its own results but loses the input (its
+  job file row goes and its parameters name no file, so a Reroll or Redo of it says the source
+  was deleted). Then every file those rows named that no remaining row names is deleted. Who
+  supplied a file decides, not its bytes: the same picture used by another member on their own
+  (both 🎨 the same message) stays theirs, and so does another member's result.
 - Both then scrub what SQLite keeps of deleted rows: the FTS5 index is merged (its 'delete'
   only adds markers; the prompt words stay in the old segments until a merge), ``secure_delete``
   (set at open) zeroes the freed pages, and a TRUNCATE checkpoint empties the WAL.
@@ -43,7 +45,7 @@ class ForgetReport:
     images: int
     files: tuple[Path, ...]  # files deleted from disk
     prefs: int = 0  # preference rows deleted (0 or 1)
-    detached: int = 0  # other members' jobs that lost an input the member had uploaded
+    detached: int = 0  # other members' jobs that lost an input the member had supplied
 
 
 @dataclass(frozen=True)
@@ -57,13 +59,14 @@ async def forget_user(conn: Connection, user_id: int, *, fts: bool = True) -> Fo
     started = time.time()
     async with conn.transaction() as raw:
         jobs, images, candidates = await _delete_jobs(raw, "user_id = ?", (user_id,))
-        results = await _referenced(raw, candidates, images_only=True)
-        gone = [p for p in candidates if p not in results]
-        detached = await _detach_inputs(raw, gone)
+        detached, inputs = await _detach_inputs(raw, user_id)
+        paths = sorted({*candidates, *inputs})
+        used = await _referenced(raw, paths)
+        gone = [p for p in paths if p not in used]
         prefs = await changed(raw, "DELETE FROM user_prefs WHERE user_id = ?", (user_id,))
         if fts and jobs:
             await _merge_fts(raw)
-    if jobs:
+    if jobs or detached:
         await checkpoint(conn)
     files = await asyncio.to_thread(remove_files, gone, untouched_since=started)
     return ForgetReport(jobs, images, files, prefs, detached)
@@ -142,32 +145,27 @@ async def _delete_jobs(raw: aiosqlite.Connection, where: str, params: tuple[obje
     return jobs, int(image_count[0]) if image_count else 0, candidates
 
 
-async def _referenced(raw: aiosqlite.Connection, paths: list[str], *, images_only: bool = False) -> set[str]:
-    """The paths among ``paths`` that a remaining image row (or job file row) names."""
+async def _referenced(raw: aiosqlite.Connection, paths: list[str]) -> set[str]:
+    """The paths among ``paths`` that a remaining image or job file row names."""
     used: set[str] = set()
     for start in range(0, len(paths), _CHUNK):
         chunk = paths[start:start + _CHUNK]
         marks = ", ".join("?" * len(chunk))
-        sql = f"SELECT path FROM images WHERE path IN ({marks})"
-        if not images_only:
-            sql += f" UNION SELECT path FROM job_files WHERE path IN ({marks})"
-        rows = await fetchall(raw, sql, chunk if images_only else chunk * 2)
+        rows = await fetchall(raw, f"SELECT path FROM images WHERE path IN ({marks})"
+                                   f" UNION SELECT path FROM job_files WHERE path IN ({marks})", chunk * 2)
         used.update(row[0] for row in rows)
     return used
 
 
-async def _detach_inputs(raw: aiosqlite.Connection, paths: list[str]) -> int:
-    """Other jobs that used one of ``paths`` as an input lose it: their job file rows go and their
-    parameters name no file any more. Returns how many jobs lost an input."""
-    jobs: set[str] = set()
-    for start in range(0, len(paths), _CHUNK):
-        chunk = paths[start:start + _CHUNK]
-        marks = ", ".join("?" * len(chunk))
-        rows = await fetchall(raw, f"SELECT job_id, role FROM job_files WHERE path IN ({marks})"
-                                   f" AND role IN ({', '.join('?' * len(INPUT_ROLES))})", [*chunk, *INPUT_ROLES])
-        for row in rows:
-            jobs.add(row["job_id"])
-            await raw.execute("UPDATE jobs SET params = json_set(params, ?, '') WHERE job_id = ?",
-                              (f"$.{row['role']}", row["job_id"]))
-        await raw.execute(f"DELETE FROM job_files WHERE path IN ({marks})", chunk)
-    return len(jobs)
+async def _detach_inputs(raw: aiosqlite.Connection, user_id: int) -> tuple[int, list[str]]:
+    """Inside the transaction that deleted the member's own jobs: the other jobs' inputs the member
+    supplied go (their job file rows, and their names in the jobs' parameters). Returns how many
+    jobs lost an input, and the paths those rows named."""
+    roles = ", ".join("?" * len(INPUT_ROLES))
+    rows = await fetchall(raw, f"SELECT job_id, role, path FROM job_files WHERE supplied_by = ? AND role IN ({roles})",
+                          (user_id, *INPUT_ROLES))
+    for row in rows:
+        await raw.execute("UPDATE jobs SET params = json_set(params, ?, '') WHERE job_id = ?",
+                          (f"$.{row['role']}", row["job_id"]))
+    await raw.execute(f"DELETE FROM job_files WHERE supplied_by = ? AND role IN ({roles})", (user_id, *INPUT_ROLES))
+    return len({row["job_id"] for row in rows}), [row["path"] for row in rows]

@@ -57,10 +57,13 @@ async def result_image_path(bot: EaselBot, job_id: str, index: int) -> Path:
 
 async def rerun(bot: EaselBot, origin: Origin, job_id: str, *, same_seed: bool) -> str | None:
     """Reroll (new seed) or redo (same seed) a job with the member as its owner. The new job is
-    as NSFW-flagged as the one it repeats (its images and its prompt: cogs/utils/gate.py)."""
+    as NSFW-flagged as the one it repeats (its images and its prompt: cogs/utils/gate.py), and
+    its input files are supplied by whoever supplied them to the original (so the /forget of
+    that member takes them from the new job too)."""
     row = await job_row(bot, job_id)
     job = original_job(row)
     source = await gate.job_flags(bot, job_id)
+    suppliers = await bot.studio.database.jobs.suppliers(job_id)
 
     def build(new_id: str) -> Draft:
         changes: dict[str, object] = {"job_id": new_id, "owner": origin.user.id}
@@ -68,7 +71,7 @@ async def rerun(bot: EaselBot, origin: Origin, job_id: str, *, same_seed: bool) 
             changes["seed"] = random.randint(0, MAX_SEED)
         return Draft(dataclasses.replace(job, **changes))
 
-    return await launch(bot, origin, build, source=source)
+    return await launch(bot, origin, build, source=source, suppliers=suppliers)
 
 
 async def vary_file(bot: EaselBot, origin: Origin, path: str, size: tuple[int, int], *,

@@ -12,17 +12,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-import discord
 
 from cogs.utils import ratelimit
 from cogs.utils.buttons import cancel_view
 from cogs.utils.gate import NO_FLAGS, WITHHELD_SOURCE, Flags, Place, Treatment, age_restricted, decide
 from cogs.utils.inputs import PendingInput
-from cogs.utils.origin import InteractionOrigin, Origin, StatusGone
+from cogs.utils.origin import InteractionOrigin, Origin, StatusMessage
+from cogs.utils.posting import from_discord
 from cogs.utils.text import queued_text
 from inference.jobs import DiffusionJob, Job, JobError
 from inference.prompt_words import nsfw_words_in
@@ -86,6 +85,24 @@ async def check_sources(job: Job, inputs: Sequence[PendingInput]) -> None:
             raise JobError("The source image of that job is no longer stored here, so it cannot be made again.")
 
 
+async def input_suppliers(bot: EaselBot, job: Job, given: Mapping[str, int] | None) -> dict[str, int]:
+    """Who supplied each input file of ``job`` (field → member), recorded with it: /forget of that
+    member takes the file from this job too (storage/retention.py). ``given``: known already (a
+    Reroll/Redo keeps the original's suppliers). Else one of our results is its owner's picture,
+    anything else (an upload, a member's picture reacted to) the job owner's."""
+    suppliers: dict[str, int] = {}
+    for field in INPUT_FIELDS:
+        path = getattr(job, field, None)
+        if not path:
+            continue
+        if given is not None and field in given:
+            suppliers[field] = given[field]
+            continue
+        owner = await bot.studio.database.images.owner_of(path, prefer=job.owner)
+        suppliers[field] = job.owner if owner is None else owner
+    return suppliers
+
+
 async def guild_settings(bot: EaselBot, origin: Origin) -> GuildSettings | None:
     if origin.guild is None:
         return None
@@ -113,14 +130,16 @@ def nsfw_policy(settings: GuildSettings | None, origin: Origin) -> str:
 
 
 async def launch(bot: EaselBot, origin: Origin, build: Callable[[str], Draft | Awaitable[Draft]], *,
-                 inputs: Sequence[PendingInput] = (), source: Flags = NO_FLAGS) -> str | None:
+                 inputs: Sequence[PendingInput] = (), source: Flags = NO_FLAGS,
+                 suppliers: Mapping[str, int] | None = None) -> str | None:
     """Validate, record, queue and announce a job. Returns its id, or None after telling the member why not.
 
     ``inputs``: the request's uploads, checked and named but not stored yet; the job refers to
     their paths. They are stored once every check passed. Everything that can refuse a request
     runs before the interaction is deferred, so refusals are ephemeral. ``source``: the NSFW flags
     of the result the job is made from (cogs/utils/gate.py); the job's images inherit them, and a
-    source this channel withholds is refused.
+    source this channel withholds is refused. ``suppliers``: who supplied the job's input files
+    (field → member) when the caller knows (a Reroll/Redo); see :func:`input_suppliers`.
     """
     job_id = new_job_id()
     delivery = bot.delivery
@@ -135,6 +154,7 @@ async def launch(bot: EaselBot, origin: Origin, build: Callable[[str], Draft | A
         if reason:
             raise JobError(reason)
         await check_sources(job, inputs)
+        supplied = await input_suppliers(bot, job, suppliers)
         # The NSFW gate: the prompt's words count whatever the policy here, so that the flag
         # follows the images wherever they are shown later.
         place = Place(nsfw_policy(settings, origin), channel_is_nsfw(origin))
@@ -150,34 +170,39 @@ async def launch(bot: EaselBot, origin: Origin, build: Callable[[str], Draft | A
         previews = decide(flags | Flags(checker=checked), place)
         cap = settings.per_user_cap if settings is not None else None
         reservation = bot.studio.reservations.reserve(job.owner, cap)  # the caps and the hold: one step
-        position, total, eta = await _commit(bot, origin, job, inputs, reservation, previews=previews)
+        position, total, eta = await _commit(bot, origin, job, inputs, reservation, previews=previews,
+                                             suppliers=supplied)
     except JobError as exc:
         await origin.error(str(exc))
         return None
     finally:
         if reservation is not None:
             reservation.release()
+    # The job is queued and the poster waits for its status message: whatever showing it runs
+    # into (Discord, the network, a timeout), the poster is told, and without one it posts in the channel.
+    status: StatusMessage | None = None
     try:
         status = await origin.open_status(queued_text(job_id, position, total, eta, draft.notes),
                                           view=cancel_view(job_id), job_id=job_id)
-    except (discord.HTTPException, StatusGone) as exc:
-        log.warning("job %s: could not show its status (%s); it goes to the channel", job_id, exc)
-        status = None
-    delivery.attach(job_id, status, origin)
+    except Exception as exc:
+        log.warning("job %s: could not show its status (%s: %s); it goes to the channel", job_id,
+                    type(exc).__name__, exc, exc_info=not from_discord(exc))
+    finally:
+        delivery.attach(job_id, status, origin)
     return job_id
 
 
 async def _commit(bot: EaselBot, origin: Origin, job: Job, inputs: Sequence[PendingInput], reservation: Reservation,
-                  *, previews: Treatment) -> tuple[int, int, float]:
-    """The accepted request: store its uploads, acknowledge, record and queue the job. Uploads
-    stored here for a job that then could not be recorded are removed again."""
+                  *, previews: Treatment, suppliers: Mapping[str, int]) -> tuple[int, int, float]:
+    """The accepted request: store its uploads, acknowledge, record (with who supplied its inputs)
+    and queue the job. Uploads stored here for a job that then could not be recorded are removed again."""
     stored = await origin.in_time(store_inputs(bot.studio, job.owner, [i.file for i in inputs]))
     delivery = bot.delivery
     try:
         await origin.acknowledge()
         delivery.expect(job.job_id, previews=previews)
         try:
-            return await bot.studio.submit(job, origin.context(), reservation=reservation)
+            return await bot.studio.submit(job, origin.context(), reservation=reservation, suppliers=suppliers)
         except BaseException:
             delivery.drop(job.job_id)
             raise

@@ -1,18 +1,22 @@
 """What the poster needs besides the message itself: which failures to try again, how long to wait,
 what to tell a member whose result Discord refused, interaction tokens' lifetime, message nonces.
 
-Failures fall in three kinds. ``retry``: Discord is down or busy (5xx, 429, network), tried again
-without end, the waits doubling from ``discord.delivery_retry_s`` to ``delivery_retry_max_s``.
-``permission``: 403, the bot may not post or attach files there; the member is told privately once
-and the post is tried again, ``discord.delivery_attempts`` times in all. ``refused``: any other
-answer (4xx) or error; tried as often, then the job is undeliverable.
+Failures fall in three kinds. ``retry``: Discord is down or busy (5xx, 429), the network between
+failed (aiohttp's errors, refused or reset connections, timeouts, DNS), or the job log was locked:
+tried again without end, the waits doubling from ``discord.delivery_retry_s`` to
+``delivery_retry_max_s``. ``permission``: 403, the bot may not post or attach files there; the
+member is told privately once and the post is tried again, ``discord.delivery_attempts`` times in
+all. ``refused``: any other answer (4xx) or error (a stored file that cannot be read, a bug); tried
+as often, then the job is undeliverable. Result files missing from outputs/ never get here: the
+poster says the images are no longer stored.
 """
 
 from __future__ import annotations
 
-import asyncio
+import errno
 import hashlib
 import logging
+import socket
 import time
 from typing import TYPE_CHECKING
 
@@ -21,6 +25,7 @@ import discord
 
 from cogs.utils.origin import RecordedStatus, StatusGone
 from cogs.utils.text import NO_MENTIONS
+from storage import is_busy
 
 if TYPE_CHECKING:
     from storage import JobRow
@@ -67,10 +72,18 @@ def retry_delay(attempts: int, first_s: float, max_s: float) -> float:
     return min(max_s, first_s * 2 ** max(0, min(attempts - 1, 30)))
 
 
+# The network between us and Discord. Not OSError as a whole: a file missing from outputs/ or
+# unreadable is an OSError too, and no wait makes it come back.
+NETWORK_ERRORS: tuple[type[BaseException], ...] = (aiohttp.ClientError, ConnectionError, TimeoutError,
+                                                   socket.gaierror, socket.herror)
+NETWORK_ERRNOS = frozenset({errno.ENETDOWN, errno.ENETUNREACH, errno.ENETRESET, errno.EHOSTDOWN, errno.EHOSTUNREACH})
+
+
 def from_discord(exc: BaseException) -> bool:
     """Discord's answer, or the network between: not a bug of ours."""
-    return isinstance(exc, discord.HTTPException | discord.RateLimited | StatusGone | aiohttp.ClientError | OSError
-                      | asyncio.TimeoutError)
+    if isinstance(exc, OSError) and exc.errno in NETWORK_ERRNOS:
+        return True
+    return isinstance(exc, (discord.HTTPException, discord.RateLimited, StatusGone, *NETWORK_ERRORS))
 
 
 def classify(exc: BaseException) -> str:
@@ -79,7 +92,7 @@ def classify(exc: BaseException) -> str:
         return "permission"
     if isinstance(exc, discord.HTTPException):
         return "retry" if exc.status >= 500 or exc.status == 429 else "refused"
-    return "retry" if from_discord(exc) else "refused"
+    return "retry" if from_discord(exc) or is_busy(exc) else "refused"
 
 
 def describe(exc: BaseException, missing: list[str]) -> str:

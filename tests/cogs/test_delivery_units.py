@@ -3,9 +3,13 @@ failures are tried again, how long to wait, interaction tokens' lifetime, missin
 
 from __future__ import annotations
 
+import errno
+import socket
+import sqlite3
 import time
 from types import SimpleNamespace
 
+import aiohttp
 import discord
 
 from cogs.delivery import caption, failure_text
@@ -49,10 +53,23 @@ def http_error(kind: type[discord.HTTPException], status: int, code: int = 0) ->
 def test_failures_are_retried_refused_or_blamed_on_permissions() -> None:
     assert posting.classify(http_error(discord.DiscordServerError, 503)) == "retry"
     assert posting.classify(http_error(discord.HTTPException, 429)) == "retry"
-    assert posting.classify(OSError("connection reset")) == "retry"
+    assert posting.classify(ConnectionResetError("connection reset")) == "retry"
+    assert posting.classify(aiohttp.ClientOSError(104, "reset by peer")) == "retry"
+    assert posting.classify(socket.gaierror(-3, "Temporary failure in name resolution")) == "retry"
+    assert posting.classify(TimeoutError()) == "retry"
+    assert posting.classify(OSError(errno.ENETUNREACH, "Network is unreachable")) == "retry"
+    assert posting.classify(sqlite3.OperationalError("database is locked")) == "retry"
     assert posting.classify(http_error(discord.Forbidden, 403, 50013)) == "permission"
     assert posting.classify(http_error(discord.HTTPException, 400, 50035)) == "refused"
     assert posting.classify(RuntimeError("a bug")) == "refused"
+
+
+def test_a_file_that_cannot_be_read_is_not_taken_for_the_network() -> None:
+    """No wait brings back a result file deleted from outputs/ or one easel may not read: it is not
+    retried without end like Discord's and the network's failures."""
+    missing = FileNotFoundError(2, "No such file or directory", "outputs/ab/ab.png")
+    for error in (missing, PermissionError(13, "Permission denied"), OSError(5, "Input/output error")):
+        assert posting.classify(error) == "refused" and not posting.from_discord(error)
 
 
 def test_retry_waits_double_up_to_the_longest() -> None:

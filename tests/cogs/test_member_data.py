@@ -1,5 +1,6 @@
 """A member's uploads are stored only when the request is accepted, compactly, within a cap, and
-/forget takes them even where another member reused them."""
+/forget takes them even where another member reused them, but not another member's own use of the
+same picture."""
 
 from __future__ import annotations
 
@@ -157,6 +158,57 @@ async def test_a_reroll_of_a_forgotten_upload_says_its_owner_deleted_it(simcord_
     [bob_reroll] = [i for i in button_ids(bobs) if i.startswith("easel:r:")]
     again = await w.bob.click(bobs, custom_id=bob_reroll)
     assert refusal(again) == "The source image of that job was deleted by its owner, so it cannot be made again."
+
+
+async def finished_job(db: Any, member_id: int) -> Any:
+    """The member's one job, once its result is posted."""
+    for _ in range(1200):
+        rows = (await db.jobs.history(user_id=member_id)).rows
+        if rows and rows[0].status == "delivered":
+            return rows[0]
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"member {member_id}'s job was not posted")
+
+
+async def test_two_members_who_vary_the_same_picture_keep_it_when_one_forgets(simcord_env, simcord_bot) -> None:
+    """Alice and Bob both 🎨 Carol's picture: one stored file, each of them its supplier for their own
+    job. Alice's /forget takes her job, not Bob's input."""
+    w = make_world(simcord_env)
+    db = simcord_bot.studio.database
+    carol = w.guild.add_member(simcord_env.create_user("carol"))
+    picture = await carol.send(w.channel, "", attachments=[("cat.jpg", noisy_jpeg(8))])
+    await w.alice.react(picture, VARY)
+    alices = await finished_job(db, w.alice.id)
+    await w.bob.react(picture, VARY)
+    bobs = await finished_job(db, w.bob.id)
+    upload = (await db.jobs.files(bobs.job_id))["init_image"]
+    assert (await db.jobs.files(alices.job_id))["init_image"] == upload  # the same bytes: one file
+
+    asked = await w.alice.slash(w.channel, "forget")
+    await w.alice.click(asked.response, label="Yes, delete everything")
+
+    assert await db.jobs.get(alices.job_id) is None and upload.exists()
+    bobs = await db.jobs.get(bobs.job_id)
+    assert bobs is not None and bobs.params["init_image"] == str(upload)
+    assert await db.jobs.files(bobs.job_id) == {"init_image": upload}
+
+
+async def test_a_variation_of_a_result_loses_it_when_the_results_owner_forgets(simcord_env, simcord_bot) -> None:
+    w = make_world(simcord_env)
+    db = simcord_bot.studio.database
+    alices = await final(await w.alice.slash(w.channel, "imagine", prompt="a red fox", seed=5, steps=2))
+    [result] = await db.images.for_job((await db.jobs.by_message(alices.id)).job_id)
+    await w.bob.react(alices, VARY)
+    bobs = await finished_job(db, w.bob.id)
+    assert await db.jobs.suppliers(bobs.job_id) == {"init_image": w.alice.id}  # her result, his input
+
+    asked = await w.alice.slash(w.channel, "forget")
+    await w.alice.click(asked.response, label="Yes, delete everything")
+
+    assert not Path(result.path).exists()
+    bobs = await db.jobs.get(bobs.job_id)
+    assert bobs is not None and bobs.params["init_image"] == "" and await db.jobs.files(bobs.job_id) == {}
+    assert all(Path(im.path).exists() for im in await db.images.for_job(bobs.job_id))
 
 
 async def test_forget_waits_for_a_request_being_recorded_right_now(simcord_env, simcord_bot) -> None:

@@ -21,11 +21,12 @@ class Clock:
 
 
 async def add_job(db: Database, job_id: str, *, user_id: int = 1, guild_id: int | None = 10, channel_id: int = 100,
-                  kind: str = "imagine", prompt: str | None = "a cat", **params: Any) -> JobRow:
+                  kind: str = "imagine", prompt: str | None = "a cat", suppliers: dict[str, int] | None = None,
+                  **params: Any) -> JobRow:
     if prompt is not None:
         params["prompt"] = prompt
     return await db.jobs.add(job_id=job_id, kind=kind, user_id=user_id, guild_id=guild_id, channel_id=channel_id,
-                             params={"steps": 4, "seed": 1, **params})
+                             params={"steps": 4, "seed": 1, **params}, suppliers=suppliers)
 
 
 async def finish(db: Database, job_id: str, status: str = "done", error: str | None = None) -> None:

@@ -118,6 +118,30 @@ async def test_upgrade_from_every_earlier_version_keeps_data(db_path: Path, vers
         await db.close()
 
 
+async def test_older_inputs_that_are_results_are_supplied_by_the_results_owner(db_path: Path) -> None:
+    """Before job files named their supplier, member 8's variation of member 7's result and member
+    8's own upload looked alike; the migration tells them apart by the images table."""
+    db_path.parent.mkdir(parents=True)
+    version = next(m.version for m in M.load() if m.name.endswith("_input_suppliers"))
+    await migrate_to(db_path, version - 1)
+    insert_old_data(db_path, version - 1)  # member 7's job old1 and its result /o/ab/ab.png
+    with sqlite3.connect(db_path) as conn:
+        for job_id, path in (("varied", "/o/ab/ab.png"), ("uploaded", "/o/cd/cd.jpg")):
+            conn.execute("INSERT INTO jobs (job_id, kind, user_id, channel_id, params, status, created_at)"
+                         " VALUES (?, 'vary', 8, 700, ?, 'done', 2.0)", (job_id, json.dumps({"init_image": path})))
+            conn.execute("INSERT INTO job_files (job_id, role, path) VALUES (?, 'init_image', ?)", (job_id, path))
+
+    db = await Database.open(db_path)
+    try:
+        assert await db.jobs.suppliers("varied") == {"init_image": 7}
+        assert await db.jobs.suppliers("uploaded") == {"init_image": 8}
+        assert (await db.forget(7)).detached == 1  # member 7's result leaves member 8's variation
+        assert (await db.jobs.get("varied")).params["init_image"] == ""
+        assert (await db.jobs.get("uploaded")).params["init_image"] == "/o/cd/cd.jpg"
+    finally:
+        await db.close()
+
+
 async def test_two_processes_opening_an_empty_file_at_once_both_succeed(db_path: Path) -> None:
     first, second = await asyncio.gather(Database.open(db_path), Database.open(db_path))
     try:

@@ -93,7 +93,7 @@ async def test_a_reroll_of_an_upload_loses_it_when_its_owner_forgets(db: Databas
     """Member 2 rerolled member 1's /vary: the new job names the same content-addressed upload."""
     upload = (await outputs.save_bytes(b"member 1's photo", ".jpg")).path
     await add_job(db, "vary1", user_id=1, kind="vary", init_image=str(upload))
-    await add_job(db, "reroll2", user_id=2, kind="vary", init_image=str(upload))
+    await add_job(db, "reroll2", user_id=2, kind="vary", init_image=str(upload), suppliers={"init_image": 1})
     result = (await outputs.save_bytes(b"member 2's result")).path
     await db.images.add(job_id="reroll2", idx=0, seed=1, path=result, width=8, height=8, sha256="0" * 64,
                         size_bytes=17)
@@ -112,9 +112,70 @@ async def test_forget_keeps_another_members_result_it_started_from(db: Database,
     theirs = (await outputs.save_bytes(b"member 2's result")).path
     await add_job(db, "b1", user_id=2)
     await db.images.add(job_id="b1", idx=0, seed=1, path=theirs, width=8, height=8, sha256="0" * 64, size_bytes=17)
-    await add_job(db, "a1", user_id=1, kind="vary", init_image=str(theirs))  # member 1 varied it
+    await add_job(db, "a1", user_id=1, kind="vary", init_image=str(theirs), suppliers={"init_image": 2})  # varied it
     report = await db.forget(1)
     assert report.files == () and theirs.exists() and report.detached == 0
+
+
+async def test_two_members_who_used_the_same_picture_each_keep_it_until_both_forget(
+        db: Database, outputs: OutputStore) -> None:
+    """Members 2 and 3 each 🎨 member 9's picture: one content-addressed file, supplied by each of
+    them to their own job. Member 2's /forget takes only member 2's use of it."""
+    picture = (await outputs.save_bytes(b"member 9's picture, posted in the channel", ".jpg")).path
+    await add_job(db, "vary2", user_id=2, kind="vary", init_image=str(picture))
+    await add_job(db, "vary3", user_id=3, kind="vary", init_image=str(picture))
+
+    report = await db.forget(2)
+
+    assert (report.jobs, report.detached, report.files) == (1, 0, ()) and picture.exists()
+    kept = await db.jobs.get("vary3")
+    assert kept is not None and kept.params["init_image"] == str(picture)
+    assert await db.jobs.files("vary3") == {"init_image": picture}
+    assert (await db.forget(3)).files == (picture,) and not picture.exists()
+
+
+async def test_forget_takes_an_upload_from_a_reroll_whose_original_is_gone(db: Database, outputs: OutputStore,
+                                                                           clock: Clock) -> None:
+    """Member 2's Reroll of member 1's /vary (and member 3's Reroll of that) outlive the original,
+    pruned meanwhile: the upload is still member 1's to take."""
+    upload = (await outputs.save_bytes(b"member 1's photo", ".jpg")).path
+    await add_job(db, "vary1", user_id=1, kind="vary", init_image=str(upload))
+    await add_job(db, "reroll2", user_id=2, kind="vary", init_image=str(upload), suppliers={"init_image": 1})
+    await add_job(db, "reroll3", user_id=3, kind="vary", init_image=str(upload), suppliers={"init_image": 1})
+    await finish(db, "vary1")
+    await deliver(db, "vary1")
+    assert (await db.prune(1, now=clock.now + 10 * 86_400)).jobs == 1 and upload.exists()
+
+    report = await db.forget(1)
+
+    assert (report.jobs, report.detached, report.files) == (0, 2, (upload,)) and not upload.exists()
+    for job_id in ("reroll2", "reroll3"):
+        row = await db.jobs.get(job_id)
+        assert row is not None and row.params["init_image"] == "" and await db.jobs.files(job_id) == {}
+
+
+async def test_who_supplied_each_input_is_recorded_and_read_back(db: Database, outputs: OutputStore) -> None:
+    photo = (await outputs.save_bytes(b"a photo", ".jpg")).path
+    mask = (await outputs.save_bytes(b"a mask")).path
+    await add_job(db, "paint", user_id=4, kind="paint", init_image=str(photo), mask_image=str(mask),
+                  suppliers={"init_image": 5})
+    assert await db.jobs.suppliers("paint") == {"init_image": 5, "mask_image": 4}
+    async with db._conn.locked() as raw:  # noqa: SLF001 - a row as written before schema 7
+        await raw.execute("UPDATE job_files SET supplied_by = NULL WHERE job_id = 'paint'")
+    assert await db.jobs.suppliers("paint") == {"init_image": 4, "mask_image": 4}  # NULL: the job's owner
+    assert await db.jobs.suppliers("unknown") == {}
+
+
+async def test_a_result_file_belongs_to_its_owner_and_shared_bytes_prefer_the_asker(db: Database,
+                                                                                    outputs: OutputStore) -> None:
+    same = (await outputs.save_bytes(b"two identical results")).path
+    for job_id, member in (("first", 6), ("second", 7)):
+        await add_job(db, job_id, user_id=member)
+        await db.images.add(job_id=job_id, idx=0, seed=1, path=same, width=8, height=8, sha256="0" * 64,
+                            size_bytes=21)
+    assert await db.images.owner_of(same) == 6  # the earliest job's owner
+    assert await db.images.owner_of(same, prefer=7) == 7 and await db.images.owner_of(same, prefer=8) == 6
+    assert await db.images.owner_of(str(same.with_name("other.png"))) is None
 
 
 def age(path: Path, seconds: float) -> None:

@@ -36,7 +36,7 @@ async def test_forget_removes_rows_and_files_and_spares_other_members(db: Databa
     b1_0 = await add_image(db, outputs, "b1", 0, b"b1 image 0")
     assert await add_image(db, outputs, "b1", 1, b"same bytes for both") == shared  # content-addressed: one file
     # member 2 varied member 1's result: member 1's picture, member 2's input
-    await add_job(db, "b2", user_id=2, kind="vary", init_image=str(a1_1))
+    await add_job(db, "b2", user_id=2, kind="vary", init_image=str(a1_1), suppliers={"init_image": 1})
     b2_0 = await add_image(db, outputs, "b2", 0, b"b2 image 0")
     await db.settings.update_user(1, dm_results=True)
     await db.settings.update_user(2, dm_results=True)
