@@ -134,7 +134,8 @@ class DiscordConfig:
     sync_commands: bool = True
     dev_guild: int = 0
     # A result Discord would not take is posted again after delivery_retry_s, doubling up to
-    # delivery_retry_max_s; refused (403 and other 4xx) delivery_attempts times, it is undeliverable.
+    # delivery_retry_max_s; refused (403 and other 4xx) or failed inside easel delivery_attempts times,
+    # it is undeliverable.
     delivery_retry_s: float = 5.0
     delivery_retry_max_s: float = 300.0
     delivery_attempts: int = 8
