@@ -7,54 +7,37 @@ tests assert on. Start it in the test's event loop::
     async with FakeDiscord() as server:
         ...  # start a bot with server.rest_url / server.gateway_url, act through tests.e2e.client.Member
 
-Stored message dicts are Discord message payloads plus ``allowed_mentions`` exactly as sent, and
-attachments carry their bytes under ``"data"`` (stripped from what goes over the wire).
+``FakeDiscord`` keeps the guild, its members, channels and interactions here and combines three mixins:
+``fake_messages.Messages`` (messages, attachments and the files the fake hosts, reactions),
+``fake_faults.Faults`` (``fail_next``, ``hold_next``) and ``fake_waiting.Waiting`` (``wait_for``,
+watchdogs, ``assert_clean``). Names tests use from those modules are re-exported here.
 """
 
 from __future__ import annotations
 
-import asyncio
-import datetime
-import fnmatch
 import itertools
-import mimetypes
 import secrets
-import struct
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiohttp import web
 
+from tests.e2e.fake_faults import Fault, Faults
 from tests.e2e.fake_gateway import FakeGateway
-from tests.e2e.fake_rest import ApiError, RestApi, Upload, wire
+from tests.e2e.fake_messages import EPHEMERAL, LOADING, UPLOAD_LIMIT, Messages, now_iso, png_size
+from tests.e2e.fake_rest import RestApi
+from tests.e2e.fake_waiting import Waiting
+from tests.e2e.fake_wire import ApiError, Upload, wire
+
+__all__ = ["BOT_PERMISSIONS", "DISCORD_EPOCH_MS", "EPHEMERAL", "LOADING", "MANAGE_GUILD", "MANAGE_MESSAGES",
+           "MEMBER_PERMISSIONS", "UPLOAD_LIMIT", "ApiError", "Fault", "FakeDiscord", "InteractionRecord", "Upload",
+           "now_iso", "png_size", "wire"]
 
 DISCORD_EPOCH_MS = 1_420_070_400_000
-EPHEMERAL = 1 << 6
-LOADING = 1 << 7
 MANAGE_GUILD, MANAGE_MESSAGES = 1 << 5, 1 << 13
 # Add reactions, view channel, send messages, embed links, attach files, read history, external emojis, use commands.
 MEMBER_PERMISSIONS = sum(1 << bit for bit in (6, 10, 11, 14, 15, 16, 18, 31))
 BOT_PERMISSIONS = MEMBER_PERMISSIONS | MANAGE_MESSAGES
-UPLOAD_LIMIT = 10 * 1024 * 1024
-
-
-def now_iso() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat()
-
-
-def png_size(data: bytes) -> tuple[int, int] | None:
-    """Width and height from a PNG header, the way Discord reports image attachments."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
-        return struct.unpack(">II", data[16:24])
-    return None
-
-
-def _emoji(text: str) -> dict:
-    """``"🔁"`` or a custom ``"name:id"`` as Discord's partial emoji payload."""
-    name, _, custom_id = text.partition(":")
-    return {"id": custom_id or None, "name": name}
 
 
 @dataclass
@@ -86,18 +69,7 @@ class InteractionRecord:
         return out + [m for m in self.followups if m is not self.original]
 
 
-@dataclass
-class Fault:
-    method: str
-    pattern: str
-    status: int
-    retry_after: float
-    times: int
-    upload: str | None = None  # only requests uploading a file whose name matches this glob
-    hold: asyncio.Event | None = None  # hold_next: the request is carried out, its answer waits for this
-
-
-class FakeDiscord:
+class FakeDiscord(Messages, Faults, Waiting):
     """The fake's state and lifecycle. Routes live in ``fake_rest``, the gateway in ``fake_gateway``."""
 
     def __init__(self, *, token: str = "fake-bot-token", channel_names: tuple[str, ...] = ("general", "art"),
@@ -140,15 +112,12 @@ class FakeDiscord:
         self.nonces: dict[tuple[str, str], tuple[dict, float]] = {}  # (author, nonce) -> (message, when)
         self.nonce_window_s = 300.0  # Discord keeps enforced nonces "a few minutes"
         self.clock = time.monotonic
-        self.held: list[tuple[str, str]] = []  # (method, path) of requests whose answer hold_next keeps back
-        self._faults: list[Fault] = []
-        self._holds: list[Fault] = []
         self._by_token: dict[str, InteractionRecord] = {}
         self._reactors: dict[tuple[str, str], list[str]] = {}
-        self._watchdogs: list[Callable[[], str | None]] = []
-        self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self._init_faults()
+        self._init_waiting()
 
     async def start(self) -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -163,9 +132,7 @@ class FakeDiscord:
         self.port = self._runner.addresses[0][1]
 
     async def close(self) -> None:
-        for hold in self._holds:
-            assert hold.hold is not None
-            hold.hold.set()
+        self.release_holds()
         await self.gateway.close()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -236,141 +203,6 @@ class FakeDiscord:
                  "mfa_level": 0, "nsfw_level": 0, "premium_tier": 0, "preferred_locale": "en-US",
                 "system_channel_id": self.channel_id, "system_channel_flags": 0, "description": None}
 
-    def host_file(self, name: str, data: bytes, content_type: str | None = None) -> str:
-        """Serve ``data`` at a URL on the fake (members' uploads); returns the URL."""
-        return self._host(name, data, content_type)["url"]
-
-    def attachment(self, name: str, data: bytes, content_type: str | None = None) -> dict:
-        """A hosted attachment payload, as Discord puts it into messages and ``resolved.attachments``."""
-        return self._host(name, data, content_type)
-
-    def _host(self, name: str, data: bytes, content_type: str | None, description: str | None = None) -> dict:
-        aid = self.new_id()
-        ctype = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
-        self.files[aid] = (bytes(data), ctype)
-        url = f"{self.base_url}/attachments/{aid}/{name}"
-        att = {"id": aid, "filename": name, "size": len(data), "url": url, "proxy_url": url,
-               "content_type": ctype, "data": bytes(data)}
-        if description is not None:
-            att["description"] = description
-        if (size := png_size(data)) is not None:
-            att["width"], att["height"] = size
-        return att
-
-    def attachments_for(self, payload: dict, files: dict[int, Upload], existing: list[dict]) -> list[dict]:
-        """Apply Discord's rules: ``attachments`` lists what to keep by id plus new files by index."""
-        listed = payload.get("attachments")
-        if listed is None:
-            return [*existing, *(self._host(f.filename, f.data, None) for f in files.values())]
-        old = {a["id"]: a for a in existing}
-        out, used = [], set()
-        for entry in listed:
-            key = str(entry.get("id"))
-            if key in old:
-                out.append(old[key])
-            elif key.isdigit() and int(key) in files:
-                used.add(int(key))
-                upload = files[int(key)]
-                out.append(self._host(entry.get("filename") or upload.filename, upload.data, None,
-                                      entry.get("description")))
-            else:
-                raise ApiError(400, 50035, f"Invalid Form Body: attachments: unknown attachment id {key}")
-        return out + [self._host(f.filename, f.data, None) for i, f in files.items() if i not in used]
-
-    def create_message(self, channel_id: str, payload: dict, *, author: dict, files: dict[int, Upload] | None = None,
-                       attachments: list[dict] | None = None, member: dict | None = None,
-                       validate: bool = True, **extra: Any) -> dict:
-        """Store a message (from the bot or a member) and tell the bot about it unless it is ephemeral."""
-        channel = self.channels.get(channel_id)
-        if channel is None:
-            raise ApiError(404, 10003, "Unknown Channel")
-        msg = {"id": self.new_id(), "channel_id": channel_id, "type": 0, "content": payload.get("content") or "",
-               "embeds": payload.get("embeds") or [], "components": payload.get("components") or [],
-               "attachments": list(attachments or []), "allowed_mentions": payload.get("allowed_mentions"),
-               "flags": payload.get("flags") or 0, "author": author, "timestamp": now_iso(),
-               "edited_timestamp": None, "tts": bool(payload.get("tts")), "mention_everyone": False,
-               "mentions": [], "mention_roles": [], "pinned": False, "reactions": []}
-        if payload.get("message_reference"):
-            msg["message_reference"] = self.stored_reference(payload["message_reference"], channel_id)
-        if "guild_id" in channel:
-            msg["guild_id"] = self.guild_id
-        msg.update(extra)
-        msg["attachments"] += self.attachments_for(payload, files or {}, [])
-        if validate:
-            self.validate(msg, files or {})
-        self.messages_by_id[msg["id"]] = msg
-        if not msg["flags"] & EPHEMERAL:
-            self.messages.setdefault(channel_id, []).append(msg)
-            event = wire(msg)
-            if member is not None and "guild_id" in msg:
-                event["member"] = {k: v for k, v in member.items() if k != "user"}
-            self.dispatch("MESSAGE_CREATE", event)
-        return msg
-
-    def stored_reference(self, reference: dict, channel_id: str) -> dict:
-        """A reply's reference as Discord stores it: snowflakes as strings (discord.py sends integers),
-        the channel filled in, and the request-only ``fail_if_not_exists`` dropped."""
-        stored = {"type": int(reference.get("type") or 0), "message_id": str(reference["message_id"]),
-                  "channel_id": str(reference.get("channel_id") or channel_id)}
-        if "guild_id" in self.channels[channel_id]:
-            stored["guild_id"] = self.guild_id
-        return stored
-
-    def edit_message(self, msg: dict, payload: dict, files: dict[int, Upload]) -> dict:
-        """Apply an edit in place (every reference to the message sees it); a refused edit changes nothing."""
-        edited = {**msg, "flags": msg["flags"] & ~LOADING, "edited_timestamp": now_iso()}
-        for key, empty in (("content", ""), ("embeds", []), ("components", []), ("allowed_mentions", None)):
-            if key in payload:
-                edited[key] = payload[key] if payload[key] is not None else empty
-        if "attachments" in payload or files:
-            edited["attachments"] = self.attachments_for(payload, files, msg["attachments"])
-        self.validate(edited, files)
-        msg.update(edited)
-        if not msg["flags"] & EPHEMERAL:
-            self.dispatch("MESSAGE_UPDATE", wire(msg))
-        return msg
-
-    def delete_message(self, msg: dict) -> None:
-        self.messages_by_id.pop(msg["id"], None)
-        channel = self.messages.get(msg["channel_id"], [])
-        if msg in channel:
-            channel.remove(msg)
-            self.dispatch("MESSAGE_DELETE", {"id": msg["id"], "channel_id": msg["channel_id"],
-                                             "guild_id": self.guild_id})
-        msg["deleted"] = True
-
-    def validate(self, msg: dict, files: dict[int, Upload]) -> None:
-        """The limits Discord enforces on every message the bot sends."""
-        if len(msg["content"]) > 2000:
-            raise ApiError(400, 50035, "Invalid Form Body: content: Must be 2000 or fewer in length.")
-        if len(msg["attachments"]) > 10:
-            raise ApiError(400, 50035, "Invalid Form Body: attachments: Must be 10 or fewer in length.")
-        if any(len(f.data) > self.attachment_size_limit for f in files.values()):
-            raise ApiError(413, 40005, "Request entity too large")
-        if not (msg["content"] or msg["embeds"] or msg["attachments"] or msg["components"]):
-            raise ApiError(400, 50006, "Cannot send an empty message")
-
-    def set_reaction(self, msg: dict, emoji: str, user_id: str, *, added: bool, member: dict | None = None) -> None:
-        """Add or remove one user's reaction, keep ``msg["reactions"]`` current and tell the bot."""
-        users = self._reactors.setdefault((msg["id"], emoji), [])
-        if added == (user_id in users):
-            return
-        users.append(user_id) if added else users.remove(user_id)
-        msg["reactions"] = [{"emoji": _emoji(e), "count": len(u), "me": self.application_id in u,
-                             "count_details": {"normal": len(u), "burst": 0}, "burst_colors": []}
-                            for (mid, e), u in self._reactors.items() if mid == msg["id"] and u]
-        self.reactions.append({"message_id": msg["id"], "emoji": emoji, "user_id": user_id, "added": added})
-        event = {"user_id": user_id, "channel_id": msg["channel_id"], "message_id": msg["id"],
-                 "guild_id": self.guild_id, "emoji": _emoji(emoji), "burst": False, "type": 0}
-        if added:
-            event.update(message_author_id=msg["author"]["id"], burst_colors=[])
-            if member is not None:
-                event["member"] = member
-        self.dispatch("MESSAGE_REACTION_ADD" if added else "MESSAGE_REACTION_REMOVE", event)
-
-    def channel_messages(self, channel_id: str | None = None) -> list[dict]:
-        return self.messages.get(channel_id or self.channel_id, [])
-
     def send_interaction(self, payload: dict) -> InteractionRecord:
         """Give a member-built interaction an id and a token, keep a record, dispatch it to the bot."""
         iid, token = self.new_id(), secrets.token_urlsafe(32)
@@ -412,82 +244,3 @@ class FakeDiscord:
     async def drop_gateway(self) -> None:
         """Close the bot's gateway socket with a resumable code; events meanwhile wait for its RESUME."""
         await self.gateway.drop()
-
-    def fail_next(self, method: str, path_pattern: str, status: int = 429, retry_after: float = 0.2,
-                  times: int = 1, upload: str | None = None) -> None:
-        """Answer the next ``times`` requests matching ``method`` and the glob ``path_pattern`` (the path
-        after /api/v10, e.g. ``/webhooks/*``) with ``status``; a 429 comes with ``Via`` and ``retry_after``.
-
-        ``upload`` narrows it to requests uploading a file whose name matches that glob (e.g. a bot's
-        result, not its progress edits)."""
-        self._faults.append(Fault(method.upper(), path_pattern, status, retry_after, times, upload))
-
-    def hold_next(self, method: str, path_pattern: str, *, upload: str | None = None) -> asyncio.Event:
-        """Carry out the next request matching (as ``fail_next``) but keep its answer back until the returned
-        event is set (or the fake closes): the change is made, and a bot killed meanwhile never learns it was."""
-        release = asyncio.Event()
-        self._holds.append(Fault(method.upper(), path_pattern, 200, 0.0, 1, upload, release))
-        return release
-
-    def take_hold(self, method: str, path: str, filenames: tuple[str, ...] = ()) -> asyncio.Event | None:
-        for hold in self._holds:
-            if hold.times > 0 and hold.method == method and fnmatch.fnmatchcase(path, hold.pattern) and (
-                    hold.upload is None or any(fnmatch.fnmatchcase(f, hold.upload) for f in filenames)):
-                hold.times = 0  # kept in the list: close() releases it
-                return hold.hold
-        return None
-
-    def take_fault(self, method: str, path: str, filenames: tuple[str, ...] = ()) -> Fault | None:
-        for fault in self._faults:
-            if fault.upload is not None and not any(fnmatch.fnmatchcase(f, fault.upload) for f in filenames):
-                continue
-            if fault.method == method and fnmatch.fnmatchcase(path, fault.pattern):
-                fault.times -= 1
-                if fault.times <= 0:
-                    self._faults.remove(fault)
-                return fault
-        return None
-
-    def touch(self) -> None:
-        """Wake every ``wait_for``: something changed."""
-        self._changed.set()
-        self._changed = asyncio.Event()
-
-    def add_watchdog(self, check: Callable[[], str | None]) -> None:
-        """``check()`` returns a reason to stop waiting (e.g. the bot process died) or None."""
-        self._watchdogs.append(check)
-
-    async def wait_for(self, predicate: Callable[[], Any], timeout: float = 60.0, what: str = "") -> Any:
-        """Wait until ``predicate()`` is truthy and return its value; fail with context on timeout."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not (result := predicate()):
-            for check in self._watchdogs:
-                if (reason := check()) is not None:
-                    raise AssertionError(f"stopped waiting for {what or predicate}: {reason}")
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                recent = "\n".join(f"  {m} {p}?{q} -> {s}" for m, p, q, s in self.requests[-15:])
-                lost = [e["t"] for e in self.gateway.undelivered]
-                raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what or predicate}; "
-                                     f"recent requests:\n{recent}\nunknown routes: {self.unknown_routes}"
-                                     + (f"\nevents raised before the bot connected: {lost}" if lost else ""))
-            try:
-                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.5))
-            except TimeoutError:
-                pass
-        return result
-
-    async def wait_logged_in(self, count: int = 1, timeout: float = 60.0) -> None:
-        """Until the ``count``-th IDENTIFY got its READY and GUILD_CREATE (later events reach a ready cache).
-
-        ``count=2`` waits for a restarted bot: a killed bot's session may still look connected for a moment.
-        """
-        await self.wait_for(lambda: len(self.gateway.sent("GUILD_CREATE")) >= count, timeout,
-                            f"login number {count} of the bot")
-
-    def assert_clean(self) -> None:
-        """Fail when the bot used a route the fake does not know, or the fake itself crashed."""
-        problems = [f"unknown route: {r}" for r in self.unknown_routes] + [f"fake crashed: {e}" for e in self.errors]
-        if problems:
-            raise AssertionError("the fake Discord saw requests it cannot answer:\n" + "\n".join(problems))
