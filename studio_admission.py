@@ -33,25 +33,40 @@ if TYPE_CHECKING:
 MB = 1024 * 1024
 
 
+def _add(counts: dict[int, int], owner: int, amount: int) -> None:
+    left = counts.get(owner, 0) + amount
+    if left:
+        counts[owner] = left
+    else:
+        counts.pop(owner, None)
+
+
 class Reservation:
-    """A member's place in the queue, held from the cap check until the job is queued (or refused).
+    """A member's place in the queue, held from the cap check until the job is queued (or refused),
+    and the bytes of the inputs stored for it until its job (and so its input rows) is recorded.
     Releasing twice is harmless."""
 
-    def __init__(self, held: dict[int, int], owner: int) -> None:
+    def __init__(self, held: dict[int, int], owner: int, held_bytes: dict[int, int] | None = None) -> None:
         self._held = held
+        self._held_bytes = held_bytes if held_bytes is not None else {}
         self.owner = owner
+        self._bytes = 0
         self._released = False
-        held[owner] = held.get(owner, 0) + 1
+        _add(held, owner, 1)
+
+    def hold_bytes(self, size: int) -> None:
+        """Count ``size`` bytes of inputs stored for this request against the member's storage cap
+        until the job is recorded: two requests storing at the same moment see each other's."""
+        if not self._released:
+            self._bytes += size
+            _add(self._held_bytes, self.owner, size)
 
     def release(self) -> None:
         if self._released:
             return
         self._released = True
-        left = self._held[self.owner] - 1
-        if left:
-            self._held[self.owner] = left
-        else:
-            del self._held[self.owner]
+        _add(self._held, self.owner, -1)
+        _add(self._held_bytes, self.owner, -self._bytes)
 
 
 class Reservations:
@@ -60,9 +75,13 @@ class Reservations:
     def __init__(self, queue: FairQueue) -> None:
         self._queue = queue
         self._held: dict[int, int] = {}  # member -> places held
+        self._held_bytes: dict[int, int] = {}  # member -> bytes of inputs stored, jobs not recorded yet
 
     def held(self, owner: int) -> int:
         return self._held.get(owner, 0)
+
+    def held_bytes(self, owner: int) -> int:
+        return self._held_bytes.get(owner, 0)
 
     def reserve(self, owner: int, cap: int | None = None) -> Reservation:
         """Check that the member (and the queue) has room for one more job and hold that place.
@@ -76,7 +95,7 @@ class Reservations:
                                "Wait for one to finish, or cancel one with `/queue`.")
         if len(queue) + sum(self._held.values()) >= queue.total:
             raise QueueRefused(f"The queue is full ({queue.total} jobs). Please try again in a few minutes.")
-        return Reservation(self._held, owner)
+        return Reservation(self._held, owner, self._held_bytes)
 
 
 @dataclass(frozen=True)
@@ -94,17 +113,25 @@ async def input_file(studio: Studio, data: bytes, suffix: str) -> InputFile:
     return InputFile(data, suffix, str(path))
 
 
-async def store_inputs(studio: Studio, owner: int, files: Sequence[InputFile]) -> list[str]:
+async def store_inputs(studio: Studio, owner: int, files: Sequence[InputFile],
+                       reservation: Reservation | None = None) -> list[str]:
     """Store an accepted request's inputs; returns the paths that were not stored before (for
     :func:`discard_inputs`). Raises JobError, storing nothing, when the new files would take the
-    member past ``limits.max_stored_input_mb_per_member``."""
+    member past ``limits.max_stored_input_mb_per_member``. With the request's ``reservation``, the
+    new bytes count against the cap until its job is recorded, so requests storing at the same
+    moment cannot pass the cap together."""
     new = [f for f in files if not await asyncio.to_thread(Path(f.path).exists)]
     cap_mb = studio.config.limits.max_stored_input_mb_per_member
     if cap_mb > 0 and new:
-        used = await studio.database.stored_input_bytes(owner)
-        if used + sum(len(f.data) for f in new) > cap_mb * MB:
+        recorded = await studio.database.stored_input_bytes(owner)
+        # From here to hold_bytes no await: the check and the hold are one step.
+        used = recorded + studio.reservations.held_bytes(owner)
+        size = sum(len(f.data) for f in new)
+        if used + size > cap_mb * MB:
             raise JobError(f"Your uploaded images stored here take {used / MB:.1f} MB; the limit is {cap_mb:g} MB "
                            "per member. `/forget` deletes them (with your history).")
+        if reservation is not None:
+            reservation.hold_bytes(size)
     for f in files:  # a file stored already is touched: wanted again (OutputStore.save_bytes)
         await studio.outputs.save_bytes(f.data, f.suffix)
     return [f.path for f in new]

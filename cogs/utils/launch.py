@@ -196,7 +196,7 @@ async def _commit(bot: EaselBot, origin: Origin, job: Job, inputs: Sequence[Pend
                   *, previews: Treatment, suppliers: Mapping[str, int]) -> tuple[int, int, float]:
     """The accepted request: store its uploads, acknowledge, record (with who supplied its inputs)
     and queue the job. Uploads stored here for a job that then could not be recorded are removed again."""
-    stored = await origin.in_time(store_inputs(bot.studio, job.owner, [i.file for i in inputs]))
+    stored = await origin.in_time(store_inputs(bot.studio, job.owner, [i.file for i in inputs], reservation))
     delivery = bot.delivery
     try:
         await origin.acknowledge()

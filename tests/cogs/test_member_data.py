@@ -138,6 +138,35 @@ async def test_a_member_over_the_stored_input_cap_is_refused_privately(simcord_e
     assert (await final(await w.bob.slash(w.channel, "vary", image=("two.jpg", second)))).attachments  # bob's own
 
 
+async def test_two_uploads_at_the_same_moment_cannot_pass_the_stored_input_cap_together(
+        simcord_env, simcord_bot, monkeypatch) -> None:
+    """Each upload fits the cap alone, not both: while the first job is being recorded (slowly
+    here), its input's bytes must already count for the second request."""
+    studio = simcord_bot.studio
+    first, second = noisy_jpeg(8), noisy_jpeg(9)
+    cap_mb = (len(first) + len(second) // 2) / (1024 * 1024)
+    studio.config = dataclasses.replace(studio.config, limits=dataclasses.replace(
+        studio.config.limits, max_stored_input_mb_per_member=cap_mb))
+    jobs = studio.database.jobs
+    real_add = jobs.add
+    disk = asyncio.Event()
+
+    async def slow_add(**kwargs: Any) -> Any:  # a busy disk: both requests wait here
+        await simcord_env.external_wait(disk.wait(), reason="a busy disk")
+        return await real_add(**kwargs)
+
+    monkeypatch.setattr(jobs, "add", slow_add)
+    w = make_world(simcord_env)
+    with gpu_busy(simcord_bot):
+        results = [await w.alice.slash(w.channel, "vary", image=(f"{n}.jpg", data))
+                   for n, data in enumerate((first, second))]
+        disk.set()
+        await simcord_env.settle()
+        refused = [r for r in results if r.ephemeral]
+        assert len(refused) == 1 and "the limit is" in refusal(refused[0])
+        assert studio.reservations.held(w.alice.id) == 0 and studio.reservations.held_bytes(w.alice.id) == 0
+
+
 async def test_a_reroll_of_a_forgotten_upload_says_its_owner_deleted_it(simcord_env, simcord_bot) -> None:
     w = make_world(simcord_env)
     db = simcord_bot.studio.database
