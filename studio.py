@@ -17,6 +17,7 @@ order; ``undelivered()`` lists finished jobs whose result never reached Discord.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import secrets
 from collections.abc import Callable, Coroutine, Mapping
@@ -70,11 +71,13 @@ def new_job_id() -> str:
 class Studio:
     def __init__(self, config: Config, *, engine: Engine | None = None) -> None:
         self.config = config
-        self.engine = engine or Engine(config, build_executor(config))
+        # On disk only (downloads run on a thread of their own); one store for the refusals here and
+        # the anime jobs on the GPU thread, so each file is checked, and each problem logged, once.
+        self.anime_weights = WeightStore.from_config(config)
+        self.engine = engine or Engine(config, build_executor(config, anime_weights=self.anime_weights))
         self.db: Database | None = None
         self.outputs = OutputStore(config.path(config.storage.outputs))
         self.png_writer = PngWriter(self.outputs, use_process=config.storage.png_process)
-        self.anime_weights = WeightStore.from_config(config)  # on disk only; downloads run on a thread of their own
         self._listeners: list[Listener] = []
         self._contexts: dict[str, RequestContext] = {}
         self._jobs: dict[str, J.Job] = {}  # queued or running: saves a job-log read per result
@@ -108,7 +111,7 @@ class Studio:
         await self.png_writer.start()
         await self.flag_prompt_words()
         recovered = await self.db.jobs.recover()
-        jobs = [J.job_from_params(row.job_id, row.user_id, row.params) for row in recovered]
+        jobs = [self._word_flagged(J.job_from_params(row.job_id, row.user_id, row.params)) for row in recovered]
         self._jobs.update((j.job_id, j) for j in jobs)
         await self.engine.start(warm_up=warm_up)
         self.engine.restore(jobs)
@@ -129,6 +132,14 @@ class Studio:
             flagged = await self.database.images.backfill_word_flags(partial(has_nsfw_word, words=words))
             if flagged:
                 log.info("flagged %d stored image(s) whose prompt has a discord.nsfw_words word", flagged)
+
+    def _word_flagged(self, job: J.Job) -> J.Job:
+        """A recovered job queued before jobs carried the word flag gets it from its prompt here,
+        once (launch() sets it on every new job), so its results are recorded flagged."""
+        if not job.nsfw_word and isinstance(job, J.DiffusionJob) and has_nsfw_word(
+                job.prompt, self.config.discord.nsfw_words):
+            return dataclasses.replace(job, nsfw_word=True)
+        return job
 
     @property
     def started(self) -> bool:
@@ -315,7 +326,7 @@ class Studio:
         results, self._finishing = self._finishing, []
         try:
             await self._starts_recorded()
-            for event in await self._save_results(results):
+            for event in await save_results(self, results):
                 self._publish(event)
         except Exception:
             log.exception("could not record the result(s) of job(s) %s", ", ".join(r.job_id for r in results))
@@ -359,9 +370,6 @@ class Studio:
                 return None
             job = J.job_from_params(row.job_id, row.user_id, row.params)
         return job
-
-    async def _save_results(self, results: list[J.JobResult]) -> list[StudioEvent]:
-        return await save_results(self, results)
 
     def _publish(self, event: StudioEvent) -> None:
         for listener in list(self._listeners):

@@ -46,9 +46,9 @@ class Reservation:
     and the bytes of the inputs stored for it until its job (and so its input rows) is recorded.
     Releasing twice is harmless."""
 
-    def __init__(self, held: dict[int, int], owner: int, held_bytes: dict[int, int] | None = None) -> None:
+    def __init__(self, held: dict[int, int], owner: int, held_bytes: dict[int, int]) -> None:
         self._held = held
-        self._held_bytes = held_bytes if held_bytes is not None else {}
+        self._held_bytes = held_bytes
         self.owner = owner
         self._bytes = 0
         self._released = False
@@ -86,15 +86,10 @@ class Reservations:
     def reserve(self, owner: int, cap: int | None = None) -> Reservation:
         """Check that the member (and the queue) has room for one more job and hold that place.
         ``cap``: the server's per-member cap. Raises QueueRefused (member-facing)."""
-        queue = self._queue
-        mine = queue.pending_for(owner) + self.held(owner)
-        if cap is not None and mine >= cap:
+        held = self.held(owner)
+        if cap is not None and self._queue.pending_for(owner) + held >= cap:
             raise QueueRefused(f"This server allows {cap} job(s) per member at a time. Wait for one to finish.")
-        if mine >= queue.per_user:
-            raise QueueRefused(f"You already have {queue.per_user} jobs in the queue. "
-                               "Wait for one to finish, or cancel one with `/queue`.")
-        if len(queue) + sum(self._held.values()) >= queue.total:
-            raise QueueRefused(f"The queue is full ({queue.total} jobs). Please try again in a few minutes.")
+        self._queue.check_room(owner, also_mine=held, also_total=sum(self._held.values()))
         return Reservation(self._held, owner, self._held_bytes)
 
 

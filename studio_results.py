@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 from inference import jobs as J
 from inference.executor import internal_error_message
 from inference.imaging import format_parameters
-from inference.prompt_words import has_nsfw_word
 from inference.samplers import label_for
 from storage import write_while_locked
 from storage.images import NewImage
@@ -53,9 +52,6 @@ async def save_results(studio: Studio, results: list[J.JobResult]) -> list[Studi
         if job is None:  # forgotten while it ran: nothing to record it against
             log.warning(_DROPPED, result.job_id)
             continue
-        if not job.nsfw_word and isinstance(job, J.DiffusionJob) and has_nsfw_word(
-                job.prompt, studio.config.discord.nsfw_words):
-            job = dataclasses.replace(job, nsfw_word=True)  # queued before jobs carried the flag
         sampler = sampler_label(studio.engine.executor, job)
         finished.append((job, result, [parameters_text(job, seed, im.width, im.height, sampler)
                                        for im, seed in zip(result.images, result.seeds, strict=False)]))

@@ -406,13 +406,15 @@ class GpuExecutor:
                                               note=out.note))
 
 
-def default_anime_factory(config: Config) -> Callable[[], Any]:
-    """Build the AnimeGAN2 stylizer on first use (it reads weights from disk; downloads happen elsewhere)."""
+def default_anime_factory(config: Config, store: Any = None) -> Callable[[], Any]:
+    """Build the AnimeGAN2 stylizer on first use (it reads weights from disk; downloads happen
+    elsewhere), with ``store`` (a WeightStore shared with the studio) or one of its own."""
 
     def build() -> Any:
         from inference.anime import AnimeStylizer, WeightStore
         from inference.devices import resolve_device
 
-        return AnimeStylizer(WeightStore.from_config(config), device=str(resolve_device(config.anime.device)))
+        own = store if store is not None else WeightStore.from_config(config)
+        return AnimeStylizer(own, device=str(resolve_device(config.anime.device)))
 
     return build

@@ -102,12 +102,13 @@ class FairQueue:
         """Called after every change of the waiting order (to update positions shown to members)."""
         self._listeners.append(listener)
 
-    def check_room(self, owner: int) -> None:
-        """Raise QueueRefused (member-facing) if ``put`` would refuse a job of this member."""
-        if self.pending_for(owner) >= self.per_user:
+    def check_room(self, owner: int, *, also_mine: int = 0, also_total: int = 0) -> None:
+        """Raise QueueRefused (member-facing) if ``put`` would refuse a job of this member, counting
+        ``also_mine`` / ``also_total`` more jobs on their way in (places held for requests)."""
+        if self.pending_for(owner) + also_mine >= self.per_user:
             raise QueueRefused(f"You already have {self.per_user} jobs in the queue. "
                                "Wait for one to finish, or cancel one with `/queue`.")
-        if len(self) >= self.total:
+        if len(self) + also_total >= self.total:
             raise QueueRefused(f"The queue is full ({self.total} jobs). Please try again in a few minutes.")
 
     def put(self, job: Job) -> int:

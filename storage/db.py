@@ -111,12 +111,11 @@ class Database:
         deleted text from the database files (storage/retention.py)."""
         return await forget_user(self._conn, user_id, fts=self.jobs.fts)
 
-    async def sweep_orphans(self, folder: str | Path, *, older_than_s: float,
-                            now: float | None = None) -> tuple[Path, ...]:
+    async def sweep_orphans(self, folder: str | Path, *, older_than_s: float) -> tuple[Path, ...]:
         """Delete files under ``folder`` that no row names and that were stored more than
         ``older_than_s`` seconds ago; returns them."""
-        now = time.time() if now is None else now
-        return await sweep_orphans(self._conn, Path(folder), now - older_than_s)
+        # File times are wall-clock times, not the job log's (injectable) clock.
+        return await sweep_orphans(self._conn, Path(folder), time.time() - older_than_s)
 
     async def unreferenced(self, paths: Sequence[str]) -> list[str]:
         """The paths among ``paths`` no image or job file row names."""
