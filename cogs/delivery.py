@@ -38,7 +38,7 @@ from PIL import Image
 
 from cogs.utils import gate, posting, postlog
 from cogs.utils.buttons import result_view
-from cogs.utils.origin import ChannelStatus, Origin, StatusGone, StatusMessage
+from cogs.utils.origin import ChannelStatus, Origin, StatusGone, StatusMessage, renewed
 from cogs.utils.redelivery import RetryLoop
 from cogs.utils.text import (
     NO_MENTIONS,
@@ -297,8 +297,7 @@ class Delivery(commands.Cog):
                 status = await self._open_in_channel(job_id, row.channel_id, f"\u23f3 Finishing job `{job_id}`\u2026",
                                                      reference_id=row.request_message_id or status.message_id,
                                                      replaces=status.message_id)
-                content, files, view = await self._render(row, images, t, done)
-                await status.edit(content, files=files, view=view)
+                await status.edit(content, files=renewed(files), view=view)  # the same result, new File objects
         except Exception as exc:
             await self.retries.failed(row, exc)
             return

@@ -126,13 +126,13 @@ class Reactions(commands.Cog):
         attachment = image_attachment(message)
         if attachment is not None:
             data = await read_attachment(attachment, limits)
+            await decode(data, limits)  # an image, checked from its bytes, within the limits
             filename = attachment.filename.removeprefix("SPOILER_")
             if attachment.is_spoiler() and how is gate.Treatment.PLAIN:
                 how = gate.Treatment.SPOILER
-        else:  # one of our results whose message shows no file: the stored image
+        else:  # one of our results whose message shows no file: the stored image (decoded, checked)
             image = (await image_of_message(self.bot.studio, message, limits))[0]
             data, filename = await asyncio.to_thread(encode_png, image), "easel.png"
-        await decode(data, limits)  # an image, checked from its bytes, within the limits
         params = read_parameters(data)
         text = "Here is the image you asked for."
         if len(data) > DM_UPLOAD_LIMIT:

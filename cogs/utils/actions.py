@@ -25,7 +25,7 @@ from inference.validation import MAX_SEED, Draft, build_anime, build_vary
 
 if TYPE_CHECKING:
     from bot import EaselBot
-    from storage import JobRow
+    from storage import ImageRow, JobRow
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +44,14 @@ def original_job(row: JobRow) -> Job:
 NO_LONGER_STORED = "That image is no longer stored here (it may have been deleted or pruned)."
 
 
-async def result_image_path(bot: EaselBot, job_id: str, index: int) -> Path:
+async def result_image(bot: EaselBot, job_id: str, index: int) -> tuple[Path, dict[int, ImageRow]]:
+    """Image ``index`` of a result and all the result's image rows (by index), from one read of
+    the job log: the rows also give the result's NSFW flags (``Flags.of``) and seeds."""
     rows = {r.idx: r for r in await bot.studio.database.images.for_job(job_id)}
     row = rows.get(index)
     if row is None or not Path(row.path).exists():
         raise JobError(NO_LONGER_STORED)
-    return Path(row.path)
+    return Path(row.path), rows
 
 
 # ---------------------------------------------------------------------------- new jobs
@@ -102,17 +104,17 @@ async def anime_file(bot: EaselBot, origin: Origin, path: str, style: str | None
 async def vary_result(bot: EaselBot, origin: Origin, job_id: str, index: int) -> str | None:
     row = await job_row(bot, job_id)
     job = original_job(row)
-    path = await result_image_path(bot, job_id, index)
+    path, images = await result_image(bot, job_id, index)
     image = await decode(await bot.studio.outputs.read(path), bot.config.limits)
     prompt = job.prompt if isinstance(job, DiffusionJob) else ""
     model = job.model if isinstance(job, DiffusionJob) else ""
     return await vary_file(bot, origin, str(path), image.size, prompt=prompt, model=model,
-                           source=await gate.job_flags(bot, job_id))
+                           source=Flags.of(images.values()))
 
 
 async def anime_result(bot: EaselBot, origin: Origin, job_id: str, index: int) -> str | None:
-    path = await result_image_path(bot, job_id, index)
-    return await anime_file(bot, origin, str(path), source=await gate.job_flags(bot, job_id))
+    path, images = await result_image(bot, job_id, index)
+    return await anime_file(bot, origin, str(path), source=Flags.of(images.values()))
 
 
 async def from_message(bot: EaselBot, origin: Origin, message: discord.Message, what: str) -> str | None:
@@ -164,9 +166,8 @@ async def upscale(bot: EaselBot, interaction: discord.Interaction, job_id: str, 
     before the (public) defer, so they stay private; a failure after it (re-encoding, the post)
     becomes a JobError, which ``InteractionOrigin.error`` answers privately, deleting the public
     "thinking" message."""
-    path = await result_image_path(bot, job_id, index)
+    path, images = await result_image(bot, job_id, index)
     row = await job_row(bot, job_id)
-    images = {r.idx: r for r in await bot.studio.database.images.for_job(job_id)}
     how = await gate.treatment(bot, Flags.of(images.values()), interaction.guild_id, interaction.channel)
     if how is gate.Treatment.WITHHELD:
         raise JobError("That image is not shown in this channel (NSFW).")

@@ -64,10 +64,6 @@ async def decode_mask_for(data: bytes, size: tuple[int, int], limits: LimitsConf
                                    max_pixels=limits.max_input_pixels)
 
 
-async def load(attachment: discord.Attachment, limits: LimitsConfig, what: str = "image") -> Image.Image:
-    return await decode(await read_attachment(attachment, limits, what), limits, what)
-
-
 @dataclass(frozen=True)
 class PendingInput:
     """An input image, decoded and named; ``launch()`` stores it once the request is accepted."""
