@@ -303,9 +303,19 @@ class EaselBot(commands.Bot):
         delivery = getattr(self, "delivery", None)
         if delivery is not None:
             await delivery.close()
+        await self._cancel_pending_ready()
         await super().close()
         await self.studio.close()
         log.info("easel stopped")
+
+    async def _cancel_pending_ready(self) -> None:
+        """discord.py dispatches ``ready`` from a task that waits ``guild_ready_timeout`` (2 s) after
+        READY for more GUILD_CREATEs, and its close() leaves that task running: a stop inside that
+        window would have it dispatch on the closed client (a traceback in the admin's log)."""
+        pending = getattr(self._connection, "_ready_task", None)
+        if pending is not None and not pending.done():
+            pending.cancel()
+            await asyncio.gather(pending, return_exceptions=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -99,6 +99,23 @@ async def test_stopping_while_waiting_to_retry_ends_cleanly(easel: EaselBot, off
     assert len(unreachable_lines(caplog)) == 1
 
 
+async def test_a_stop_right_after_login_does_not_dispatch_ready_on_the_closed_client(
+        easel: EaselBot, fake: FakeDiscord, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stopped inside the 2 s discord.py waits after READY for more guilds (a quick test module, an
+    admin's Ctrl-C at start-up): its pending 'ready' must not fire once the client is closed."""
+    monkeypatch.setattr(discord.http.Route, "BASE", fake.rest_url)
+    monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(fake.gateway_url))
+    task = asyncio.create_task(start_with_retry(easel, fake.token, first_wait_s=0.05))
+    await until(lambda: getattr(easel._connection, "_ready_task", None) is not None)
+    pending_ready = easel._connection._ready_task
+    assert pending_ready is not None
+    await easel.close()
+    await asyncio.wait_for(task, 10)
+    await asyncio.wait_for(asyncio.gather(pending_ready, return_exceptions=True), easel._connection.guild_ready_timeout + 5)
+    assert pending_ready.cancelled() or pending_ready.exception() is None
+    assert not easel.is_ready()
+
+
 async def test_a_refused_token_is_not_retried(easel: EaselBot, fake: FakeDiscord, monkeypatch: pytest.MonkeyPatch,
                                               caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setattr(discord.http.Route, "BASE", fake.rest_url)
