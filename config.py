@@ -53,6 +53,9 @@ class ModelConfig:
     # For a single .safetensors file: a diffusers folder or hub id holding the matching configs
     # (needed offline; online, diffusers finds them by itself).
     single_file_config: str = ""
+    # A separate VAE replacing the model's own in all its pipelines: a diffusers AutoencoderKL folder,
+    # a hub id or one .safetensors file ("" = the model's own).
+    vae: str = ""
     # Overrides of the family preset; 0 keeps the preset's value.
     steps: int = 0
     guidance: float = -1.0
@@ -299,6 +302,7 @@ def _check(cfg: Config) -> None:
             _check_remote_model(cfg, m, key)
         elif _looks_local(m.source, cfg.base_dir) and not cfg.path(m.source).exists():
             raise ConfigError(f"{key}.source: {missing_path(m.source, cfg.base_dir)}")
+        _check_vae(cfg, m, key)
     need(cfg.device.device in DEVICES, f"device.device: {cfg.device.device!r} is not one of {', '.join(DEVICES)}")
     need(cfg.device.dtype in DTYPES, f"device.dtype: {cfg.device.dtype!r} is not one of {', '.join(DTYPES)}")
     need(cfg.device.threads >= 0, "device.threads: must be 0 (torch's default) or more")
@@ -326,6 +330,12 @@ def _check(cfg: Config) -> None:
                         ("storage.outputs", cfg.path(cfg.storage.outputs))):
         blocker = _file_in_the_way(folder)
         need(blocker is None, f"{key}: cannot create the folder {folder}: {blocker} is a file")
+
+
+def _check_vae(cfg: Config, m: ModelConfig, key: str) -> None:
+    """A local ``vae`` must be there (a hub id is checked when the model loads)."""
+    if m.vae and cfg.backend != "remote" and _looks_local(m.vae, cfg.base_dir) and not cfg.path(m.vae).exists():
+        raise ConfigError(f"{key}.vae: {missing_path(m.vae, cfg.base_dir)}")
 
 
 def _file_in_the_way(folder: Path) -> Path | None:
@@ -366,7 +376,7 @@ def _check_remote_model(cfg: Config, m: ModelConfig, key: str) -> None:
         raise ConfigError(f"{key}.source: the remote backend needs a hub id like 'org/name', not {m.source!r} "
                           "(local files run only with backend = \"local\")")
     for name, value in (("loras", m.loras), ("inpaint_source", m.inpaint_source),
-                        ("single_file_config", m.single_file_config)):
+                        ("single_file_config", m.single_file_config), ("vae", m.vae)):
         if value:
             raise ConfigError(f"{key}.{name}: only the local backend can use it; remove it or set backend = \"local\"")
     if m.safety_checker:

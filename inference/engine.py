@@ -29,12 +29,13 @@ from config import Config
 from inference.batching import BatchPolicy
 from inference.eta import EtaEstimator
 from inference.executor import GpuExecutor, Outcome, Withdrawn, internal_error_message
+from inference.families import resolve_family
 from inference.handover import Batch, Handover
 from inference.jobs import Cancelled, Failed, Finished, Job, JobError, JobEvent, Started
 from inference.positions import QueueView
 from inference.positions import eta_key as eta_key  # where tests and benches import it from
 from inference.prepare import PreparedJob, needs_preparing, prepare
-from inference.presets import detect_family, preset_for
+from inference.presets import preset_for
 from inference.scheduler import FairQueue
 from inference.validation import ModelInfo
 from inference.warmup import warm_up_model
@@ -179,7 +180,7 @@ class Engine(QueueView):
         loaded = self.executor.loaded(cfg.display_name)
         if loaded is not None:
             return ModelInfo(loaded.name, loaded.preset, loaded.tokenizer, tuple(loaded.loras))
-        family = cfg.family if cfg.family != "auto" else detect_family(cfg.source)
+        family = resolve_family(cfg.family, cfg.source, self.config.base_dir)
         return ModelInfo(cfg.display_name, preset_for(cfg, family), None, tuple(lora.name for lora in cfg.loras))
 
     def status(self) -> EngineStatus:

@@ -358,7 +358,7 @@ class GpuExecutor:
                 job = prepared.job
                 assert isinstance(job, DiffusionJob)
                 if job.job_id in active:
-                    preview = latent_preview(latents, offset) if want_preview and step < total else None
+                    preview = latent_preview(latents, offset, model.family) if want_preview and step < total else None
                     emit(Progress(job.job_id, step, total, preview))
                 offset += job.count
             return True

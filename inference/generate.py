@@ -20,21 +20,27 @@ from inference.jobs import DiffusionJob, ImageToImageJob, InpaintJob, JobKind, J
 from inference.loader import LoadedModel
 from inference.prepare import PreparedJob
 
-# Approximate SD latent -> RGB projection: a preview costs a matmul, not a VAE decode.
-_LATENT_RGB = torch.tensor(
-    [[0.298, 0.207, 0.208], [0.187, 0.286, 0.173], [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473]]
-)
+# Approximate latent -> RGB projections (a preview costs a matmul, not a VAE decode): a weight per
+# latent channel and colour, then a bias. SDXL's VAE has its own latent space, so its own factors
+# (ComfyUI's published SDXL latent-to-RGB factors, fitted the same way as SD's).
+_LATENT_RGB = {
+    "sd": (torch.tensor([[0.298, 0.207, 0.208], [0.187, 0.286, 0.173], [-0.158, 0.189, 0.264],
+                         [-0.184, -0.271, -0.473]]), torch.zeros(3)),
+    "sdxl": (torch.tensor([[0.3651, 0.4232, 0.4341], [-0.2533, -0.0042, 0.1068], [0.1076, 0.1111, -0.0362],
+                           [-0.3165, -0.2492, -0.2188]]), torch.tensor([0.1084, -0.0175, -0.0011])),
+}
 
 StepCallback = Callable[[int, int, Any], bool]
 """``(step, total_steps, latents) -> keep_going``; returning False interrupts the pipeline."""
 
 
-def latent_preview(latents: torch.Tensor, index: int = 0) -> Image.Image:
-    """A small RGB preview of one latent (1/8 of the final size)."""
+def latent_preview(latents: torch.Tensor, index: int = 0, family: str = "sd15") -> Image.Image:
+    """A small RGB preview of one latent (1/8 of the final size) of a model of ``family``."""
+    weights, bias = _LATENT_RGB["sdxl" if family.startswith("sdxl") else "sd"]
     lat = latents[index].detach().float().cpu()
     if lat.shape[0] != 4:
         lat = lat[:4]
-    rgb = torch.einsum("chw,cr->hwr", lat, _LATENT_RGB)
+    rgb = torch.einsum("chw,cr->hwr", lat, weights) + bias
     rgb = ((rgb + 1.0) * 127.5).clamp(0, 255).to(torch.uint8).numpy()
     return Image.fromarray(rgb, "RGB")
 

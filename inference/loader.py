@@ -21,8 +21,9 @@ import torch
 
 from config import DeviceConfig, ModelConfig, is_local_source, missing_path, source_path
 from inference.devices import resolve_device, resolve_dtype
+from inference.families import detect_family, family_from_name, pipeline_class_of
 from inference.jobs import JobKind
-from inference.presets import ModelPreset, detect_family, pipeline_class_of, preset_for
+from inference.presets import ModelPreset, preset_for
 from inference.samplers import build_scheduler
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,53 @@ def _safety_kwargs(model: ModelConfig) -> dict[str, Any]:
     return {"safety_checker": None, "requires_safety_checker": False}
 
 
+def load_vae(model: ModelConfig, like: Any, dtype: torch.dtype, base_dir: Path) -> Any:
+    """``model.vae`` as an ``AutoencoderKL``: a diffusers folder (or a model folder with ``vae/``), a hub id,
+    or one ``.safetensors`` file (original or diffusers key names) read with ``like``'s (the model's own
+    VAE's) config, since such a file carries weights only."""
+    from diffusers import AutoencoderKL
+
+    where = f"model {model.display_name!r}: vae {model.vae}"
+    path = _local_path(model.vae, base_dir)
+    try:
+        if path is None:
+            return AutoencoderKL.from_pretrained(model.vae, torch_dtype=dtype)
+        if path.is_file():
+            return _vae_from_file(path, like, dtype)
+        if not path.is_dir():
+            raise ModelLoadError(f"model {model.display_name!r}: vae: {missing_path(model.vae, base_dir)}")
+        sub = next((s for s in ("", "vae") if (path / s / "config.json").is_file()), None)
+        if sub is None:
+            raise ModelLoadError(f"{where}: {path} is not a VAE folder (no config.json, nor vae/config.json)")
+        return AutoencoderKL.from_pretrained(path, subfolder=sub or None, torch_dtype=dtype, local_files_only=True)
+    except ModelLoadError:
+        raise
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
+        raise _vae_error(where, exc) from None
+
+
+def _vae_from_file(path: Path, like: Any, dtype: torch.dtype) -> Any:
+    from diffusers import AutoencoderKL
+    from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
+    from safetensors.torch import load_file
+
+    if path.suffix != ".safetensors":
+        raise ValueError("a single-file VAE must be a .safetensors file")
+    weights = load_file(str(path))
+    if not any(k.startswith(("encoder.down_blocks.", "decoder.up_blocks.")) for k in weights):
+        weights = convert_ldm_vae_checkpoint(weights, like.config)  # original (LDM) key names
+    vae = AutoencoderKL.from_config(like.config)
+    vae.load_state_dict(weights, strict=True)
+    return vae.to(dtype)
+
+
+def _vae_error(where: str, exc: BaseException) -> ModelLoadError:
+    text = str(exc)
+    if "size mismatch" in text or "Missing key" in text or "Unexpected key" in text:
+        return ModelLoadError(f"{where} does not fit this model's VAE (was it made for another model family?)")
+    return ModelLoadError(f"{where} could not be loaded: {_first_line(exc)}")
+
+
 def _load_base(model: ModelConfig, kind: str, source: str, dtype: torch.dtype, base_dir: Path) -> Any:
     from diffusers import (
         AutoPipelineForText2Image,
@@ -123,15 +171,31 @@ def _load_base(model: ModelConfig, kind: str, source: str, dtype: torch.dtype, b
     kwargs = {"dtype": dtype}
     if kind == "folder":
         kwargs["local_files_only"] = True
-    if not model.safety_checker:
+    if not model.safety_checker and _has_safety_checker(kind, source):
         kwargs.update(_safety_kwargs(model))
     try:
         return AutoPipelineForText2Image.from_pretrained(source, **kwargs)
     except TypeError:
-        # XL pipelines take no safety_checker argument.
+        # A pipeline that takes no safety_checker argument after all.
         kwargs.pop("safety_checker", None)
         kwargs.pop("requires_safety_checker", None)
         return AutoPipelineForText2Image.from_pretrained(source, **kwargs)
+
+
+def _has_safety_checker(kind: str, source: str) -> bool:
+    """Whether the pipeline takes a ``safety_checker`` (SD 1.x/2.x do; SDXL and Kandinsky have none):
+    passing one to those only earns a warning that it is ignored."""
+    if kind == "folder":
+        cls = pipeline_class_of(Path(source))
+        return cls.startswith("StableDiffusion") and "XL" not in cls
+    return not family_from_name(source).startswith(("sdxl", "kandinsky"))
+
+
+def _check_safety_checker(model: ModelConfig, pipe: Any) -> None:
+    """``safety_checker = true`` on a pipeline without one would check nothing: refuse it."""
+    if model.safety_checker and "safety_checker" not in getattr(pipe, "components", {}):
+        raise ModelLoadError(f"model {model.display_name!r}: safety_checker = true, but {type(pipe).__name__} has no "
+                             "safety checker; set it to false (discord.nsfw_words still applies)")
 
 
 def hub_reachable(timeout: float = 5.0) -> bool:
@@ -275,9 +339,14 @@ def load_model(model: ModelConfig, device_cfg: DeviceConfig, base_dir: Path = Pa
         raise ModelLoadError(f"model {model.display_name!r} could not be loaded from {model.source}{hint}: "
                              f"{_first_line(exc)}") from None
     check_tokenizer(base, model.display_name)
+    _check_safety_checker(model, base)
     family = model.family
     if family == "auto":
-        family = detect_family(model.source, type(base).__name__ if kind != "folder" else pipeline_class_of(Path(source)))
+        family = detect_family(model.source, base_dir=base_dir, pipe=base)
+    vae = None
+    if model.vae:
+        vae = load_vae(model, base.vae, dtype, base_dir)
+        base = type(base).from_pipe(base, vae=vae)
     # LoRAs go in before the pipeline is moved, offloaded or compiled, so each of those sees them.
     loras = _load_loras(base, model, base_dir)
     _apply_device_options(base, device, device_cfg)
@@ -291,6 +360,8 @@ def load_model(model: ModelConfig, device_cfg: DeviceConfig, base_dir: Path = Pa
             from diffusers import AutoPipelineForInpainting as Inpaint
 
             kwargs: dict[str, Any] = {"dtype": dtype, **_safety_kwargs(inpaint_cfg)}
+            if vae is not None:
+                kwargs["vae"] = vae
             if ikind == "folder":
                 kwargs["local_files_only"] = True
             inpaint = Inpaint.from_pretrained(isource, **kwargs)

@@ -1,4 +1,4 @@
-"""Per-family defaults: how many steps, which guidance and which sizes each model family wants.
+"""Per-family defaults (which family a model is: inference/families.py): how many steps, which guidance and which sizes each model family wants.
 
 Turbo models are distilled for 1-4 steps without classifier-free guidance; SD 1.5 wants ~25 steps
 at guidance ~7. The numbers follow the model cards. An admin can override any of them per model
@@ -7,9 +7,7 @@ in ``easel.toml`` (``steps``, ``guidance``, ``size``, ``min_size``, ``max_size``
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from config import ModelConfig
 
@@ -47,28 +45,6 @@ PRESETS: dict[str, ModelPreset] = {
     "sdxl-turbo": ModelPreset("sdxl-turbo", steps=1, guidance=0.0, size=512, min_size=256, max_size=1024,
                               max_steps=8, default_strength=0.5),
 }
-
-
-def detect_family(source: str, pipeline_class: str = "") -> str:
-    """Guess a family from the source's name and the pipeline class (``StableDiffusionXL...``)."""
-    name = source.lower().replace("_", "-")
-    xl = "xl" in pipeline_class.lower() or "xl" in name
-    turbo = "turbo" in name
-    if xl:
-        return "sdxl-turbo" if turbo else "sdxl"
-    if turbo:
-        return "sd-turbo"
-    if "2-1" in name or "2.1" in name or "sd2" in name or "v2-" in name:
-        return "sd21"
-    return "sd15"
-
-
-def pipeline_class_of(folder: Path) -> str:
-    """The ``_class_name`` of a local diffusers folder's ``model_index.json`` ("" if unreadable)."""
-    try:
-        return str(json.loads((folder / "model_index.json").read_text(encoding="utf-8")).get("_class_name", ""))
-    except (OSError, ValueError):
-        return ""
 
 
 def preset_for(model: ModelConfig, family: str) -> ModelPreset:

@@ -32,6 +32,14 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_sdxl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight SDXL model folder (two text encoders, ``text_time``), built once per session."""
+    from tests.fixtures.tiny_sdxl import ensure_tiny_sdxl
+
+    return ensure_tiny_sdxl(tmp_path_factory.mktemp("models") / "tiny-sdxl")
+
+
+@pytest.fixture(scope="session")
 def tiny_config(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """A Config serving the tiny model on the CPU, with 64-128 px sizes and a temp database."""
     from config import load_config

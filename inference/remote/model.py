@@ -13,7 +13,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from config import ModelConfig, RemoteConfig
-from inference.presets import ModelPreset, detect_family, preset_for
+from inference.families import resolve_family
+from inference.presets import ModelPreset, preset_for
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,6 @@ def where(remote: RemoteConfig) -> str:
 
 
 def remote_model(cfg: ModelConfig, remote: RemoteConfig) -> RemoteModel:
-    family = cfg.family if cfg.family != "auto" else detect_family(cfg.source)
+    family = resolve_family(cfg.family, cfg.source)
     return RemoteModel(name=cfg.display_name, source=cfg.source, family=family, preset=preset_for(cfg, family),
                        device=where(remote))
