@@ -40,6 +40,14 @@ def tiny_sdxl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_sdxl_lora(tiny_sdxl_dir: Path) -> Path:
+    """A random LoRA for the tiny SDXL's UNet and first text encoder (diffusers' own peft layout)."""
+    from tests.fixtures.tiny_lora import ensure_tiny_lora
+
+    return ensure_tiny_lora(tiny_sdxl_dir, tiny_sdxl_dir.parent / "tiny-sdxl-lora.safetensors", style="peft")
+
+
+@pytest.fixture(scope="session")
 def tiny_config(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """A Config serving the tiny model on the CPU, with 64-128 px sizes and a temp database."""
     from config import load_config

@@ -38,3 +38,19 @@ def tiny_lora_peft(tiny_model_dir: Path, model_files: Path) -> Path:
     from tests.fixtures.tiny_lora import ensure_tiny_lora
 
     return ensure_tiny_lora(tiny_model_dir, model_files / "tiny-lora-peft.safetensors", style="peft")
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_single_file(tiny_sdxl_dir: Path, model_files: Path) -> Path:
+    """The tiny SDXL as ONE original-layout checkpoint, named like a community SDXL file."""
+    from tests.fixtures.single_file_sdxl import ensure_tiny_sdxl_single_file
+
+    return ensure_tiny_sdxl_single_file(tiny_sdxl_dir, model_files / "juggernaut_v9.safetensors")
+
+
+@pytest.fixture(scope="session")
+def tiny_vae_dir(model_files: Path) -> Path:
+    """A second tiny VAE (other random weights than the models' own) as a diffusers folder."""
+    from tests.fixtures.tiny_sdxl import ensure_tiny_vae
+
+    return ensure_tiny_vae(model_files / "tiny-vae")

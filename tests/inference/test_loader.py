@@ -9,7 +9,8 @@ import pytest
 from config import DeviceConfig, ModelConfig
 from inference.jobs import JobKind
 from inference.loader import ModelLoadError, load_model
-from inference.presets import PRESETS, detect_family
+from inference.families import detect_family
+from inference.presets import PRESETS
 
 
 def test_a_local_folder_loads_with_shared_pipelines(tiny_model_dir: Path) -> None:
