@@ -133,11 +133,15 @@ def load_vae(model: ModelConfig, like: Any, dtype: torch.dtype, base_dir: Path) 
 def _vae_from_file(path: Path, like: Any, dtype: torch.dtype) -> Any:
     from diffusers import AutoencoderKL
     from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     if path.suffix != ".safetensors":
         raise ValueError("a single-file VAE must be a .safetensors file")
-    weights = load_file(str(path))
+    try:
+        weights = load_file(str(path))
+    except SafetensorError as exc:
+        raise ValueError(f"not a readable .safetensors file ({exc})") from None
     if not any(k.startswith(("encoder.down_blocks.", "decoder.up_blocks.")) for k in weights):
         weights = convert_ldm_vae_checkpoint(weights, like.config)  # original (LDM) key names
     vae = AutoencoderKL.from_config(like.config)

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from config import DeviceConfig, ModelConfig
+from inference.families import detect_family
 from inference.jobs import JobKind
 from inference.loader import ModelLoadError, load_model
-from inference.families import detect_family
 from inference.presets import PRESETS
 
 
