@@ -44,7 +44,7 @@ class ModelInfo:
     preset: ModelPreset
     tokenizer: Any = None
     loras: tuple[str, ...] = ()
-    recipes: Mapping[str, LoraRecipe] = field(default_factory=dict)
+    recipes: Mapping[str, LoraRecipe] = field(default_factory=dict, hash=False)
     defaults: LoraRecipe = field(default_factory=LoraRecipe)
     fused: tuple[str, ...] = ()
 
