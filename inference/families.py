@@ -21,6 +21,7 @@ still turns ``sdxl`` into ``sdxl-turbo`` and the SD families into ``sd-turbo``.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from pathlib import Path
@@ -48,8 +49,12 @@ def detect_family(source: str, pipeline_class: str = "", *, base_dir: Path | Non
     return with_turbo(found, source)
 
 
+@functools.lru_cache(maxsize=64)
 def resolve_family(family: str, source: str, base_dir: Path | None = None) -> str:
-    """A model's configured family, or the detected one for ``"auto"``."""
+    """A model's configured family, or the detected one for ``"auto"``.
+
+    Asked on the event loop for every request to a model not loaded yet: kept, so its few small
+    reads (configs, a file's header) happen once."""
     return family if family != "auto" else detect_family(source, base_dir=base_dir)
 
 
