@@ -19,6 +19,7 @@ from inference.imaging import composite_unmasked
 from inference.jobs import DiffusionJob, ImageToImageJob, InpaintJob, JobKind, JobResult
 from inference.loader import LoadedModel
 from inference.prepare import PreparedJob
+from inference.presets import KANDINSKY
 
 # Approximate SD latent -> RGB projection: a preview costs a matmul, not a VAE decode.
 _LATENT_RGB = torch.tensor(
@@ -45,6 +46,10 @@ def run_diffusion_batch(
     on_step: StepCallback,
 ) -> list[JobResult] | None:
     """Run compatible jobs in one call. Returns one result per job, or None if interrupted."""
+    if model.family == KANDINSKY:
+        from inference.kandinsky import run_kandinsky_batch  # it imports this module
+
+        return run_kandinsky_batch(model, batch, on_step)
     first = batch[0].job
     assert isinstance(first, DiffusionJob)
     pipe = model.pipes[first.kind]
