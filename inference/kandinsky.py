@@ -155,8 +155,8 @@ def load_kandinsky(model: ModelConfig, device_cfg: DeviceConfig, base_dir: Path 
     pipes: dict[JobKind, Any] = {JobKind.IMAGINE: base, JobKind.VARY: AutoPipelineForImage2Image.from_pipe(base)}
     if model.inpaint_source:
         inpaint = _load_part(model, "inpaint_source", model.inpaint_source, "inpaint", dtype, base_dir)
+        _apply_device_options(inpaint, device, device_cfg)  # the decoder only: the prior is placed already
         pipes[JobKind.PAINT] = KandinskyV22InpaintCombinedPipeline(**inpaint.components, **shared)
-        _apply_device_options(pipes[JobKind.PAINT], device, device_cfg)
     for pipe in pipes.values():
         pipe.set_progress_bar_config(disable=True)
     log.info("loaded model %s (Kandinsky 2.2%s) on %s as %s", name, ", with inpainting" if model.inpaint_source else "",
