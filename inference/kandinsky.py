@@ -41,6 +41,7 @@ from PIL import Image
 from config import DeviceConfig, ModelConfig, is_local_source, missing_path, source_path
 from inference.devices import resolve_device, resolve_dtype
 from inference.jobs import DiffusionJob, ImageToImageJob, InpaintJob, JobError, JobKind, JobResult
+from inference.kandinsky_samplers import kandinsky_sampler_error
 from inference.loader import (
     LoadedModel,
     ModelLoadError,
@@ -201,6 +202,8 @@ def run_kandinsky_batch(model: LoadedModel, batch: Sequence[PreparedJob], on_ste
         raise JobError(NO_INPAINT)
     if isinstance(first, InpaintJob) and first.strength < 1.0:
         raise JobError(INPAINT_STRENGTH)
+    if refusal := kandinsky_sampler_error(first.scheduler):  # validation refuses it; a redone or restored job may not
+        raise JobError(refusal)
     decoder = pipe.decoder_pipe
     decoder.scheduler = model.scheduler(first.scheduler)
     total = effective_steps(first)

@@ -15,7 +15,7 @@ from PIL import Image
 from config import Config, ModelConfig
 from inference.imaging import parse_parameters
 from inference.kandinsky import INPAINT_STRENGTH
-from tests.cogs.helpers import button_ids, final, image_of, make_world, png
+from tests.cogs.helpers import button_ids, final, image_of, make_world, png, refusal
 
 
 @pytest.fixture
@@ -103,3 +103,9 @@ async def test_the_stable_diffusion_model_still_serves_beside_it(simcord_env) ->
     message = await final(await w.alice.slash(w.channel, "imagine", prompt="a cat", model="tiny", seed=2))
     image = await image_of(message)
     assert image.size == (64, 64) and parse_parameters(image.info["parameters"])["Model"] == "tiny"
+
+
+async def test_a_sampler_kandinsky_cannot_use_is_refused_privately(simcord_env) -> None:
+    w = make_world(simcord_env)
+    result = await w.alice.slash(w.channel, "imagine", prompt="a cat", scheduler="euler")
+    assert "does not work with Kandinsky 2.2" in refusal(result)

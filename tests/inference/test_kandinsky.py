@@ -218,3 +218,25 @@ def test_sizes_round_up_to_what_the_real_decoder_makes() -> None:
     pipe = type("Pipe", (), {"movq": _Movq()})()
     assert run_size(pipe, 512, 512) == (512, 512)
     assert run_size(pipe, 416, 624) == (448, 640)
+
+
+def test_samplers_that_need_input_scaling_are_refused_before_queueing(kandinsky: LoadedModel) -> None:
+    from inference.validation import ModelInfo, build_imagine
+
+    info = ModelInfo("kandy", dataclasses.replace(kandinsky.preset, min_size=SIZE), kandinsky.tokenizer)
+    with pytest.raises(JobError, match="The Euler a sampler does not work with Kandinsky 2.2 models.*ddim"):
+        build_imagine("j", 1, info, prompt="a cat", scheduler="euler_a")
+    job = build_imagine("j", 1, info, prompt="a cat", scheduler="ddim", steps=2, width=SIZE, height=SIZE).job
+    [result] = run(kandinsky, PreparedJob(job))
+    assert result.images[0].size == (SIZE, SIZE)
+    assert type(kandinsky.pipes[JobKind.IMAGINE].decoder_pipe.scheduler).__name__ == "DDIMScheduler"
+
+
+def test_text_crops_and_images_stretch_back_to_the_asked_size() -> None:
+    from inference.kandinsky import _fit
+
+    made = Image.new("RGB", (448, 640))
+    ImageDraw.Draw(made).rectangle((16, 8, 431, 631), fill="white")  # the centre 416x624 (crop box) is white
+    cropped = _fit(made, (416, 624), JobKind.IMAGINE)
+    assert cropped.size == (416, 624) and cropped.getextrema() == ((255, 255),) * 3
+    assert _fit(made, (416, 624), JobKind.VARY).size == (416, 624)
