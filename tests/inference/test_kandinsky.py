@@ -240,3 +240,14 @@ def test_text_crops_and_images_stretch_back_to_the_asked_size() -> None:
     cropped = _fit(made, (416, 624), JobKind.IMAGINE)
     assert cropped.size == (416, 624) and cropped.getextrema() == ((255, 255),) * 3
     assert _fit(made, (416, 624), JobKind.VARY).size == (416, 624)
+
+
+def test_the_start_up_check_makes_an_image_with_kandinsky(tiny_kandinsky_dir: Path, tmp_path: Path) -> None:
+    from config import load_config
+    from inference.check import run_check
+
+    toml = tmp_path / "easel.toml"
+    toml.write_text(f'[model]\nsource = "{tiny_kandinsky_dir / "decoder"}"\nprior_source = "{tiny_kandinsky_dir / "prior"}"\n'
+                    'size = 64\nmin_size = 64\nmax_size = 64\n[device]\ndevice = "cpu"\n', encoding="utf-8")
+    report = run_check(load_config(toml, environ={}))
+    assert report.family == "kandinsky22" and report.image_size == (64, 64) and report.steps == 2
