@@ -20,7 +20,8 @@ so that every image is the one its seed gives alone:
 * the decoder then runs once for the whole batch with the list of generators, which continue
   where each image's prior left them, exactly as in a lone combined call.
   Inpainting is one decoder call per job: diffusers' Kandinsky inpainting applies the first
-  image's mask to the whole batch.
+  image's mask to the whole batch (so in a batch of several paint jobs the step count restarts
+  for each job).
 
 Kandinsky's pipelines do not read ``pipe._interrupt``, so cancelling raises out of the step
 callback. There are no previews for this family (its latents are MoVQ latents, not the SD latents

@@ -71,9 +71,9 @@ def detect_family(source: str, pipeline_class: str = "") -> str:
 
 
 def is_kandinsky_source(source: str, pipeline_class: str = "") -> bool:
-    """A Kandinsky 2.2 decoder: its folder's pipeline class (``KandinskyV22Pipeline``), or a hub id
-    named so (``kandinsky-community/kandinsky-2-2-decoder``)."""
-    return pipeline_class.startswith("Kandinsky") or "kandinsky" in source.lower()
+    """A Kandinsky 2.2 decoder: its folder's pipeline class (``KandinskyV22Pipeline``) when known,
+    else a name that says so (``kandinsky-community/kandinsky-2-2-decoder``)."""
+    return pipeline_class.startswith("Kandinsky") if pipeline_class else "kandinsky" in source.lower()
 
 
 def pipeline_class_of(folder: Path) -> str:

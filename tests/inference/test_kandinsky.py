@@ -207,6 +207,7 @@ def test_the_family_is_detected_from_the_pipeline_class_or_the_hub_name(tiny_kan
     assert detect_family("models/my-model", index["_class_name"]) == "kandinsky22"
     assert detect_family("kandinsky-community/kandinsky-2-2-decoder") == "kandinsky22"
     assert detect_family("stabilityai/sd-turbo") == "sd-turbo"
+    assert detect_family("models/kandinsky-style-sd15", "StableDiffusionPipeline") == "sd15"  # the class decides
 
 
 class _Movq:
