@@ -154,6 +154,7 @@ def load_kandinsky(model: ModelConfig, device_cfg: DeviceConfig, base_dir: Path 
     shared = {f"prior_{key}": value for key, value in prior.components.items()}
     base = KandinskyV22CombinedPipeline(**decoder.components, **shared)
     _apply_device_options(base, device, device_cfg)
+    base.decoder_pipe.unet = base.unet  # the decoder runs the compiled UNet too (device.compile)
     pipes: dict[JobKind, Any] = {JobKind.IMAGINE: base, JobKind.VARY: AutoPipelineForImage2Image.from_pipe(base)}
     if model.inpaint_source:
         inpaint = _load_part(model, "inpaint_source", model.inpaint_source, "inpaint", dtype, base_dir)

@@ -82,6 +82,7 @@ def test_the_folders_load_as_one_model_whose_pipelines_share_modules(kandinsky: 
     assert kandinsky.family == "kandinsky22" and kandinsky.preset.guidance == 4.0
     base, vary, paint = (kandinsky.pipes[k] for k in (JobKind.IMAGINE, JobKind.VARY, JobKind.PAINT))
     assert type(vary).__name__ == "KandinskyV22Img2ImgCombinedPipeline" and vary.unet is base.unet
+    assert vary.decoder_pipe.unet is base.decoder_pipe.unet is base.unet  # what the runner calls
     assert paint.prior_prior is base.prior_prior and paint.unet is not base.unet  # the inpainting decoder
     assert kandinsky.tokenizer is base.prior_tokenizer and kandinsky.tokenizer.model_max_length == 77
     assert type(kandinsky.default_scheduler).__name__ == "DDPMScheduler"
