@@ -253,3 +253,14 @@ def test_the_start_up_check_makes_an_image_with_kandinsky(tiny_kandinsky_dir: Pa
                     'size = 64\nmin_size = 64\nmax_size = 64\n[device]\ndevice = "cpu"\n', encoding="utf-8")
     report = run_check(load_config(toml, environ={}))
     assert report.family == "kandinsky22" and report.image_size == (64, 64) and report.steps == 2
+
+
+def test_image_to_image_jobs_batched_together_equal_each_alone(kandinsky: LoadedModel) -> None:
+    red, blue = Image.new("RGB", (SIZE, SIZE), "red"), source_image().resize((SIZE, SIZE))
+    jobs = [ImageToImageJob(job_id=f"b{i}", owner=i, prompt=prompt, negative_prompt=negative, width=SIZE, height=SIZE,
+                            steps=STEPS, guidance=4.0, seed=seed, strength=0.8, model="kandy", init_image="x")
+            for i, (prompt, negative, seed) in enumerate((("a fox", "dark", 1), ("a sea", "", 2)))]
+    prepared = [PreparedJob(job, init_image=image) for job, image in zip(jobs, (red, blue), strict=True)]
+    together = run(kandinsky, *prepared)
+    for alone, batched in zip((run(kandinsky, p)[0] for p in prepared), together, strict=True):
+        assert max_difference(alone.images[0], batched.images[0]) <= 1
