@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-MODEL_FAMILIES = ("auto", "sd15", "sd21", "sd-turbo", "sdxl", "sdxl-turbo")
+MODEL_FAMILIES = ("auto", "sd15", "sd21", "sd-turbo", "sdxl", "sdxl-turbo", "kandinsky22")
 DEVICES = ("auto", "cuda", "mps", "cpu")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 BACKENDS = ("local", "remote")
@@ -93,6 +93,8 @@ class ModelConfig:
     # A separate VAE replacing the model's own in all its pipelines: a diffusers AutoencoderKL folder,
     # a hub id or one .safetensors file ("" = the model's own).
     vae: str = ""
+    # Kandinsky 2.2: the prior's folder or hub id (source is the decoder); empty = the community prior for a hub decoder.
+    prior_source: str = ""
     # Overrides of the family preset; 0 keeps the preset's value.
     steps: int = 0
     guidance: float = -1.0
@@ -457,6 +459,9 @@ def _check_remote_model(cfg: Config, m: ModelConfig, key: str) -> None:
     if not cfg.remote.base_url and _looks_local(m.source, cfg.base_dir):
         raise ConfigError(f"{key}.source: the remote backend needs a hub id like 'org/name', not {m.source!r} "
                           "(local files run only with backend = \"local\")")
+    if m.family == "kandinsky22" or m.prior_source or (m.family == "auto" and "kandinsky" in m.source.lower()):
+        raise ConfigError(f"{key}: Kandinsky 2.2 models run only with backend = \"local\" (the remote service "
+                          "cannot run its prior and decoder)")
     for name, value in (("loras", m.loras), ("inpaint_source", m.inpaint_source),
                         ("single_file_config", m.single_file_config), ("vae", m.vae)):
         if value:

@@ -27,7 +27,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-KANDINSKY = "kandinsky22"
+from inference.presets import KANDINSKY
+
 _SD2_NAME = re.compile(r"stable-diffusion-2(?!\d)|2-1|2\.1|sd2|v2-")
 
 
@@ -61,7 +62,7 @@ def resolve_family(family: str, source: str, base_dir: Path | None = None) -> st
 def family_from_name(source: str, pipeline_class: str = "") -> str:
     """The guess from a hub id's or a file's name (and a pipeline class name, if known)."""
     name = source.lower().replace("_", "-")
-    if pipeline_class.startswith("Kandinsky") or "kandinsky" in name:
+    if is_kandinsky_source(source, pipeline_class):
         return KANDINSKY
     xl = "xl" in pipeline_class.lower() or "xl" in name
     if xl:
@@ -69,6 +70,12 @@ def family_from_name(source: str, pipeline_class: str = "") -> str:
     if _SD2_NAME.search(name) and "base" not in name:
         return with_turbo("sd21", source)
     return with_turbo("sd15", source)
+
+
+def is_kandinsky_source(source: str, pipeline_class: str = "") -> bool:
+    """A Kandinsky 2.2 decoder: its folder's pipeline class (``KandinskyV22Pipeline``) when known,
+    else a name that says so (``kandinsky-community/kandinsky-2-2-decoder``)."""
+    return pipeline_class.startswith("Kandinsky") if pipeline_class else "kandinsky" in source.lower()
 
 
 def with_turbo(family: str, source: str) -> str:

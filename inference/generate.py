@@ -19,6 +19,7 @@ from inference.imaging import composite_unmasked
 from inference.jobs import DiffusionJob, ImageToImageJob, InpaintJob, JobKind, JobResult
 from inference.loader import LoadedModel
 from inference.prepare import PreparedJob
+from inference.presets import KANDINSKY
 
 # Approximate latent -> RGB projections (a preview costs a matmul, not a VAE decode): a weight per
 # latent channel and colour, then a bias. SDXL's VAE has its own latent space, so its own factors
@@ -51,6 +52,10 @@ def run_diffusion_batch(
     on_step: StepCallback,
 ) -> list[JobResult] | None:
     """Run compatible jobs in one call. Returns one result per job, or None if interrupted."""
+    if model.family == KANDINSKY:
+        from inference.kandinsky import run_kandinsky_batch  # it imports this module
+
+        return run_kandinsky_batch(model, batch, on_step)
     first = batch[0].job
     assert isinstance(first, DiffusionJob)
     pipe = model.pipes[first.kind]

@@ -49,7 +49,8 @@ class LoadedModel:
 
     @property
     def tokenizer(self) -> Any:
-        return self.pipes[JobKind.IMAGINE].tokenizer
+        pipe = self.pipes[JobKind.IMAGINE]
+        return getattr(pipe, "tokenizer", None) or getattr(pipe, "prior_tokenizer", None)  # Kandinsky: the prior's
 
     def scheduler(self, name: str) -> Any:
         """The scheduler instance for a sampler name ("" = the model's own), built once and kept."""
@@ -292,7 +293,14 @@ def load_model(model: ModelConfig, device_cfg: DeviceConfig, base_dir: Path = Pa
     from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
     from diffusers.loaders.single_file_utils import SingleFileComponentError
 
-    from inference.loras import fuse_loras, load_loras  # it imports this module
+    from inference.kandinsky import is_kandinsky, load_kandinsky  # both import this module
+    from inference.loras import fuse_loras, load_loras
+
+    if is_kandinsky(model, base_dir):
+        if model.vae:
+            raise ModelLoadError(f"model {model.display_name!r}: vae replaces the AutoencoderKL of Stable Diffusion "
+                                 "models; Kandinsky 2.2 decodes with its own MoVQ, so remove vae")
+        return load_kandinsky(model, device_cfg, base_dir)
 
     quiet_loading()
     try:

@@ -44,7 +44,12 @@ PRESETS: dict[str, ModelPreset] = {
     "sdxl": ModelPreset("sdxl", steps=30, guidance=6.0, size=1024, min_size=512, max_size=1536, max_steps=100),
     "sdxl-turbo": ModelPreset("sdxl-turbo", steps=1, guidance=0.0, size=512, min_size=256, max_size=1024,
                               max_steps=8, default_strength=0.5),
+    # Kandinsky 2.2 decoder (the prior's own 25 steps at guidance 4 are fixed: inference/kandinsky.py).
+    "kandinsky22": ModelPreset("kandinsky22", steps=25, guidance=4.0, size=512, min_size=256, max_size=768,
+                               max_steps=100),
 }
+
+KANDINSKY = "kandinsky22"
 
 
 def preset_for(model: ModelConfig, family: str) -> ModelPreset:

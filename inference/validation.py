@@ -22,7 +22,8 @@ from inference.jobs import (
     JobError,
     TextToImageJob,
 )
-from inference.presets import ASPECTS, ModelPreset
+from inference.kandinsky_samplers import kandinsky_sampler_error
+from inference.presets import ASPECTS, KANDINSKY, ModelPreset
 from inference.samplers import SAMPLERS
 
 MAX_COUNT = 4
@@ -197,6 +198,8 @@ def _common(info: ModelInfo, *, prompt: str | None, negative: str | None, steps:
     if not scheduler or scheduler == recipe.scheduler or not recipe.scheduler:
         # spacing and eta belong to the recipe's sampler: a sampler the member picks goes without them
         params.update(recipe_timing(recipe))
+    if info.preset.family == KANDINSKY and (refusal := kandinsky_sampler_error(params["scheduler"])):
+        raise JobError(refusal)
     notes = [n for n in (token_note(info.tokenizer, text), token_note(info.tokenizer, neg, "negative prompt")) if n]
     return params, notes
 

@@ -128,3 +128,10 @@ def test_the_config_refuses_a_missing_vae_and_a_remote_one(tmp_path: Path, tiny_
     toml.write_text('backend = "remote"\n[model]\nsource = "org/model"\nvae = "org/vae"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match="model.vae: only the local backend can use it"):
         load_config(toml, environ={})
+
+
+def test_a_vae_on_a_kandinsky_model_is_refused(tiny_kandinsky_dir: Path, tiny_vae_dir: Path) -> None:
+    cfg = ModelConfig(source=str(tiny_kandinsky_dir / "decoder"), prior_source=str(tiny_kandinsky_dir / "prior"),
+                      name="k", vae=str(tiny_vae_dir))
+    with pytest.raises(ModelLoadError, match="^model 'k': vae replaces the AutoencoderKL .* so remove vae$"):
+        load_model(cfg, CPU)
