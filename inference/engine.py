@@ -35,6 +35,7 @@ from inference.positions import QueueView
 from inference.positions import eta_key as eta_key  # where tests and benches import it from
 from inference.prepare import PreparedJob, needs_preparing, prepare
 from inference.presets import detect_family, preset_for
+from inference.samplers import SAMPLERS
 from inference.scheduler import FairQueue
 from inference.validation import ModelInfo
 from inference.warmup import warm_up_model
@@ -178,9 +179,12 @@ class Engine(QueueView):
         cfg = self.executor.model_config(name)
         loaded = self.executor.loaded(cfg.display_name)
         if loaded is not None:
-            return ModelInfo(loaded.name, loaded.preset, loaded.tokenizer, tuple(loaded.loras))
+            own = loaded.default_scheduler
+            return ModelInfo(loaded.name, loaded.preset, loaded.tokenizer, tuple(loaded.loras),
+                             scheduler_class=type(own).__name__ if own is not None else "")
         family = cfg.family if cfg.family != "auto" else detect_family(cfg.source)
-        return ModelInfo(cfg.display_name, preset_for(cfg, family), None, tuple(lora.name for lora in cfg.loras))
+        return ModelInfo(cfg.display_name, preset_for(cfg, family), None, tuple(lora.name for lora in cfg.loras),
+                         scheduler_class=SAMPLERS[cfg.scheduler].class_name if cfg.scheduler in SAMPLERS else "")
 
     def status(self) -> EngineStatus:
         models = self.executor.loaded_models()

@@ -10,9 +10,11 @@ from __future__ import annotations
 import random
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
+from config import StyleConfig
 from inference.jobs import (
     AnimeJob,
     ImageToImageJob,
@@ -21,7 +23,8 @@ from inference.jobs import (
     TextToImageJob,
 )
 from inference.presets import ASPECTS, ModelPreset
-from inference.samplers import SAMPLERS
+from inference.samplers import SAMPLERS, SPACINGS, class_of, ignores_spacing, step_takes_eta
+from inference.styles import apply_style, find_style
 
 MAX_COUNT = 4
 MAX_SEED = 2**32 - 1
@@ -38,6 +41,7 @@ class ModelInfo:
     preset: ModelPreset
     tokenizer: Any = None
     loras: tuple[str, ...] = ()
+    scheduler_class: str = ""  # the model's own scheduler class ("" = not known here)
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,46 @@ def _scheduler(name: str | None) -> str:
     return name
 
 
+def _sampler_words(scheduler: str) -> str:
+    return f"the {scheduler} sampler" if scheduler else "this model's own sampler"
+
+
+def _spacing(info: ModelInfo, spacing: str | None, scheduler: str) -> str:
+    """A timestep spacing the chosen sampler honours ("" = its config's own)."""
+    if not spacing:
+        return ""
+    spacing = spacing.strip().lower()
+    if spacing not in SPACINGS:
+        raise JobError(f"Unknown spacing {spacing!r}. Choose one of: {', '.join(SPACINGS)}.")
+    if ignores_spacing(class_of(scheduler, info.scheduler_class)):
+        raise JobError(f"{_sampler_words(scheduler).capitalize()} picks its own timesteps, so `spacing` does "
+                       "not apply; leave it out.")
+    return spacing
+
+
+def _eta(info: ModelInfo, eta: float | None, scheduler: str) -> float:
+    """The DDIM/TCD noise factor; -1.0 = unset (the sampler's own default)."""
+    if eta is None:
+        return -1.0
+    if not 0.0 <= eta <= 1.0:
+        raise JobError("Eta must be between 0 and 1.")
+    scheduler_class = class_of(scheduler, info.scheduler_class)
+    if scheduler_class and not step_takes_eta(scheduler_class):
+        users = ", ".join(n for n, s in SAMPLERS.items() if step_takes_eta(s.class_name))
+        raise JobError(f"`eta` does nothing with {_sampler_words(scheduler)}; it is used by the {users} samplers "
+                       "(pick one with `scheduler`).")
+    return float(eta)
+
+
+def _style(style: str | None, styles: Sequence[StyleConfig], prompt: str, negative: str) -> tuple[str, str, str]:
+    """(prompt, negative, style name) with the chosen style preset applied."""
+    if not style or not style.strip():
+        return prompt, negative, ""
+    preset = find_style(style, styles)
+    prompt, negative = apply_style(preset, prompt, negative)
+    return prompt, negative, preset.name
+
+
 def _loras(info: ModelInfo, loras: list[tuple[str, float]] | None) -> tuple[tuple[str, float], ...]:
     out = []
     for name, weight in loras or ():
@@ -133,12 +177,34 @@ def _loras(info: ModelInfo, loras: list[tuple[str, float]] | None) -> tuple[tupl
     return tuple(sorted(out))
 
 
-def _common(info: ModelInfo, *, prompt: str | None, negative: str | None, steps: int | None, guidance: float | None,
-            seed: int | None, count: int | None, scheduler: str | None, loras: list[tuple[str, float]] | None,
-            max_prompt_chars: int, prompt_required: bool = True) -> tuple[dict[str, Any], list[str]]:
+class CommonOptions(TypedDict, total=False):
+    """The options /imagine, /vary and /paint share (each None = the model's default)."""
+
+    negative: str | None
+    steps: int | None
+    guidance: float | None
+    seed: int | None
+    count: int | None
+    scheduler: str | None
+    spacing: str | None
+    eta: float | None
+    loras: list[tuple[str, float]] | None
+    style: str | None
+    styles: Sequence[StyleConfig]
+    max_prompt_chars: int
+
+
+def _common(info: ModelInfo, *, prompt: str | None, negative: str | None = None, steps: int | None = None,
+            guidance: float | None = None, seed: int | None = None, count: int | None = None,
+            scheduler: str | None = None, spacing: str | None = None, eta: float | None = None,
+            loras: list[tuple[str, float]] | None = None, style: str | None = None,
+            styles: Sequence[StyleConfig] = (), max_prompt_chars: int = 1000,
+            prompt_required: bool = True) -> tuple[dict[str, Any], list[str]]:
     p = info.preset
     text = clean_text(prompt, limit=max_prompt_chars, required=prompt_required)
     neg = clean_text(negative, limit=max_prompt_chars, what="negative prompt", required=False)
+    text, neg, style_name = _style(style, styles, text, neg)
+    sampler = _scheduler(scheduler)
     params = {
         "prompt": text,
         "negative_prompt": neg,
@@ -147,20 +213,19 @@ def _common(info: ModelInfo, *, prompt: str | None, negative: str | None, steps:
         "seed": _seed(seed),
         "count": _range(count, 1, 1, MAX_COUNT, f"You can ask for 1 to {MAX_COUNT} images at once."),
         "model": info.name,
-        "scheduler": _scheduler(scheduler),
+        "scheduler": sampler,
+        "spacing": _spacing(info, spacing, sampler),
+        "eta": _eta(info, eta, sampler),
         "loras": _loras(info, loras),
+        "style": style_name,
     }
     notes = [n for n in (token_note(info.tokenizer, text), token_note(info.tokenizer, neg, "negative prompt")) if n]
     return params, notes
 
 
-def build_imagine(job_id: str, owner: int, info: ModelInfo, *, prompt: str | None, negative: str | None = None,
-                  count: int | None = None, aspect: str | None = None, width: int | None = None,
-                  height: int | None = None, steps: int | None = None, guidance: float | None = None,
-                  seed: int | None = None, scheduler: str | None = None,
-                  loras: list[tuple[str, float]] | None = None, max_prompt_chars: int = 1000) -> Draft:
-    params, notes = _common(info, prompt=prompt, negative=negative, steps=steps, guidance=guidance, seed=seed,
-                            count=count, scheduler=scheduler, loras=loras, max_prompt_chars=max_prompt_chars)
+def build_imagine(job_id: str, owner: int, info: ModelInfo, *, prompt: str | None, aspect: str | None = None,
+                  width: int | None = None, height: int | None = None, **options: Unpack[CommonOptions]) -> Draft:
+    params, notes = _common(info, prompt=prompt, **options)
     w, h = resolve_size(info.preset, aspect=aspect, width=width, height=height)
     return Draft(TextToImageJob(job_id=job_id, owner=owner, width=w, height=h, **params), tuple(notes))
 
@@ -173,17 +238,19 @@ def fit_source_size(preset: ModelPreset, source_size: tuple[int, int]) -> tuple[
     return w, h
 
 
+def _strength(value: float | None, default: float, steps: int) -> tuple[float, int]:
+    """The strength and enough steps that at least one of them runs (diffusers runs steps * strength)."""
+    s = float(_range(value, default, 0.05, 1.0, "Strength must be between 0.05 and 1."))
+    if steps * s < 1:
+        steps = max(steps, int(1 / s + 0.999))
+    return s, steps
+
+
 def build_vary(job_id: str, owner: int, info: ModelInfo, *, init_image: str, source_size: tuple[int, int],
-               prompt: str | None = None, strength: float | None = None, seed: int | None = None,
-               count: int | None = None, steps: int | None = None, guidance: float | None = None,
-               negative: str | None = None, scheduler: str | None = None,
-               loras: list[tuple[str, float]] | None = None, max_prompt_chars: int = 1000) -> Draft:
-    params, notes = _common(info, prompt=prompt, negative=negative, steps=steps, guidance=guidance, seed=seed,
-                            count=count, scheduler=scheduler, loras=loras, max_prompt_chars=max_prompt_chars,
-                            prompt_required=False)
-    s = float(_range(strength, info.preset.default_strength, 0.05, 1.0, "Strength must be between 0.05 and 1."))
-    if params["steps"] * s < 1:
-        params["steps"] = max(params["steps"], int(1 / s + 0.999))
+               prompt: str | None = None, strength: float | None = None,
+               **options: Unpack[CommonOptions]) -> Draft:
+    params, notes = _common(info, prompt=prompt, prompt_required=False, **options)
+    s, params["steps"] = _strength(strength, info.preset.default_strength, params["steps"])
     w, h = fit_source_size(info.preset, source_size)
     return Draft(ImageToImageJob(job_id=job_id, owner=owner, width=w, height=h, init_image=init_image,
                                  strength=s, **params), tuple(notes))
@@ -191,13 +258,9 @@ def build_vary(job_id: str, owner: int, info: ModelInfo, *, init_image: str, sou
 
 def build_paint(job_id: str, owner: int, info: ModelInfo, *, init_image: str, mask_image: str,
                 source_size: tuple[int, int], prompt: str | None, strength: float | None = None,
-                seed: int | None = None, count: int | None = None, steps: int | None = None,
-                guidance: float | None = None, negative: str | None = None, max_prompt_chars: int = 1000) -> Draft:
-    params, notes = _common(info, prompt=prompt, negative=negative, steps=steps, guidance=guidance, seed=seed,
-                            count=count, scheduler=None, loras=None, max_prompt_chars=max_prompt_chars)
-    s = float(_range(strength, 1.0, 0.05, 1.0, "Strength must be between 0.05 and 1."))
-    if params["steps"] * s < 1:
-        params["steps"] = max(params["steps"], int(1 / s + 0.999))
+                **options: Unpack[CommonOptions]) -> Draft:
+    params, notes = _common(info, prompt=prompt, **options)
+    s, params["steps"] = _strength(strength, 1.0, params["steps"])
     w, h = fit_source_size(info.preset, source_size)
     return Draft(InpaintJob(job_id=job_id, owner=owner, width=w, height=h, init_image=init_image,
                             mask_image=mask_image, strength=s, **params), tuple(notes))
