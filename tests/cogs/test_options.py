@@ -228,3 +228,5 @@ async def test_a_styled_job_done_again_keeps_its_style(simcord_env, simcord_bot)
     again = await final(await w.alice.click(original, custom_id=f"easel:r:{job_id}"))
     p = (await job_of(simcord_bot, again)).params
     assert (p["prompt"], p["style"]) == ("ink drawing of a fox", "ink")
+    listing = (await w.alice.slash(w.channel, "history")).response.embeds[0].fields[0].value
+    assert "ink drawing of a fox" in listing and "style `ink`" in listing
