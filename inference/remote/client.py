@@ -87,6 +87,9 @@ class RemoteClient:
             return f"Timestep spacing (`spacing`) {NO_OPTION} Leave it out."
         if job.eta >= 0:
             return f"`eta` {NO_OPTION} Leave it out."
+        if job.scheduler and SAMPLERS[job.scheduler].options:
+            return (f"The {job.scheduler} sampler is not available on this bot: the Hugging Face Inference API "
+                    "it makes its images with takes a sampler without its settings. Pick another `scheduler`.")
         if job.scheduler and not isinstance(job, TextToImageJob):
             return ("Choosing a sampler (`scheduler`) works only with /imagine on this bot: it makes its images "
                     "through the Hugging Face Inference API, which takes no sampler for this command. Leave it out.")

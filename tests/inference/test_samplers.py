@@ -156,3 +156,21 @@ def test_a_configured_default_sampler_is_the_models_own(tiny_model_dir: Path) ->
     assert type(model.default_scheduler).__name__ == "DEISMultistepScheduler"
     with pytest.raises(ModelLoadError, match="scheduler 'magic' is not one of"):
         load_model(ModelConfig(source=str(tiny_model_dir), name="tiny", scheduler="magic"), DeviceConfig(device="cpu"))
+
+
+def test_jobs_batch_only_with_the_same_spacing_and_eta() -> None:
+    base = t2i(scheduler="ddim")
+    assert base.batch_key() == t2i(scheduler="ddim", job_id="k", seed=9).batch_key()
+    assert base.batch_key() != t2i(scheduler="ddim", spacing="trailing").batch_key()
+    assert base.batch_key() != t2i(scheduler="ddim", eta=0.2).batch_key()
+
+
+def test_a_job_stored_before_spacing_eta_and_styles_loads_without_them() -> None:
+    from inference.jobs import job_from_params
+
+    old = {"kind": "imagine", "prompt": "a fox", "negative_prompt": "", "width": 64, "height": 64, "steps": 3,
+           "guidance": 0.0, "seed": 1, "count": 1, "model": "tiny", "scheduler": "ddim", "loras": []}
+    job = job_from_params("j", 1, old)
+    assert (job.spacing, job.eta, job.style) == ("", -1.0, "")
+    again = job_from_params("j", 1, t2i(spacing="trailing", eta=0.4, style="ink").to_params())
+    assert (again.spacing, again.eta, again.style) == ("trailing", 0.4, "ink")
