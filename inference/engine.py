@@ -35,9 +35,8 @@ from inference.positions import QueueView
 from inference.positions import eta_key as eta_key  # where tests and benches import it from
 from inference.prepare import PreparedJob, needs_preparing, prepare
 from inference.presets import detect_family, preset_for
-from inference.samplers import SAMPLERS
 from inference.scheduler import FairQueue
-from inference.validation import ModelInfo
+from inference.validation import ModelInfo, describe_model
 from inference.warmup import warm_up_model
 
 log = logging.getLogger(__name__)
@@ -180,11 +179,10 @@ class Engine(QueueView):
         loaded = self.executor.loaded(cfg.display_name)
         if loaded is not None:
             own = loaded.default_scheduler
-            return ModelInfo(loaded.name, loaded.preset, loaded.tokenizer, tuple(loaded.loras),
-                             scheduler_class=type(own).__name__ if own is not None else "")
+            return describe_model(cfg, loaded.preset, loaded.tokenizer,
+                                  type(own).__name__ if own is not None else "")
         family = cfg.family if cfg.family != "auto" else detect_family(cfg.source)
-        return ModelInfo(cfg.display_name, preset_for(cfg, family), None, tuple(lora.name for lora in cfg.loras),
-                         scheduler_class=SAMPLERS[cfg.scheduler].class_name if cfg.scheduler in SAMPLERS else "")
+        return describe_model(cfg, preset_for(cfg, family))
 
     def status(self) -> EngineStatus:
         models = self.executor.loaded_models()

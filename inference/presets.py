@@ -72,9 +72,14 @@ def pipeline_class_of(folder: Path) -> str:
 
 
 def preset_for(model: ModelConfig, family: str) -> ModelPreset:
-    """The family preset with the model's configured overrides applied."""
+    """The family preset, then a fused LoRA's recipe, then the model's configured overrides."""
     base = PRESETS[family]
     changes: dict[str, object] = {}
+    fused = model.fused_recipe  # a fused speed LoRA's recipe replaces the family's defaults
+    if fused.steps:
+        changes.update(steps=fused.steps, max_steps=max(base.max_steps, fused.steps))
+    if fused.guidance >= 0:
+        changes["guidance"] = fused.guidance
     if model.steps:
         changes["steps"] = model.steps
     if model.guidance >= 0:

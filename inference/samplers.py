@@ -18,7 +18,10 @@ from typing import Any
 
 import diffusers
 
-SPACINGS = ("trailing", "leading", "linspace")
+from config import SPACINGS
+
+__all__ = ["SAMPLERS", "SPACINGS", "Sampler", "build_scheduler", "call_eta", "class_of", "ignores_spacing", "label_for", "sampler_names",
+           "step_takes_eta"]
 
 
 @dataclass(frozen=True)
