@@ -174,3 +174,16 @@ def test_a_job_stored_before_spacing_eta_and_styles_loads_without_them() -> None
     assert (job.spacing, job.eta, job.style) == ("", -1.0, "")
     again = job_from_params("j", 1, t2i(spacing="trailing", eta=0.4, style="ink").to_params())
     assert (again.spacing, again.eta, again.style) == ("trailing", 0.4, "ink")
+
+
+def test_the_members_spacing_and_eta_win_over_a_loras_recipe() -> None:
+    from config import LoraRecipe
+
+    info = ModelInfo("sd15", PRESETS["sd15"], loras=("hyper",), scheduler_class="PNDMScheduler",
+                     recipes={"hyper": LoraRecipe(steps=8, scheduler="ddim", spacing="leading", eta=0.2)})
+    job = build_imagine("j", 1, info, prompt="a fox", loras=[("hyper", 1.0)]).job
+    assert (job.scheduler, job.spacing, job.eta, job.steps) == ("ddim", "leading", 0.2, 8)
+    job = build_imagine("j", 1, info, prompt="a fox", loras=[("hyper", 1.0)], spacing="trailing", eta=0.9).job
+    assert (job.scheduler, job.spacing, job.eta) == ("ddim", "trailing", 0.9)
+    with pytest.raises(JobError, match="`eta` does nothing with the euler sampler"):
+        build_imagine("j", 1, info, prompt="a fox", loras=[("hyper", 1.0)], scheduler="euler", eta=0.5)
