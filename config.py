@@ -32,7 +32,8 @@ class ConfigError(ValueError):
     """A configuration value is missing or wrong; the message names the key and the reason."""
 
 
-SPACINGS = ("leading", "linspace", "trailing")  # diffusers' ``timestep_spacing`` values
+# diffusers' ``timestep_spacing`` values, in the order members are offered them (trailing suits few steps)
+SPACINGS = ("trailing", "leading", "linspace")
 
 
 @dataclass(frozen=True)
@@ -211,6 +212,33 @@ class RemoteConfig:
 
 
 @dataclass(frozen=True)
+class StyleConfig:
+    """A style preset members pick with ``style:`` (``[[styles]]`` in easel.toml).
+
+    ``prompt`` wraps the member's prompt where it says ``{prompt}`` (``"a watercolor of {prompt}"``),
+    or else is appended to it after a comma; ``negative`` is added to the member's negative prompt.
+    """
+
+    name: str
+    prompt: str = ""
+    negative: str = ""
+
+
+# Used when easel.toml has no [[styles]]; any [[styles]] list replaces all of them (styles = [] for none).
+DEFAULT_STYLES: tuple[StyleConfig, ...] = (
+    StyleConfig("photo", "a photo of {prompt}, natural light, 35mm, sharp focus", "painting, drawing, cartoon, 3d render"),
+    StyleConfig("oil-painting", "{prompt}, oil painting, thick visible brush strokes, canvas texture", "photo, 3d render"),
+    StyleConfig("watercolor", "{prompt}, watercolor painting, soft washes, paper texture", "photo, 3d render"),
+    StyleConfig("van-gogh", "{prompt}, painting by Vincent van Gogh, swirling brush strokes", "photo"),
+    StyleConfig("anime", "{prompt}, anime style, cel shading, clean line art", "photo, realistic"),
+    StyleConfig("pixel-art", "pixel art of {prompt}, 16-bit, limited palette", "blurry, photo, smooth gradients"),
+    StyleConfig("sketch", "pencil sketch of {prompt}, graphite, cross-hatching", "colour, photo"),
+)
+STYLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _-]{0,39}")
+STYLE_TEXT_LIMIT = 500
+
+
+@dataclass(frozen=True)
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     models: tuple[ModelConfig, ...] = ()
@@ -221,6 +249,7 @@ class Config:
     anime: AnimeConfig = field(default_factory=AnimeConfig)
     discord: DiscordConfig = field(default_factory=DiscordConfig)
     remote: RemoteConfig = field(default_factory=RemoteConfig)
+    styles: tuple[StyleConfig, ...] = DEFAULT_STYLES
     backend: str = "local"
     base_dir: Path = Path(".")
 
@@ -372,6 +401,7 @@ def _check(cfg: Config) -> None:
     need(1 <= cfg.discord.delivery_attempts <= 100, "discord.delivery_attempts: must be between 1 and 100")
     need(cfg.backend in BACKENDS, f"backend: {cfg.backend!r} is not one of {', '.join(BACKENDS)}")
     _check_remote(cfg.remote, len(cfg.all_models) if cfg.backend == "remote" else 1)
+    _check_styles(cfg.styles)
     # Both folders are created at start-up (and the database's file); only a file in the way stops that.
     for key, folder in (("storage.database", cfg.path(cfg.storage.database).parent),
                         ("storage.outputs", cfg.path(cfg.storage.outputs))):
@@ -452,6 +482,26 @@ def _check_remote(r: RemoteConfig, model_count: int) -> None:
     need(r.backoff_s <= r.max_wait_s <= 3600,
          f"remote.max_wait_s: {r.max_wait_s:g} must be at least remote.backoff_s and at most 3600")
     need(1 <= r.concurrency <= 32, f"remote.concurrency: {r.concurrency} must be between 1 and 32")
+
+
+def _check_styles(styles: tuple[StyleConfig, ...]) -> None:
+    """``[[styles]]``: names members can type (unique, ignoring case), each adding some words."""
+    seen: set[str] = set()
+    for i, style in enumerate(styles):
+        key = f"styles[{i}]"
+        if STYLE_NAME.fullmatch(style.name) is None:
+            raise ConfigError(f"{key}.name: {style.name!r} must be 1-40 letters, digits, spaces, '-' or '_', "
+                              "starting with a letter or digit")
+        if style.name.lower() in seen:
+            raise ConfigError(f"{key}.name: {style.name!r} is used by two styles")
+        seen.add(style.name.lower())
+        if not style.prompt.strip() and not style.negative.strip():
+            raise ConfigError(f"{key}: style {style.name!r} adds nothing; give it a prompt or a negative")
+        if style.prompt.count("{prompt}") > 1:
+            raise ConfigError(f"{key}.prompt: write {{prompt}} at most once (where the member's prompt goes)")
+        for name, text in (("prompt", style.prompt), ("negative", style.negative)):
+            if len(text) > STYLE_TEXT_LIMIT:
+                raise ConfigError(f"{key}.{name}: {len(text)} characters; at most {STYLE_TEXT_LIMIT}")
 
 
 def _check_remote_model(cfg: Config, m: ModelConfig, key: str) -> None:

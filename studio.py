@@ -219,9 +219,13 @@ class Studio:
         return check(kind) if check is not None else None
 
     def refusal(self, job: J.Job) -> str | None:
-        """Why ``job`` cannot be accepted (member-facing), or None: the backend cannot serve its kind,
-        or the weights of its anime style are not in place (the path and fix go to the log)."""
+        """Why ``job`` cannot be accepted (member-facing), or None: the backend cannot serve its kind
+        or one of its options, or the weights of its anime style are not in place (the path and fix
+        go to the log)."""
         reason = self.unsupported(job.kind)
+        options = getattr(self.engine.executor, "unsupported_options", None)  # the remote backend's
+        if reason is None and options is not None:
+            reason = options(job)
         if reason is None and isinstance(job, J.AnimeJob):
             reason = self.anime_weights.refusal(job.style)
         return reason

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from inference import jobs as J
 from inference.executor import internal_error_message
 from inference.imaging import format_parameters
-from inference.samplers import label_for
+from inference.samplers import call_eta, class_of, label_for
 from storage import write_while_locked
 from storage.images import NewImage
 from storage.jobs import JobsMissing
@@ -26,8 +26,11 @@ log = logging.getLogger("studio")
 _DROPPED = "job %s finished but is no longer in the job log; its images are dropped"
 
 
-def parameters_text(job: J.Job, seed: int, width: int, height: int, sampler_label: str) -> str:
-    """The Automatic1111-style ``parameters`` text embedded in each PNG."""
+def parameters_text(job: J.Job, seed: int, width: int, height: int, sampler_label: str,
+                    eta: float | None = None) -> str:
+    """The Automatic1111-style ``parameters`` text embedded in each PNG. The prompt lines are what
+    the model read (a style preset's words included); ``Style`` names the preset, ``Eta`` the
+    DDIM/TCD noise factor the sampler used."""
     p = job.to_params()
     if job.kind is J.JobKind.ANIME:
         return format_parameters(prompt="AnimeGAN2 face2paint", negative_prompt="", steps=1, sampler="AnimeGAN2",
@@ -38,6 +41,10 @@ def parameters_text(job: J.Job, seed: int, width: int, height: int, sampler_labe
         extra["Denoising strength"] = p["strength"]
     if p.get("loras"):
         extra["Lora"] = ", ".join(f"{n}:{w:g}" for n, w in p["loras"])
+    if eta is not None:
+        extra["Eta"] = eta
+    if p.get("style"):
+        extra["Style"] = p["style"]
     return format_parameters(prompt=p["prompt"], negative_prompt=p["negative_prompt"], steps=p["steps"],
                              sampler=sampler_label, guidance=p["guidance"], seed=seed, width=width, height=height,
                              model=p["model"], extra=extra)
@@ -52,8 +59,8 @@ async def save_results(studio: Studio, results: list[J.JobResult]) -> list[Studi
         if job is None:  # forgotten while it ran: nothing to record it against
             log.warning(_DROPPED, result.job_id)
             continue
-        sampler = sampler_label(studio.engine.executor, job)
-        finished.append((job, result, [parameters_text(job, seed, im.width, im.height, sampler)
+        sampler, eta = sampler_used(studio.engine.executor, job)
+        finished.append((job, result, [parameters_text(job, seed, im.width, im.height, sampler, eta)
                                        for im, seed in zip(result.images, result.seeds, strict=False)]))
 
     stored_files = await studio.png_writer.write(
@@ -104,11 +111,15 @@ async def save_results(studio: Studio, results: list[J.JobResult]) -> list[Studi
     return recorded
 
 
-def sampler_label(executor: Any, job: J.Job) -> str:
-    """The sampler named in a PNG's parameters: the job's choice, or the loaded model's default."""
+def sampler_used(executor: Any, job: J.Job) -> tuple[str, float | None]:
+    """The sampler named in a PNG's parameters (the job's choice, or the loaded model's default,
+    with the timestep spacing asked for) and the eta its steps took (None: no eta)."""
     if not isinstance(job, J.DiffusionJob):
-        return ""
+        return "", None
     loaded = executor.loaded(job.model)
-    scheduler = loaded.default_scheduler if loaded is not None else None
+    scheduler = getattr(loaded, "default_scheduler", None)
     default_class = type(scheduler).__name__ if scheduler is not None else ""
-    return label_for(job.scheduler, default_class) or "Default"
+    label = label_for(job.scheduler, default_class, job.spacing) or "Default"
+    if scheduler is None:  # a remote model: the provider's sampler takes no eta from us
+        return label, None
+    return label, call_eta(job.scheduler, job.eta, class_of(job.scheduler, default_class))

@@ -29,7 +29,9 @@ def render(page: HistoryPage, offset: int, title: str) -> discord.Embed:
     for n, row in enumerate(page.rows, start=1):
         when = dt.datetime.fromtimestamp(row.created_at, dt.UTC)
         p = row.params
-        detail = f"seed `{p.get('seed', '-')}` \u00b7 {row.state} \u00b7 job `{row.job_id}` \u00b7 {discord.utils.format_dt(when, 'R')}"
+        style = f"style `{p['style']}` \u00b7 " if p.get("style") else ""
+        detail = (f"{style}seed `{p.get('seed', '-')}` \u00b7 {row.state} \u00b7 job `{row.job_id}` \u00b7 "
+                  f"{discord.utils.format_dt(when, 'R')}")
         embed.add_field(name=f"{offset + n}. {row.kind}", value=f"{quote(row.prompt or '(no prompt)', 200)}\n{detail}",
                         inline=False)
     last = min(offset + PAGE, page.total)

@@ -8,35 +8,14 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from cogs.utils.launch import guild_settings, launch
+from cogs.utils.launch import launch
+from cogs.utils.options import AUTOCOMPLETE, DESCRIPTIONS, SPACING_CHOICES, DiffusionOptions, chosen_model
 from cogs.utils.origin import InteractionOrigin
-from inference.jobs import JobError
 from inference.presets import ASPECTS
-from inference.validation import MAX_COUNT, MAX_GUIDANCE, MAX_SEED, build_imagine
+from inference.validation import MAX_COUNT, MAX_GUIDANCE, MAX_SEED, Draft, build_imagine
 
 if TYPE_CHECKING:
     from bot import EaselBot
-
-
-def choices(names: list[str], current: str) -> list[app_commands.Choice[str]]:
-    current = current.lower()
-    return [app_commands.Choice(name=n[:100], value=n[:100]) for n in names if current in n.lower()][:25]
-
-
-def parse_loras(text: str | None, defaults: dict[str, float]) -> list[tuple[str, float]] | None:
-    """``name`` or ``name:0.8``, several separated by commas; no weight means the configured one."""
-    if not text:
-        return None
-    out = []
-    for part in text.split(","):
-        name, _, weight = part.strip().partition(":")
-        name = name.strip()
-        try:
-            value = float(weight) if weight.strip() else defaults.get(name, 1.0)
-        except ValueError:
-            raise JobError(f"{weight.strip()!r} is not a LoRA weight: write it like `{name}:0.8`.") from None
-        out.append((name, value))
-    return out
 
 
 class Imagine(commands.Cog):
@@ -45,13 +24,12 @@ class Imagine(commands.Cog):
 
     @app_commands.command(name="imagine", description="Make an image from a text prompt")
     @app_commands.describe(
-        prompt="What to paint", negative="What to avoid", count="How many images (a grid of up to 4)",
-        aspect="Shape of the image", width="Width in pixels (multiple of 8)", height="Height in pixels",
-        steps="Denoising steps (more is slower, finer)", guidance="How closely to follow the prompt",
-        seed="Same seed + same settings = same image", model="Model to use", scheduler="Sampler",
-        lora="LoRA style, e.g. pixel-art or pixel-art:0.7",
+        prompt="What to paint", count="How many images (a grid of up to 4)", aspect="Shape of the image",
+        width="Width in pixels (multiple of 8)", height="Height in pixels",
+        seed="Same seed + same settings = same image", **DESCRIPTIONS,
     )
-    @app_commands.choices(aspect=[app_commands.Choice(name=a, value=a) for a in ASPECTS])
+    @app_commands.choices(aspect=[app_commands.Choice(name=a, value=a) for a in ASPECTS], spacing=SPACING_CHOICES)
+    @app_commands.autocomplete(**AUTOCOMPLETE)
     async def imagine(self, interaction: discord.Interaction, prompt: app_commands.Range[str, 1, 4000],
                       negative: app_commands.Range[str, 0, 4000] | None = None,
                       count: app_commands.Range[int, 1, MAX_COUNT] = 1, aspect: str | None = None,
@@ -60,34 +38,20 @@ class Imagine(commands.Cog):
                       steps: app_commands.Range[int, 1, 150] | None = None,
                       guidance: app_commands.Range[float, 0.0, MAX_GUIDANCE] | None = None,
                       seed: app_commands.Range[int, 0, MAX_SEED] | None = None, model: str | None = None,
-                      scheduler: str | None = None, lora: str | None = None) -> None:
+                      scheduler: str | None = None, spacing: str | None = None,
+                      eta: app_commands.Range[float, 0.0, 1.0] | None = None, lora: str | None = None,
+                      style: str | None = None) -> None:
         origin = InteractionOrigin(interaction)
-        studio = self.bot.studio
-        limits = self.bot.config.limits
-        settings = await guild_settings(self.bot, origin)
-        model = model or (settings.default_model if settings else None)
+        name = await chosen_model(self.bot, origin, model)
+        options = DiffusionOptions(negative=negative, steps=steps, guidance=guidance, scheduler=scheduler,
+                                   spacing=spacing, eta=eta, lora=lora, style=style)
 
-        def build(job_id: str):  # noqa: ANN202 - returns a Draft
-            info = studio.model_info(model or "")
-            defaults = {lo.name: lo.weight for lo in studio.engine.executor.model_config(model or "").loras}
-            return build_imagine(job_id, interaction.user.id, info, prompt=prompt, negative=negative, count=count,
-                                 aspect=aspect, width=width, height=height, steps=steps, guidance=guidance,
-                                 seed=seed, scheduler=scheduler, loras=parse_loras(lora, defaults),
-                                 max_prompt_chars=limits.max_prompt_chars)
+        def build(job_id: str) -> Draft:
+            info, common = options.for_model(self.bot, name)
+            return build_imagine(job_id, interaction.user.id, info, prompt=prompt, count=count, aspect=aspect,
+                                 width=width, height=height, seed=seed, **common)
 
         await launch(self.bot, origin, build)
-
-    @imagine.autocomplete("model")
-    async def _models(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-        return choices(self.bot.studio.model_names(), current)
-
-    @imagine.autocomplete("scheduler")
-    async def _schedulers(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-        return choices(self.bot.studio.sampler_names(), current)
-
-    @imagine.autocomplete("lora")
-    async def _loras(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-        return choices(self.bot.studio.lora_names(), current)
 
 
 async def setup(bot: EaselBot) -> None:

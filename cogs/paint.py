@@ -13,10 +13,18 @@ from PIL import Image
 from cogs.utils.gate import NO_FLAGS, Flags
 from cogs.utils.inputs import PendingInput, decode_mask_for, load_pending, pending, read_attachment
 from cogs.utils.launch import launch, too_fast
+from cogs.utils.options import (
+    AUTOCOMPLETE,
+    DESCRIPTIONS,
+    NO_OPTIONS,
+    SPACING_CHOICES,
+    DiffusionOptions,
+    chosen_model,
+)
 from cogs.utils.origin import InteractionOrigin, Origin
 from inference.imaging import ImageInputError, box_mask, feather, parse_box, region_mask
 from inference.jobs import JobError
-from inference.validation import MAX_SEED, build_paint
+from inference.validation import MAX_GUIDANCE, MAX_SEED, Draft, build_paint
 
 if TYPE_CHECKING:
     from bot import EaselBot
@@ -39,7 +47,8 @@ def build_mask(size: tuple[int, int], *, mask: Image.Image | None, region: str |
 
 async def paint_request(bot: EaselBot, origin: Origin, source: PendingInput, prompt: str | None, *,
                         mask_upload: bytes | None = None, region: str | None = None, box: str | None = None,
-                        strength: float | None = None, seed: int | None = None,
+                        strength: float | None = None, seed: int | None = None, model: str | None = None,
+                        options: DiffusionOptions = NO_OPTIONS,
                         source_flags: Flags = NO_FLAGS) -> str | None:
     """Shared by /paint and the "Paint..." context menu. ``source_flags``: the NSFW flags of the
     result painted on, when it is one of ours (cogs/utils/gate.py)."""
@@ -51,11 +60,14 @@ async def paint_request(bot: EaselBot, origin: Origin, source: PendingInput, pro
     except (ImageInputError, JobError) as exc:
         await origin.error(str(exc))
         return None
-    info = bot.studio.model_info()
-    return await launch(bot, origin, lambda job_id: build_paint(
-        job_id, origin.user.id, info, init_image=source.path, mask_image=named_mask.path, source_size=source.size,
-        prompt=prompt, strength=strength, seed=seed, max_prompt_chars=limits.max_prompt_chars),
-        inputs=(source, named_mask), source=source_flags)
+    name = await chosen_model(bot, origin, model)
+
+    def build(job_id: str) -> Draft:
+        info, common = options.for_model(bot, name)
+        return build_paint(job_id, origin.user.id, info, init_image=source.path, mask_image=named_mask.path,
+                           source_size=source.size, prompt=prompt, strength=strength, seed=seed, **common)
+
+    return await launch(bot, origin, build, inputs=(source, named_mask), source=source_flags)
 
 
 class Paint(commands.Cog):
@@ -67,13 +79,22 @@ class Paint(commands.Cog):
                            mask="A mask image: white = repaint, black = keep",
                            region="Regions to repaint: left, top-right, centre, A1..C3 (several allowed)",
                            box="A box in percent: x,y,width,height (e.g. 25,25,50,50)",
-                           strength="How much to change the area (0.05-1)", seed="Seed for repeatable results")
+                           strength="How much to change the area (0.05-1)", seed="Seed for repeatable results",
+                           **DESCRIPTIONS)
+    @app_commands.choices(spacing=SPACING_CHOICES)
+    @app_commands.autocomplete(**AUTOCOMPLETE)
     async def paint(self, interaction: discord.Interaction, image: discord.Attachment,
                     prompt: app_commands.Range[str, 1, 4000], mask: discord.Attachment | None = None,
                     region: app_commands.Range[str, 1, 100] | None = None,
                     box: app_commands.Range[str, 1, 40] | None = None,
                     strength: app_commands.Range[float, 0.05, 1.0] | None = None,
-                    seed: app_commands.Range[int, 0, MAX_SEED] | None = None) -> None:
+                    seed: app_commands.Range[int, 0, MAX_SEED] | None = None,
+                    negative: app_commands.Range[str, 0, 4000] | None = None,
+                    steps: app_commands.Range[int, 1, 150] | None = None,
+                    guidance: app_commands.Range[float, 0.0, MAX_GUIDANCE] | None = None,
+                    model: str | None = None, scheduler: str | None = None, spacing: str | None = None,
+                    eta: app_commands.Range[float, 0.0, 1.0] | None = None, lora: str | None = None,
+                    style: str | None = None) -> None:
         origin = InteractionOrigin(interaction)
         if await too_fast(self.bot, origin):
             return
@@ -84,8 +105,10 @@ class Paint(commands.Cog):
         except ImageInputError as exc:
             await origin.error(str(exc))
             return
+        options = DiffusionOptions(negative=negative, steps=steps, guidance=guidance, scheduler=scheduler,
+                                   spacing=spacing, eta=eta, lora=lora, style=style)
         await paint_request(self.bot, origin, source, prompt, mask_upload=mask_data, region=region, box=box,
-                            strength=strength, seed=seed)
+                            strength=strength, seed=seed, model=model, options=options)
 
 
 async def setup(bot: EaselBot) -> None:

@@ -179,7 +179,9 @@ class Engine(QueueView):
         cfg = self.executor.model_config(name)
         loaded = self.executor.loaded(cfg.display_name)
         if loaded is not None:
-            return describe_model(cfg, loaded.preset, loaded.tokenizer)
+            own = loaded.default_scheduler
+            return describe_model(cfg, loaded.preset, loaded.tokenizer,
+                                  type(own).__name__ if own is not None else "")
         family = resolve_family(cfg.family, cfg.source, self.config.base_dir)
         return describe_model(cfg, preset_for(cfg, family))
 

@@ -20,6 +20,7 @@ from inference.jobs import DiffusionJob, ImageToImageJob, InpaintJob, JobKind, J
 from inference.loader import LoadedModel
 from inference.prepare import PreparedJob
 from inference.presets import KANDINSKY
+from inference.samplers import call_eta
 
 # Approximate latent -> RGB projections (a preview costs a matmul, not a VAE decode): a weight per
 # latent channel and colour, then a bias. SDXL's VAE has its own latent space, so its own factors
@@ -59,7 +60,7 @@ def run_diffusion_batch(
     first = batch[0].job
     assert isinstance(first, DiffusionJob)
     pipe = model.pipes[first.kind]
-    pipe.scheduler = model.scheduler(first.scheduler)
+    pipe.scheduler = model.scheduler(first.scheduler, first.spacing)
     _set_loras(pipe, model, first.loras)
     generator_device = "cpu" if model.device.type == "mps" else model.device
     prompts: list[str] = []
@@ -87,6 +88,9 @@ def run_diffusion_batch(
     }
     if any(negatives):
         kwargs["negative_prompt"] = negatives
+    eta = call_eta(first.scheduler, first.eta, type(pipe.scheduler).__name__)
+    if eta is not None:  # as diffusers' prepare_extra_step_kwargs: only to a step that takes it
+        kwargs["eta"] = eta
     if first.kind is JobKind.IMAGINE:
         kwargs.update(width=first.width, height=first.height)
     else:

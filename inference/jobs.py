@@ -74,12 +74,16 @@ class DiffusionJob(Job):
     model: str = ""
     scheduler: str = ""
     loras: tuple[tuple[str, float], ...] = ()
-    spacing: str = ""  # timestep spacing ("trailing", ...); "" = the sampler's own
-    eta: float = -1.0  # TCD's eta; -1 = the sampler's default
+    # Timestep spacing ("" = the scheduler config's own; "trailing", "leading", "linspace") and the
+    # DDIM/TCD noise factor (below 0 = unset: the sampler's default), inference/samplers.py.
+    spacing: str = ""
+    eta: float = -1.0
+    # The style preset applied (config [[styles]]); ``prompt``/``negative_prompt`` already hold its words.
+    style: str = ""
 
     def batch_key(self) -> tuple[Any, ...] | None:
         return (self.kind, self.model, self.width, self.height, self.steps, self.guidance,
-                self.scheduler, self.loras, getattr(self, "strength", None))
+                self.scheduler, self.spacing, self.eta, self.loras, getattr(self, "strength", None))
 
     @property
     def image_count(self) -> int:

@@ -208,7 +208,7 @@ def run_kandinsky_batch(model: LoadedModel, batch: Sequence[PreparedJob], on_ste
     if refusal := kandinsky_sampler_error(first.scheduler):  # validation refuses it; a redone or restored job may not
         raise JobError(refusal)
     decoder = pipe.decoder_pipe
-    decoder.scheduler = model.scheduler(first.scheduler)
+    decoder.scheduler = model.scheduler(first.scheduler, first.spacing)
     total = effective_steps(first)
     size = (first.width, first.height)
     width, height = run_size(pipe, *size)

@@ -23,7 +23,7 @@ from inference.devices import resolve_device, resolve_dtype
 from inference.families import detect_family, family_from_name, pipeline_class_of
 from inference.jobs import JobKind
 from inference.presets import ModelPreset, preset_for
-from inference.samplers import build_scheduler
+from inference.samplers import SAMPLERS, build_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -45,20 +45,23 @@ class LoadedModel:
     pipes: dict[JobKind, Any]
     loras: dict[str, str] = field(default_factory=dict)  # name -> adapter name
     default_scheduler: Any = None
-    _schedulers: dict[str, Any] = field(default_factory=dict)
+    _schedulers: dict[tuple[str, str], Any] = field(default_factory=dict)
 
     @property
     def tokenizer(self) -> Any:
         pipe = self.pipes[JobKind.IMAGINE]
         return getattr(pipe, "tokenizer", None) or getattr(pipe, "prior_tokenizer", None)  # Kandinsky: the prior's
 
-    def scheduler(self, name: str) -> Any:
-        """The scheduler instance for a sampler name ("" = the model's own), built once and kept."""
-        if not name:
+    def scheduler(self, name: str, spacing: str = "") -> Any:
+        """The scheduler instance for a sampler name ("" = the model's own) and timestep spacing
+        ("" = the model's config), built once per (name, spacing) and kept."""
+        if not name and not spacing:
             return self.default_scheduler
-        if name not in self._schedulers:
-            self._schedulers[name] = build_scheduler(name, self.default_scheduler.config)
-        return self._schedulers[name]
+        key = (name, spacing)
+        if key not in self._schedulers:
+            self._schedulers[key] = build_scheduler(name, self.default_scheduler.config, spacing,
+                                                    default_class=type(self.default_scheduler).__name__)
+        return self._schedulers[key]
 
 
 def _local_path(value: str, base_dir: Path) -> Path | None:
@@ -285,6 +288,16 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:300] if text else type(exc).__name__
 
 
+def _default_scheduler(model: ModelConfig, base: Any) -> Any:
+    """The model's own scheduler, or the sampler ``model.scheduler`` names, built from its config."""
+    if not model.scheduler:
+        return base.scheduler
+    if model.scheduler not in SAMPLERS:
+        raise ModelLoadError(f"model {model.display_name!r}: scheduler {model.scheduler!r} is not one of "
+                             f"{', '.join(SAMPLERS)}")
+    return build_scheduler(model.scheduler, base.scheduler.config)
+
+
 def load_model(model: ModelConfig, device_cfg: DeviceConfig, base_dir: Path = Path(".")) -> LoadedModel:
     """Load ``model`` and derive its image-to-image and inpainting pipelines.
 
@@ -363,5 +376,5 @@ def load_model(model: ModelConfig, device_cfg: DeviceConfig, base_dir: Path = Pa
              "".join(f", LoRA {lo.name} fused at {lo.weight:g}" for lo in model.loras if lo.fuse))
     return LoadedModel(
         name=model.display_name, source=model.source, family=family, preset=preset_for(model, family),
-        device=device, dtype=dtype, pipes=pipes, loras=loras, default_scheduler=base.scheduler,
+        device=device, dtype=dtype, pipes=pipes, loras=loras, default_scheduler=_default_scheduler(model, base),
     )

@@ -10,11 +10,11 @@ from __future__ import annotations
 import random
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
-from config import LoraRecipe, ModelConfig
+from config import LoraRecipe, ModelConfig, StyleConfig
 from inference.jobs import (
     AnimeJob,
     ImageToImageJob,
@@ -24,7 +24,8 @@ from inference.jobs import (
 )
 from inference.kandinsky_samplers import kandinsky_sampler_error
 from inference.presets import ASPECTS, KANDINSKY, ModelPreset
-from inference.samplers import SAMPLERS
+from inference.samplers import SAMPLERS, SPACINGS, class_of, ignores_spacing, step_takes_eta
+from inference.styles import apply_style, find_style
 
 MAX_COUNT = 4
 MAX_SEED = 2**32 - 1
@@ -48,15 +49,19 @@ class ModelInfo:
     recipes: Mapping[str, LoraRecipe] = field(default_factory=dict, hash=False)
     defaults: LoraRecipe = field(default_factory=LoraRecipe)
     fused: tuple[str, ...] = ()
+    scheduler_class: str = ""  # the model's own scheduler class ("" = not known here)
 
 
-def describe_model(cfg: ModelConfig, preset: ModelPreset, tokenizer: Any = None) -> ModelInfo:
+def describe_model(cfg: ModelConfig, preset: ModelPreset, tokenizer: Any = None, scheduler_class: str = "") -> ModelInfo:
     """A model's :class:`ModelInfo` from its configuration: LoRAs members may pick, their recipes,
-    and the fused LoRAs' recipe as the model's defaults."""
+    and the fused LoRAs' recipe as the model's defaults. ``scheduler_class``: its loaded scheduler's
+    class; else the one ``model.scheduler`` names, if any."""
     picked = [lora for lora in cfg.loras if not lora.fuse]
+    if not scheduler_class and cfg.scheduler in SAMPLERS:
+        scheduler_class = SAMPLERS[cfg.scheduler].class_name
     return ModelInfo(cfg.display_name, preset, tokenizer, tuple(lora.name for lora in picked),
                      {lora.name: lora.recipe for lora in picked if lora.recipe != LoraRecipe()},
-                     cfg.fused_recipe, tuple(lora.name for lora in cfg.loras if lora.fuse))
+                     cfg.fused_recipe, tuple(lora.name for lora in cfg.loras if lora.fuse), scheduler_class)
 
 
 @dataclass(frozen=True)
@@ -140,6 +145,46 @@ def _scheduler(name: str | None) -> str:
     return name
 
 
+def _sampler_words(scheduler: str) -> str:
+    return f"the {scheduler} sampler" if scheduler else "this model's own sampler"
+
+
+def _spacing(info: ModelInfo, spacing: str | None, scheduler: str) -> str:
+    """A timestep spacing the chosen sampler honours ("" = its config's own)."""
+    if not spacing:
+        return ""
+    spacing = spacing.strip().lower()
+    if spacing not in SPACINGS:
+        raise JobError(f"Unknown spacing {spacing!r}. Choose one of: {', '.join(SPACINGS)}.")
+    if ignores_spacing(class_of(scheduler, info.scheduler_class)):
+        raise JobError(f"{_sampler_words(scheduler).capitalize()} picks its own timesteps, so `spacing` does "
+                       "not apply; leave it out.")
+    return spacing
+
+
+def _eta(info: ModelInfo, eta: float | None, scheduler: str) -> float:
+    """The DDIM/TCD noise factor; -1.0 = unset (the sampler's own default)."""
+    if eta is None:
+        return -1.0
+    if not 0.0 <= eta <= 1.0:
+        raise JobError("Eta must be between 0 and 1.")
+    scheduler_class = class_of(scheduler, info.scheduler_class)
+    if scheduler_class and not step_takes_eta(scheduler_class):
+        users = ", ".join(n for n, s in SAMPLERS.items() if step_takes_eta(s.class_name))
+        raise JobError(f"`eta` does nothing with {_sampler_words(scheduler)}; it is used by the {users} samplers "
+                       "(pick one with `scheduler`).")
+    return float(eta)
+
+
+def _style(style: str | None, styles: Sequence[StyleConfig], prompt: str, negative: str) -> tuple[str, str, str]:
+    """(prompt, negative, style name) with the chosen style preset applied."""
+    if not style or not style.strip():
+        return prompt, negative, ""
+    preset = find_style(style, styles)
+    prompt, negative = apply_style(preset, prompt, negative)
+    return prompt, negative, preset.name
+
+
 def _loras(info: ModelInfo, loras: list[tuple[str, float]] | None) -> tuple[tuple[str, float], ...]:
     out = []
     for name, weight in loras or ():
@@ -174,14 +219,36 @@ def recipe_timing(recipe: LoraRecipe) -> dict[str, Any]:
     return out
 
 
-def _common(info: ModelInfo, *, prompt: str | None, negative: str | None, steps: int | None, guidance: float | None,
-            seed: int | None, count: int | None, scheduler: str | None, loras: list[tuple[str, float]] | None,
-            max_prompt_chars: int, prompt_required: bool = True) -> tuple[dict[str, Any], list[str]]:
+class CommonOptions(TypedDict, total=False):
+    """The options /imagine, /vary and /paint share (each None = the model's default)."""
+
+    negative: str | None
+    steps: int | None
+    guidance: float | None
+    seed: int | None
+    count: int | None
+    scheduler: str | None
+    spacing: str | None
+    eta: float | None
+    loras: list[tuple[str, float]] | None
+    style: str | None
+    styles: Sequence[StyleConfig]
+    max_prompt_chars: int
+
+
+def _common(info: ModelInfo, *, prompt: str | None, negative: str | None = None, steps: int | None = None,
+            guidance: float | None = None, seed: int | None = None, count: int | None = None,
+            scheduler: str | None = None, spacing: str | None = None, eta: float | None = None,
+            loras: list[tuple[str, float]] | None = None, style: str | None = None,
+            styles: Sequence[StyleConfig] = (), max_prompt_chars: int = 1000,
+            prompt_required: bool = True) -> tuple[dict[str, Any], list[str]]:
     p = info.preset
     text = clean_text(prompt, limit=max_prompt_chars, required=prompt_required)
     neg = clean_text(negative, limit=max_prompt_chars, what="negative prompt", required=False)
+    text, neg, style_name = _style(style, styles, text, neg)
     picked = _loras(info, loras)
     recipe = _recipe(info, loras)
+    sampler = _scheduler(scheduler) or recipe.scheduler
     params = {
         "prompt": text,
         "negative_prompt": neg,
@@ -192,25 +259,30 @@ def _common(info: ModelInfo, *, prompt: str | None, negative: str | None, steps:
         "seed": _seed(seed),
         "count": _range(count, 1, 1, MAX_COUNT, f"You can ask for 1 to {MAX_COUNT} images at once."),
         "model": info.name,
-        "scheduler": _scheduler(scheduler) or recipe.scheduler,
+        "scheduler": sampler,
         "loras": picked,
+        "style": style_name,
     }
     if not scheduler or scheduler == recipe.scheduler or not recipe.scheduler:
         # spacing and eta belong to the recipe's sampler: a sampler the member picks goes without them
         params.update(recipe_timing(recipe))
-    if info.preset.family == KANDINSKY and (refusal := kandinsky_sampler_error(params["scheduler"])):
-        raise JobError(refusal)
+    # What the member sets wins over the recipe, checked against the sampler that will run.
+    if spacing:
+        params["spacing"] = _spacing(info, spacing, sampler)
+    if eta is not None:
+        params["eta"] = _eta(info, eta, sampler)
+    if info.preset.family == KANDINSKY:
+        if refusal := kandinsky_sampler_error(params["scheduler"]):
+            raise JobError(refusal)
+        if eta is not None:  # its decoder pipeline has no eta argument: it would be dropped unseen
+            raise JobError("Kandinsky 2.2 models take no eta: leave it out.")
     notes = [n for n in (token_note(info.tokenizer, text), token_note(info.tokenizer, neg, "negative prompt")) if n]
     return params, notes
 
 
-def build_imagine(job_id: str, owner: int, info: ModelInfo, *, prompt: str | None, negative: str | None = None,
-                  count: int | None = None, aspect: str | None = None, width: int | None = None,
-                  height: int | None = None, steps: int | None = None, guidance: float | None = None,
-                  seed: int | None = None, scheduler: str | None = None,
-                  loras: list[tuple[str, float]] | None = None, max_prompt_chars: int = 1000) -> Draft:
-    params, notes = _common(info, prompt=prompt, negative=negative, steps=steps, guidance=guidance, seed=seed,
-                            count=count, scheduler=scheduler, loras=loras, max_prompt_chars=max_prompt_chars)
+def build_imagine(job_id: str, owner: int, info: ModelInfo, *, prompt: str | None, aspect: str | None = None,
+                  width: int | None = None, height: int | None = None, **options: Unpack[CommonOptions]) -> Draft:
+    params, notes = _common(info, prompt=prompt, **options)
     w, h = resolve_size(info.preset, aspect=aspect, width=width, height=height)
     return Draft(TextToImageJob(job_id=job_id, owner=owner, width=w, height=h, **params), tuple(notes))
 
@@ -223,17 +295,19 @@ def fit_source_size(preset: ModelPreset, source_size: tuple[int, int]) -> tuple[
     return w, h
 
 
+def _strength(value: float | None, default: float, steps: int) -> tuple[float, int]:
+    """The strength and enough steps that at least one of them runs (diffusers runs steps * strength)."""
+    s = float(_range(value, default, 0.05, 1.0, "Strength must be between 0.05 and 1."))
+    if steps * s < 1:
+        steps = max(steps, int(1 / s + 0.999))
+    return s, steps
+
+
 def build_vary(job_id: str, owner: int, info: ModelInfo, *, init_image: str, source_size: tuple[int, int],
-               prompt: str | None = None, strength: float | None = None, seed: int | None = None,
-               count: int | None = None, steps: int | None = None, guidance: float | None = None,
-               negative: str | None = None, scheduler: str | None = None,
-               loras: list[tuple[str, float]] | None = None, max_prompt_chars: int = 1000) -> Draft:
-    params, notes = _common(info, prompt=prompt, negative=negative, steps=steps, guidance=guidance, seed=seed,
-                            count=count, scheduler=scheduler, loras=loras, max_prompt_chars=max_prompt_chars,
-                            prompt_required=False)
-    s = float(_range(strength, info.preset.default_strength, 0.05, 1.0, "Strength must be between 0.05 and 1."))
-    if params["steps"] * s < 1:
-        params["steps"] = max(params["steps"], int(1 / s + 0.999))
+               prompt: str | None = None, strength: float | None = None,
+               **options: Unpack[CommonOptions]) -> Draft:
+    params, notes = _common(info, prompt=prompt, prompt_required=False, **options)
+    s, params["steps"] = _strength(strength, info.preset.default_strength, params["steps"])
     w, h = fit_source_size(info.preset, source_size)
     return Draft(ImageToImageJob(job_id=job_id, owner=owner, width=w, height=h, init_image=init_image,
                                  strength=s, **params), tuple(notes))
@@ -241,13 +315,9 @@ def build_vary(job_id: str, owner: int, info: ModelInfo, *, init_image: str, sou
 
 def build_paint(job_id: str, owner: int, info: ModelInfo, *, init_image: str, mask_image: str,
                 source_size: tuple[int, int], prompt: str | None, strength: float | None = None,
-                seed: int | None = None, count: int | None = None, steps: int | None = None,
-                guidance: float | None = None, negative: str | None = None, max_prompt_chars: int = 1000) -> Draft:
-    params, notes = _common(info, prompt=prompt, negative=negative, steps=steps, guidance=guidance, seed=seed,
-                            count=count, scheduler=None, loras=None, max_prompt_chars=max_prompt_chars)
-    s = float(_range(strength, 1.0, 0.05, 1.0, "Strength must be between 0.05 and 1."))
-    if params["steps"] * s < 1:
-        params["steps"] = max(params["steps"], int(1 / s + 0.999))
+                **options: Unpack[CommonOptions]) -> Draft:
+    params, notes = _common(info, prompt=prompt, **options)
+    s, params["steps"] = _strength(strength, 1.0, params["steps"])
     w, h = fit_source_size(info.preset, source_size)
     return Draft(InpaintJob(job_id=job_id, owner=owner, width=w, height=h, init_image=init_image,
                             mask_image=mask_image, strength=s, **params), tuple(notes))

@@ -17,6 +17,7 @@ from cogs.utils.buttons import single_view
 from cogs.utils.gate import NO_FLAGS, Flags
 from cogs.utils.inputs import PendingInput, decode, pending_of_message
 from cogs.utils.launch import launch, too_fast
+from cogs.utils.options import model_for_source
 from cogs.utils.origin import InteractionOrigin, Origin
 from cogs.utils.text import NO_MENTIONS, prompt_heading
 from inference.imaging import ImageInputError, fit_for_upload
@@ -80,12 +81,13 @@ async def vary_file(bot: EaselBot, origin: Origin, path: str, size: tuple[int, i
                     prompt: str = "", model: str = "", count: int = 1,
                     inputs: tuple[PendingInput, ...] = (), source: Flags = NO_FLAGS) -> str | None:
     """Vary the image at ``path``: a stored file, or one of ``inputs`` (stored once accepted).
-    ``source``: its NSFW flags, when it is one of our results."""
-    info = bot.studio.model_info(model)
+    ``model``: the model that made it (when it is one of our results); the server's default model
+    goes first (cogs/utils/options.py). ``source``: its NSFW flags, when it is one of our results."""
+    name = await model_for_source(bot, origin, model)
     limits = bot.config.limits
     return await launch(bot, origin, lambda jid: build_vary(
-        jid, origin.user.id, info, init_image=path, source_size=size, prompt=prompt or None, count=count,
-        max_prompt_chars=limits.max_prompt_chars), inputs=inputs, source=source)
+        jid, origin.user.id, bot.studio.model_info(name), init_image=path, source_size=size, prompt=prompt or None,
+        count=count, max_prompt_chars=limits.max_prompt_chars), inputs=inputs, source=source)
 
 
 async def anime_file(bot: EaselBot, origin: Origin, path: str, style: str | None = None,

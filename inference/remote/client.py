@@ -19,7 +19,7 @@ from huggingface_hub import ImageToImageTargetSize, InferenceClient
 from PIL import Image
 
 from config import RemoteConfig, read_secret
-from inference.jobs import DiffusionJob, ImageToImageJob, JobKind, TextToImageJob
+from inference.jobs import DiffusionJob, ImageToImageJob, Job, JobKind, TextToImageJob
 from inference.prepare import PreparedJob
 from inference.remote.errors import NOT_AN_IMAGE, Context, RemoteUnsupported, Retry, classify
 from inference.remote.retry import RetryPolicy, call_with_retries
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 TASKS = {JobKind.IMAGINE: "text-to-image", JobKind.VARY: "image-to-image"}
 PAINT_UNSUPPORTED = ("Painting into part of an image (/paint) is not available on this bot: it makes its images "
                      "through the Hugging Face Inference API, which cannot inpaint. /imagine and /vary still work.")
+NO_OPTION = "is not available on this bot: it makes its images through the Hugging Face Inference API, which does not take it."
 
 
 def read_token(remote: RemoteConfig, environ: Mapping[str, str] | None = None) -> str | None:
@@ -76,12 +77,30 @@ class RemoteClient:
         return (f"{what} is not available on this bot: its image service provider ({self.remote.provider}) "
                 f"cannot do {task}. /imagine still works.")
 
+    def unsupported_options(self, job: Job) -> str | None:
+        """Why the service cannot honour one of ``job``'s options, for the member; None if it can.
+        The Inference API takes a sampler (by class name) for text-to-image only, and no timestep
+        spacing or eta at all: refused rather than silently dropped."""
+        if not isinstance(job, DiffusionJob):
+            return None
+        if job.spacing:
+            return f"Timestep spacing (`spacing`) {NO_OPTION} Leave it out."
+        if job.eta >= 0:
+            return f"`eta` {NO_OPTION} Leave it out."
+        if job.scheduler and SAMPLERS[job.scheduler].options:
+            return (f"The {job.scheduler} sampler is not available on this bot: the Hugging Face Inference API "
+                    "it makes its images with takes a sampler without its settings. Pick another `scheduler`.")
+        if job.scheduler and not isinstance(job, TextToImageJob):
+            return ("Choosing a sampler (`scheduler`) works only with /imagine on this bot: it makes its images "
+                    "through the Hugging Face Inference API, which takes no sampler for this command. Leave it out.")
+        return None
+
     def generate(self, prepared: PreparedJob, seed: int, model_id: str | None, model_name: str,
                  stop: threading.Event) -> Image.Image:
         """One RGB image for ``prepared`` made with ``seed``; raises RemoteError (member-facing) or
         Stopped. ``model_id`` is the hub id to ask for (None: the endpoint's only model)."""
         job = prepared.job
-        reason = self.unsupported(job.kind)
+        reason = self.unsupported(job.kind) or self.unsupported_options(job)
         if reason is not None:
             raise RemoteUnsupported(reason)
         ctx = Context(model=model_name, timeout_s=self.remote.timeout_s, provider=self.remote.provider)

@@ -37,6 +37,7 @@ from inference.jobs import (
     DiffusionJob,
     Failed,
     Finished,
+    Job,
     JobError,
     JobEvent,
     JobKind,
@@ -205,6 +206,11 @@ class RemoteExecutor:
         if kind is JobKind.ANIME:
             return None
         return self.client.unsupported(kind)
+
+    def unsupported_options(self, job: Job) -> str | None:
+        """Why this backend cannot honour one of ``job``'s options (spacing, eta, a sampler for
+        image-to-image), for the member before queueing; or None."""
+        return self.client.unsupported_options(job)
 
     # ------------------------------------------------------------------ internals
 

@@ -109,3 +109,10 @@ async def test_a_sampler_kandinsky_cannot_use_is_refused_privately(simcord_env) 
     w = make_world(simcord_env)
     result = await w.alice.slash(w.channel, "imagine", prompt="a cat", scheduler="euler")
     assert "does not work with Kandinsky 2.2" in refusal(result)
+
+
+async def test_an_eta_on_kandinsky_is_refused_privately(simcord_env) -> None:
+    """The Kandinsky decoder has no eta argument: an eta the member sets would be dropped unseen."""
+    w = make_world(simcord_env)
+    result = await w.alice.slash(w.channel, "imagine", prompt="a cat", scheduler="ddim", eta=0.5)
+    assert "take no eta" in refusal(result)

@@ -38,16 +38,19 @@ SUBCOMMAND, MESSAGE_MENU = 1, 3
 MANAGE_GUILD = 1 << 5
 
 # Every slash command and its options as (type, required); menus are message context menus.
+# The diffusion options /imagine, /vary and /paint share (cogs/utils/options.py).
+SHARED: dict[str, tuple[int, bool]] = {
+    "negative": (STRING, False), "steps": (INTEGER, False), "guidance": (NUMBER, False), "model": (STRING, False),
+    "scheduler": (STRING, False), "spacing": (STRING, False), "eta": (NUMBER, False), "lora": (STRING, False),
+    "style": (STRING, False)}
 SCHEMA: dict[str, dict[str, tuple[int, bool]]] = {
-    "imagine": {"prompt": (STRING, True), "negative": (STRING, False), "count": (INTEGER, False),
-                "aspect": (STRING, False), "width": (INTEGER, False), "height": (INTEGER, False),
-                "steps": (INTEGER, False), "guidance": (NUMBER, False), "seed": (INTEGER, False),
-                "model": (STRING, False), "scheduler": (STRING, False), "lora": (STRING, False)},
+    "imagine": {"prompt": (STRING, True), "count": (INTEGER, False), "aspect": (STRING, False),
+                "width": (INTEGER, False), "height": (INTEGER, False), "seed": (INTEGER, False), **SHARED},
     "vary": {"image": (ATTACHMENT, True), "prompt": (STRING, False), "strength": (NUMBER, False),
-             "seed": (INTEGER, False), "count": (INTEGER, False)},
+             "seed": (INTEGER, False), "count": (INTEGER, False), **SHARED},
     "paint": {"image": (ATTACHMENT, True), "prompt": (STRING, True), "mask": (ATTACHMENT, False),
               "region": (STRING, False), "box": (STRING, False), "strength": (NUMBER, False),
-              "seed": (INTEGER, False)},
+              "seed": (INTEGER, False), **SHARED},
     "anime": {"image": (ATTACHMENT, True), "style": (STRING, False), "whole_image": (BOOLEAN, False)},
     "history": {"search": (STRING, False), "kind": (STRING, False), "server": (BOOLEAN, False)},
     "forget": {},
@@ -119,7 +122,10 @@ async def test_login_syncs_every_command_with_its_options(server: FakeDiscord, e
     imagine = {o["name"]: o for o in slash["imagine"]["options"]}
     assert (imagine["count"]["min_value"], imagine["count"]["max_value"]) == (1, 4)
     assert {c["value"] for c in imagine["aspect"]["choices"]} == {"square", "portrait", "landscape", "tall", "wide"}
-    assert all(imagine[o].get("autocomplete") for o in ("model", "scheduler", "lora"))
+    for name in ("imagine", "vary", "paint"):
+        shared = {o["name"]: o for o in slash[name]["options"]}
+        assert all(shared[o].get("autocomplete") for o in ("model", "scheduler", "lora", "style")), name
+        assert [c["value"] for c in shared["spacing"]["choices"]] == ["trailing", "leading", "linspace"], name
     anime = {o["name"]: o for o in slash["anime"]["options"]}
     assert "face_paint_512_v2" in {c["value"] for c in anime["style"]["choices"]}
 
@@ -182,6 +188,17 @@ async def test_vary_downloads_the_attachment_from_the_file_server(server: FakeDi
     assert (params["easel kind"], params["Denoising strength"], params["Seed"]) == ("vary", "0.5", "9")
     assert params["prompt"] == "a watercolor painting"
     assert "Vary" in {c.get("label") for row in message["components"] for c in row["components"]}
+
+
+async def test_vary_with_a_sampler_spacing_and_style_posts_a_result(server: FakeDiscord, alice: Member) -> None:
+    upload = server.attachment("garden.png", png((64, 64), colour=(40, 160, 90)))
+    record = await alice.slash("vary", image=upload, prompt="a garden", strength=0.6, seed=5, steps=4,
+                               scheduler="ddim", spacing="trailing", style="watercolor")
+    message = await result_of(server, record)
+    params = parse_parameters(read_parameters(result_attachment(message)["data"]))
+    assert (params["Sampler"], params["Style"], params["Seed"]) == ("DDIM trailing", "watercolor", "5")
+    assert params["prompt"] == "a garden, watercolor painting, soft washes, paper texture"
+    assert params["negative_prompt"] == "photo, 3d render"
 
 
 async def test_paint_with_a_mask_upload_repaints_only_the_white_part(server: FakeDiscord, alice: Member) -> None:

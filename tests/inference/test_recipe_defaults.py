@@ -86,7 +86,7 @@ def test_a_recipe_in_easel_toml_is_read(tmp_path: Path) -> None:
     [
         ('recipe = { scheduler = "warp" }', r"model.loras\[0\].recipe.scheduler: 'warp' is not a sampler easel knows "
                                             r"\(one of euler, euler_a, .*ddim"),
-        ('recipe = { spacing = "sideways" }', "recipe.spacing: 'sideways' is not one of leading, linspace, trailing"),
+        ('recipe = { spacing = "sideways" }', "recipe.spacing: 'sideways' is not one of trailing, leading, linspace"),
         ("recipe = { eta = 2 }", "recipe.eta: 2 must be between 0 and 1"),
         ("recipe = { steps = 500 }", "recipe.steps: 500 must be between 1 and 200"),
         ("recipe = { guidance = 40 }", "recipe.guidance: 40 must be between 0 and 30"),
