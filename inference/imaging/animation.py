@@ -1,0 +1,147 @@
+"""Frames into an animated WebP (GIF where Pillow cannot write animated WebP), fitted to an upload limit.
+
+Pure Pillow. A morph is stored once, as made (:func:`encode_animation`); when it is posted where
+the upload limit is smaller than the file, :func:`fit_animation` makes a copy that fits by
+dropping frames first (every other one, first and last kept, the loop's length kept) and then by
+shrinking the size, and says what it did in a note for the message.
+
+Animated WebP and GIF carry no Automatic1111 ``parameters`` chunk as PNGs do: a morph's
+parameters are in the text of the message that posts it.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+
+from PIL import Image, ImageSequence, features
+
+from inference.imaging.decode import to_rgb
+
+LOOP_MS = 1600  # one pass through the frames, whatever their number
+HOLD_ENDS = 2.0  # the first and last frames stay this many times longer than the others
+QUALITY = 90
+SHRINK_STEP = 0.75
+MIN_SIDE = 32
+MIN_FRAMES = 2
+
+
+@cache
+def webp_possible() -> bool:
+    """Whether this Pillow writes animated WebP (tried once: two 1-pixel frames)."""
+    if not features.check_module("webp"):
+        return False
+    try:
+        frames = [Image.new("RGB", (1, 1)), Image.new("RGB", (1, 1), (255, 255, 255))]
+        frames[0].save(io.BytesIO(), "WEBP", save_all=True, append_images=frames[1:], duration=100)
+    except (OSError, ValueError, KeyError):
+        return False
+    return True
+
+
+def durations(count: int, loop_ms: int = LOOP_MS) -> list[int]:
+    """Milliseconds per frame: the loop's length shared out, the two ends held longer."""
+    if count <= 1:
+        return [loop_ms]
+    weights = [HOLD_ENDS if i in (0, count - 1) else 1.0 for i in range(count)]
+    unit = loop_ms / sum(weights)
+    return [max(20, round(unit * w)) for w in weights]
+
+
+def encode_animation(frames: Sequence[Image.Image], fmt: str | None = None, *, loop_ms: int = LOOP_MS) -> bytes:
+    """An endlessly looping animation of ``frames``: ``webp`` (the default where possible) or ``gif``."""
+    if not frames:
+        raise ValueError("an animation needs at least one frame")
+    fmt = fmt or ("webp" if webp_possible() else "gif")
+    images = [to_rgb(frame) if frame.mode != "RGB" else frame for frame in frames]
+    buffer = io.BytesIO()
+    options: dict[str, object] = {"save_all": True, "append_images": images[1:], "duration": durations(len(images), loop_ms),
+                                  "loop": 0}
+    if fmt == "webp":
+        images[0].save(buffer, "WEBP", quality=QUALITY, method=4, **options)
+    elif fmt == "gif":
+        images[0].save(buffer, "GIF", optimize=False, disposal=1, **options)
+    else:
+        raise ValueError(f"unknown animation format {fmt!r}")
+    return buffer.getvalue()
+
+
+def animation_format(data: bytes) -> str:
+    """``webp`` or ``gif`` from the file's first bytes (ValueError for anything else)."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    raise ValueError("not an animated WebP or GIF")
+
+
+def read_frames(data: bytes) -> list[Image.Image]:
+    """The frames of an animation, as RGB images."""
+    with Image.open(io.BytesIO(data)) as opened:
+        return [to_rgb(frame.copy()) for frame in ImageSequence.Iterator(opened)]
+
+
+def frame_count(data: bytes) -> int:
+    with Image.open(io.BytesIO(data)) as opened:
+        return int(getattr(opened, "n_frames", 1))
+
+
+def fewer(frames: Sequence[Image.Image]) -> list[Image.Image]:
+    """Every other frame, the first and last always kept."""
+    if len(frames) <= MIN_FRAMES:
+        return list(frames)
+    kept = list(frames[::2])
+    if (len(frames) - 1) % 2:
+        kept.append(frames[-1])
+    return kept
+
+
+@dataclass(frozen=True)
+class Fitted:
+    data: bytes
+    fmt: str
+    frames: int
+    size: tuple[int, int]
+    note: str = ""  # what was given up to fit, for the message ("" when nothing was)
+
+
+def fit_animation(frames: Sequence[Image.Image], limit_bytes: int, fmt: str | None = None, *,
+                  encoded: bytes | None = None) -> Fitted:
+    """The animation of ``frames`` in at most ``limit_bytes``: all of them at full size when that
+    fits (``encoded``: that file, when it is made already), else fewer frames, then a smaller size.
+    Raises ValueError when two frames of ``MIN_SIDE`` pixels do not fit either."""
+    fmt = fmt or (animation_format(encoded) if encoded is not None else ("webp" if webp_possible() else "gif"))
+    full = (frames[0].width, frames[0].height)
+    current = list(frames)
+    scale = 1.0
+    halved = False
+    while True:
+        size = (max(1, round(full[0] * scale)), max(1, round(full[1] * scale)))
+        if encoded is not None and scale == 1.0 and len(current) == len(frames):
+            data = encoded
+        else:
+            shown = current if scale == 1.0 else [f.resize(size, Image.Resampling.LANCZOS) for f in current]
+            data = encode_animation(shown, fmt)
+        if len(data) <= limit_bytes:
+            return Fitted(data, fmt, len(current), size, _note(len(frames), len(current), full, size))
+        if len(current) > MIN_FRAMES and not halved:  # about half the frames first
+            current, halved = fewer(current), True
+        elif min(full) * scale * SHRINK_STEP >= MIN_SIDE:
+            scale *= SHRINK_STEP
+        elif len(current) > MIN_FRAMES:
+            current = fewer(current)
+        else:
+            raise ValueError(f"cannot fit an animation of {len(frames)} frames into {limit_bytes:,} bytes")
+
+
+def _note(frames: int, kept: int, full: tuple[int, int], size: tuple[int, int]) -> str:
+    changes = []
+    if kept < frames:
+        changes.append(f"{kept} of its {frames} frames")
+    if size != full:
+        changes.append(f"{size[0]}x{size[1]} instead of {full[0]}x{full[1]}")
+    if not changes:
+        return ""
+    return "Shortened to fit Discord's upload limit: " + " at ".join(changes) + "."

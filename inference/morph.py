@@ -1,0 +1,158 @@
+"""The torch work of one morph: the frames of an animation, made with ONE seed.
+
+Two kinds (both a :class:`~inference.jobs.MorphJob`, run on the inference thread):
+
+- **Strength sweep** (the job has an ``init_image``): image-to-image of the source at strengths
+  rising evenly from ``strength_from`` to ``strength_to``. Each frame is exactly the image-to-image
+  call at its strength with the job's seed, so frame ``i`` can be redone alone with /vary. A
+  diffusers image-to-image call takes one strength, and frames at different strengths start at
+  different timesteps: these frames run one call each (validation raised the steps so that no two
+  frames start at the same timestep, which would make them identical).
+- **Prompt morph** (no image, a ``to_prompt``): text-to-image from the same initial latents (one
+  generator per frame, all seeded with the job's seed) with the text embeddings moving linearly from
+  the prompt's to ``to_prompt``'s (``pipe.encode_prompt``, then ``prompt_embeds``). The first and
+  last frames are the plain text-to-image images of the two prompts. Frames share a call,
+  ``batch`` at a time (up to 1/255 of batched-matmul rounding).
+
+Progress is counted in frames; cancelling stops between frames and between steps.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from inference.generate import _set_loras
+from inference.jobs import JobError, JobKind, JobResult, MorphJob
+from inference.loader import LoadedModel
+from inference.morph_plan import mix_weights, strengths
+from inference.prepare import PreparedJob
+
+FrameCallback = Callable[[int, int, Any], None]
+"""``(frames_done, frames, last_frame_image)``: after each pipeline call."""
+KeepGoing = Callable[[], bool]
+"""False once the job is cancelled (checked between frames and between steps)."""
+
+NO_PROMPT_MORPH = "Morphing between two prompts is not available for this model; a morph of an image still works."
+
+
+def run_morph(model: LoadedModel, prepared: PreparedJob, keep_going: KeepGoing, on_frame: FrameCallback,
+              *, batch: int = 1) -> JobResult | None:
+    """All frames of a morph; None when it was cancelled."""
+    job = prepared.job
+    assert isinstance(job, MorphJob)
+    started = time.perf_counter()
+    if job.init_image:
+        if prepared.init_image is None:
+            raise JobError("The source image of this morph could not be read.")
+        frames = _strength_sweep(model, job, prepared.init_image, keep_going, on_frame)
+    else:
+        frames = _prompt_morph(model, job, keep_going, on_frame, max(1, batch))
+    if frames is None:
+        return None
+    images = tuple(image for image, _ in frames)
+    return JobResult(job.job_id, images, (job.seed,) * len(images), time.perf_counter() - started,
+                     nsfw=tuple(flag for _, flag in frames))
+
+
+def _generator(model: LoadedModel, seed: int) -> torch.Generator:
+    device = "cpu" if model.device.type == "mps" else model.device
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def _ready(model: LoadedModel, job: MorphJob, kind: JobKind) -> Any:
+    pipe = model.pipes[kind]
+    pipe.scheduler = model.scheduler(job.scheduler)
+    _set_loras(pipe, model, job.loras)
+    return pipe
+
+
+def _call(pipe: Any, kwargs: dict[str, Any], keep_going: KeepGoing) -> Any | None:
+    """One pipeline call that stops between steps once the job is cancelled (None then)."""
+    interrupted = False
+
+    def callback(pipeline: Any, _step: int, _timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        nonlocal interrupted
+        if not keep_going():
+            pipeline._interrupt = True
+            interrupted = True
+        return tensors
+
+    with torch.inference_mode():
+        out = pipe(**kwargs, callback_on_step_end=callback)
+    return None if interrupted else out
+
+
+def _flags(out: Any) -> list[bool]:
+    found = getattr(out, "nsfw_content_detected", None) or [False] * len(out.images)
+    return [bool(f) for f in found]
+
+
+def _strength_sweep(model: LoadedModel, job: MorphJob, image: Any, keep_going: KeepGoing,
+                    on_frame: FrameCallback) -> list[tuple[Any, bool]] | None:
+    pipe = _ready(model, job, JobKind.VARY)
+    frames: list[tuple[Any, bool]] = []
+    plan = strengths(job.strength_from, job.strength_to, job.frames)
+    for strength in plan:
+        if not keep_going():
+            return None
+        kwargs: dict[str, Any] = {"prompt": [job.prompt], "image": [image], "strength": strength,
+                                  "num_inference_steps": job.steps, "guidance_scale": job.guidance,
+                                  "generator": [_generator(model, job.seed)]}
+        if job.negative_prompt:
+            kwargs["negative_prompt"] = [job.negative_prompt]
+        out = _call(pipe, kwargs, keep_going)
+        if out is None:
+            return None
+        frames.append((out.images[0], _flags(out)[0]))
+        on_frame(len(frames), len(plan), out.images[0])
+    return frames
+
+
+# The keyword under which each item of ``encode_prompt``'s answer goes back into the pipeline:
+# SD 1.x/2.x answer (embeds, negative embeds); SDXL adds the pooled pair.
+_EMBED_NAMES = ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "negative_pooled_prompt_embeds")
+
+
+def encode(pipe: Any, model: LoadedModel, prompt: str, negative: str, guidance: float) -> tuple[Any, ...]:
+    """``pipe.encode_prompt`` as the pipeline itself calls it for one image of ``prompt``."""
+    encode_prompt = getattr(pipe, "encode_prompt", None)
+    if encode_prompt is None:
+        raise JobError(NO_PROMPT_MORPH)
+    with torch.inference_mode():
+        out = encode_prompt(prompt=prompt, device=model.device, num_images_per_prompt=1,
+                            do_classifier_free_guidance=guidance > 1.0, negative_prompt=negative or None)
+    return tuple(out)
+
+
+def mix(a: Sequence[Any], b: Sequence[Any], weight: float) -> list[Any]:
+    """Linear interpolation of each embedding; ``(1 - w) * a + w * b`` keeps the ends exact."""
+    return [None if x is None or y is None else (1.0 - weight) * x + weight * y for x, y in zip(a, b, strict=True)]
+
+
+def _prompt_morph(model: LoadedModel, job: MorphJob, keep_going: KeepGoing, on_frame: FrameCallback,
+                  batch: int) -> list[tuple[Any, bool]] | None:
+    pipe = _ready(model, job, JobKind.IMAGINE)
+    start = encode(pipe, model, job.prompt, job.negative_prompt, job.guidance)
+    end = encode(pipe, model, job.to_prompt, job.negative_prompt, job.guidance)
+    weights = mix_weights(job.frames)
+    frames: list[tuple[Any, bool]] = []
+    for first in range(0, len(weights), batch):
+        if not keep_going():
+            return None
+        chunk = [mix(start, end, w) for w in weights[first:first + batch]]
+        kwargs: dict[str, Any] = {"num_inference_steps": job.steps, "guidance_scale": job.guidance,
+                                  "width": job.width, "height": job.height,
+                                  "generator": [_generator(model, job.seed) for _ in chunk]}
+        for index, name in enumerate(_EMBED_NAMES[:len(start)]):
+            if chunk[0][index] is not None:
+                kwargs[name] = torch.cat([frame[index] for frame in chunk])
+        out = _call(pipe, kwargs, keep_going)
+        if out is None:
+            return None
+        frames.extend(zip(out.images, _flags(out), strict=True))
+        on_frame(len(frames), len(weights), out.images[-1])
+    return frames
