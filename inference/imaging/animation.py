@@ -5,8 +5,9 @@ the upload limit is smaller than the file, :func:`fit_animation` makes a copy th
 dropping frames first (every other one, first and last kept, the loop's length kept) and then by
 shrinking the size, and says what it did in a note for the message.
 
-Animated WebP and GIF carry no Automatic1111 ``parameters`` chunk as PNGs do: a morph's
-parameters are in the text of the message that posts it.
+Animated WebP and GIF carry no Automatic1111 ``parameters`` PNG chunk: a morph's parameters are
+in the text of the message that posts it, and a WebP also carries them in its EXIF UserComment
+(as re-encoded stills do), which *Show parameters* and ✉️ read back. A GIF has no place for them.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from functools import cache
 from PIL import Image, ImageSequence, features
 
 from inference.imaging.decode import to_rgb
+from inference.imaging.pngmeta import read_parameters, user_comment_exif
 
 LOOP_MS = 1600  # one pass through the frames, whatever their number
 HOLD_ENDS = 2.0  # the first and last frames stay this many times longer than the others
@@ -50,8 +52,10 @@ def durations(count: int, loop_ms: int = LOOP_MS) -> list[int]:
     return [max(20, round(unit * w)) for w in weights]
 
 
-def encode_animation(frames: Sequence[Image.Image], fmt: str | None = None, *, loop_ms: int = LOOP_MS) -> bytes:
-    """An endlessly looping animation of ``frames``: ``webp`` (the default where possible) or ``gif``."""
+def encode_animation(frames: Sequence[Image.Image], fmt: str | None = None, *, loop_ms: int = LOOP_MS,
+                     parameters: str | None = None) -> bytes:
+    """An endlessly looping animation of ``frames``: ``webp`` (the default where possible) or ``gif``.
+    ``parameters``: the generation parameters, kept in a WebP's EXIF UserComment."""
     if not frames:
         raise ValueError("an animation needs at least one frame")
     fmt = fmt or ("webp" if webp_possible() else "gif")
@@ -60,7 +64,8 @@ def encode_animation(frames: Sequence[Image.Image], fmt: str | None = None, *, l
     options: dict[str, object] = {"save_all": True, "append_images": images[1:], "duration": durations(len(images), loop_ms),
                                   "loop": 0}
     if fmt == "webp":
-        images[0].save(buffer, "WEBP", quality=QUALITY, method=4, **options)
+        exif = user_comment_exif(parameters) if parameters else b""
+        images[0].save(buffer, "WEBP", quality=QUALITY, method=4, exif=exif, **options)
     elif fmt == "gif":
         images[0].save(buffer, "GIF", optimize=False, disposal=1, **options)
     else:
@@ -75,6 +80,15 @@ def animation_format(data: bytes) -> str:
     if data[:6] in (b"GIF87a", b"GIF89a"):
         return "gif"
     raise ValueError("not an animated WebP or GIF")
+
+
+def fit_stored(data: bytes, limit_bytes: int) -> Fitted:
+    """A stored animation as it is when it fits ``limit_bytes``, else :func:`fit_animation` of its frames."""
+    if len(data) <= limit_bytes:
+        with Image.open(io.BytesIO(data)) as opened:
+            size, count = opened.size, int(getattr(opened, "n_frames", 1))
+        return Fitted(data, animation_format(data), count, size)
+    return fit_animation(read_frames(data), limit_bytes, encoded=data)
 
 
 def read_frames(data: bytes) -> list[Image.Image]:
@@ -113,6 +127,7 @@ def fit_animation(frames: Sequence[Image.Image], limit_bytes: int, fmt: str | No
     fits (``encoded``: that file, when it is made already), else fewer frames, then a smaller size.
     Raises ValueError when two frames of ``MIN_SIDE`` pixels do not fit either."""
     fmt = fmt or (animation_format(encoded) if encoded is not None else ("webp" if webp_possible() else "gif"))
+    parameters = read_parameters(encoded) if encoded is not None else None
     full = (frames[0].width, frames[0].height)
     current = list(frames)
     scale = 1.0
@@ -123,7 +138,7 @@ def fit_animation(frames: Sequence[Image.Image], limit_bytes: int, fmt: str | No
             data = encoded
         else:
             shown = current if scale == 1.0 else [f.resize(size, Image.Resampling.LANCZOS) for f in current]
-            data = encode_animation(shown, fmt)
+            data = encode_animation(shown, fmt, parameters=parameters)
         if len(data) <= limit_bytes:
             return Fitted(data, fmt, len(current), size, _note(len(frames), len(current), full, size))
         if len(current) > MIN_FRAMES and not halved:  # about half the frames first

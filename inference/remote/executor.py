@@ -55,6 +55,11 @@ from inference.remote.retry import Stopped
 log = logging.getLogger(__name__)
 
 
+MORPH_UNSUPPORTED = ("Morph animations (/morph, 🎞️) are not available on this bot: it makes its images through the "
+                     "Hugging Face Inference API, which cannot keep one seed's noise across frames. /imagine and /vary "
+                     "still work.")
+
+
 @dataclass
 class _Run:
     """One job of a batch while its images are being made. Guarded by the executor's lock."""
@@ -204,6 +209,8 @@ class RemoteExecutor:
         """Why this backend cannot run ``kind`` (for the member, before queueing), or None."""
         if kind is JobKind.ANIME:
             return None
+        if kind is JobKind.MORPH:
+            return MORPH_UNSUPPORTED
         return self.client.unsupported(kind)
 
     # ------------------------------------------------------------------ internals
