@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from inference import jobs as J
 from inference.executor import internal_error_message
 from inference.imaging import format_parameters
-from inference.imaging.animation import animation_format, encode_animation
+from inference.imaging.animation import animation_format, encode_for_storage
 from inference.samplers import label_for
 from storage import write_while_locked
 from storage.files import StoredFile
@@ -128,7 +128,7 @@ async def store_animation(studio: Studio, job: J.Job, result: J.JobResult, text:
     one = dataclasses.replace(result, images=result.images[:1], seeds=result.seeds[:1],
                               nsfw=(any(result.nsfw),))
     try:
-        data = await asyncio.to_thread(encode_animation, result.images, parameters=text)
+        data = await asyncio.to_thread(encode_for_storage, result.images, parameters=text)
         stored = await studio.outputs.save_bytes(data, f".{animation_format(data)}")
     except Exception:
         log.exception("could not save the animation of job %s", job.job_id)

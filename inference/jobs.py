@@ -127,7 +127,7 @@ class MorphJob(DiffusionJob):
     the text embeddings moving linearly from ``prompt`` to ``to_prompt``. One job in the queue
     (one place of its member's fair share); its frames are batched inside it, never with other jobs."""
 
-    init_image: str = ""
+    init_image: str | None = None  # None: a prompt morph ("" is a source its owner deleted with /forget)
     to_prompt: str = ""
     strength_from: float = 0.1
     strength_to: float = 0.9

@@ -45,7 +45,7 @@ def run_morph(model: LoadedModel, prepared: PreparedJob, keep_going: KeepGoing, 
     job = prepared.job
     assert isinstance(job, MorphJob)
     started = time.perf_counter()
-    if job.init_image:
+    if job.init_image is not None:
         if prepared.init_image is None:
             raise JobError("The source image of this morph could not be read.")
         frames = _strength_sweep(model, job, prepared.init_image, keep_going, on_frame)

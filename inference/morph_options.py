@@ -34,15 +34,15 @@ def build_morph(job_id: str, owner: int, info: ModelInfo, *, init_image: str | N
     if not MIN_FRAMES <= count <= MAX_FRAMES:
         raise JobError(f"A morph has {MIN_FRAMES} to {MAX_FRAMES} frames (you asked for {count}).")
     target = clean_text(to_prompt, limit=max_prompt_chars, what="to_prompt", required=False)
-    if init_image and target:
+    if init_image is not None and target:
         raise JobError(NOT_BOTH)
-    if not init_image and not target:
+    if init_image is None and not target:
         raise JobError(NEEDS_A_SOURCE)
     params, notes = _common(info, prompt=prompt, negative=negative, steps=steps, guidance=guidance, seed=seed,
                             count=1, scheduler=scheduler, loras=loras, max_prompt_chars=max_prompt_chars,
-                            prompt_required=not init_image)
+                            prompt_required=init_image is None)
     preset = info.preset
-    if not init_image:  # a prompt morph: the two prompts' text-to-image at the model's size
+    if init_image is None:  # a prompt morph: the two prompts' text-to-image at the model's size
         note = token_note(info.tokenizer, target, "to_prompt")
         return Draft(MorphJob(job_id=job_id, owner=owner, width=preset.size, height=preset.size, to_prompt=target,
                               frames=count, **params), tuple(notes + ([note] if note else [])))

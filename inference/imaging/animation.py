@@ -28,6 +28,7 @@ QUALITY = 90
 SHRINK_STEP = 0.75
 MIN_SIDE = 32
 MIN_FRAMES = 2
+LOSSLESS_BUDGET = 4 * 1024 * 1024  # a stored morph stays lossless up to this size
 
 
 @cache
@@ -53,9 +54,11 @@ def durations(count: int, loop_ms: int = LOOP_MS) -> list[int]:
 
 
 def encode_animation(frames: Sequence[Image.Image], fmt: str | None = None, *, loop_ms: int = LOOP_MS,
-                     parameters: str | None = None) -> bytes:
+                     parameters: str | None = None, lossless: bool = False) -> bytes:
     """An endlessly looping animation of ``frames``: ``webp`` (the default where possible) or ``gif``.
-    ``parameters``: the generation parameters, kept in a WebP's EXIF UserComment."""
+    ``parameters``: the generation parameters, kept in a WebP's EXIF UserComment. A lossy WebP
+    merges frames that differ by less than its quality notices; a lossless one keeps every frame
+    that differs at all."""
     if not frames:
         raise ValueError("an animation needs at least one frame")
     fmt = fmt or ("webp" if webp_possible() else "gif")
@@ -65,12 +68,28 @@ def encode_animation(frames: Sequence[Image.Image], fmt: str | None = None, *, l
                                   "loop": 0}
     if fmt == "webp":
         exif = user_comment_exif(parameters) if parameters else b""
-        images[0].save(buffer, "WEBP", quality=QUALITY, method=4, exif=exif, **options)
+        if lossless:
+            images[0].save(buffer, "WEBP", lossless=True, quality=50, method=3, exif=exif, **options)
+        else:
+            images[0].save(buffer, "WEBP", quality=QUALITY, method=4, exif=exif, **options)
     elif fmt == "gif":
         images[0].save(buffer, "GIF", optimize=False, disposal=1, **options)
     else:
         raise ValueError(f"unknown animation format {fmt!r}")
     return buffer.getvalue()
+
+
+def encode_for_storage(frames: Sequence[Image.Image], *, parameters: str | None = None,
+                       lossless_budget: int = LOSSLESS_BUDGET) -> bytes:
+    """The file a morph is stored as: a lossless WebP when it stays within ``lossless_budget``
+    bytes (every frame exactly as made, like a PNG), else a lossy one (or a GIF where WebP cannot
+    be written)."""
+    if not webp_possible():
+        return encode_animation(frames, "gif")
+    exact = encode_animation(frames, "webp", parameters=parameters, lossless=True)
+    if len(exact) <= lossless_budget:
+        return exact
+    return encode_animation(frames, "webp", parameters=parameters)
 
 
 def animation_format(data: bytes) -> str:

@@ -162,3 +162,10 @@ async def test_a_morph_is_one_job_with_progress_per_frame_and_can_be_cancelled(t
         assert max(e.step for e in rec.events if isinstance(e, Progress) and e.job_id == "m2") < 8
     finally:
         await engine.stop()
+
+
+def test_a_sweep_whose_source_was_forgotten_never_becomes_a_prompt_morph(source: Path) -> None:
+    forgotten = job_from_params("m9", 1, {**sweep(source).to_params(), "init_image": ""})  # what /forget leaves
+    assert isinstance(forgotten, MorphJob) and forgotten.init_image == ""
+    with pytest.raises(JobError, match="could not be read"):
+        prepare(forgotten)
