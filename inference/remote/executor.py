@@ -137,6 +137,9 @@ class RemoteExecutor:
             return self._run_local(batch, emit)
         done: Future[list[Outcome]] = Future()
         done.set_running_or_notify_cancel()  # an awaiting task being cancelled must not cancel the outcomes
+        if batch and batch[0].job.kind is JobKind.MORPH:  # queued before the switch to this backend: never sent
+            done.set_result([Failed(p.job.job_id, MORPH_UNSUPPORTED) for p in batch])
+            return done
         state = _Batch([], self._guarded(emit), done)
         with self._lock:
             for prepared in batch:
