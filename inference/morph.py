@@ -3,18 +3,26 @@
 Two kinds (both a :class:`~inference.jobs.MorphJob`, run on the inference thread):
 
 - **Strength sweep** (the job has an ``init_image``): image-to-image of the source at strengths
-  rising evenly from ``strength_from`` to ``strength_to``. Each frame is exactly the image-to-image
-  call at its strength with the job's seed, so frame ``i`` can be redone alone with /vary. A
-  diffusers image-to-image call takes one strength, and frames at different strengths start at
-  different timesteps: these frames run one call each (validation raised the steps so that no two
-  frames start at the same timestep, which would make them identical).
+  rising evenly from ``strength_from`` to ``strength_to``. Each frame is the image-to-image call at
+  its strength with the job's seed (up to 1/255), so frame ``i`` can be redone alone with /vary.
+  Validation raised the steps so that no two frames start at the same timestep (which would make
+  them identical). A diffusers call takes one strength, yet frames can share one: the call runs at
+  the highest strength of its ``batch`` frames, and a frame of lower strength *joins* it at its own
+  first timestep (``callback_on_step_end`` puts in the latents its own call would start from,
+  made by the pipeline's ``prepare_latents`` with a generator seeded alike); until then its row of
+  the batch is a placeholder. That is exact for schedulers whose step depends only on the current
+  timestep and sample (:data:`JOINABLE`); with any other (a multistep history, per-step noise),
+  and for other pipelines, each frame runs its own call. Frames are grouped by neighbouring
+  strengths, so the placeholder work stays small.
 - **Prompt morph** (no image, a ``to_prompt``): text-to-image from the same initial latents (one
   generator per frame, all seeded with the job's seed) with the text embeddings moving linearly from
   the prompt's to ``to_prompt``'s (``pipe.encode_prompt``, then ``prompt_embeds``). The first and
   last frames are the plain text-to-image images of the two prompts. Frames share a call,
   ``batch`` at a time (up to 1/255 of batched-matmul rounding).
 
-Progress is counted in frames; cancelling stops between frames and between steps.
+Progress is counted in frames: after each call the frames it made, and while a call makes several,
+its share of them as its steps go by (a call of 4 frames half done shows 2 more). Cancelling
+stops between frames and between steps.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ import torch
 from inference.generate import _set_loras
 from inference.jobs import JobError, JobKind, JobResult, MorphJob
 from inference.loader import LoadedModel
-from inference.morph_plan import mix_weights, strengths
+from inference.morph_plan import mix_weights, steps_run, strengths
 from inference.prepare import PreparedJob
 
 FrameCallback = Callable[[int, int, Any], None]
@@ -48,7 +56,7 @@ def run_morph(model: LoadedModel, prepared: PreparedJob, keep_going: KeepGoing, 
     if job.init_image is not None:
         if prepared.init_image is None:
             raise JobError("The source image of this morph could not be read.")
-        frames = _strength_sweep(model, job, prepared.init_image, keep_going, on_frame)
+        frames = _strength_sweep(model, job, prepared.init_image, keep_going, on_frame, max(1, batch))
     else:
         frames = _prompt_morph(model, job, keep_going, on_frame, max(1, batch))
     if frames is None:
@@ -70,12 +78,22 @@ def _ready(model: LoadedModel, job: MorphJob, kind: JobKind) -> Any:
     return pipe
 
 
-def _call(pipe: Any, kwargs: dict[str, Any], keep_going: KeepGoing) -> Any | None:
+StepHook = Callable[[Any, int, dict[str, Any]], dict[str, Any]]
+
+# Schedulers whose step uses only the current timestep and sample: a frame joining a running batch
+# at its own first timestep is denoised exactly as in its own call.
+JOINABLE = frozenset({"EulerDiscreteScheduler", "DDIMScheduler"})
+JOINABLE_PIPELINES = frozenset({"StableDiffusionImg2ImgPipeline"})
+
+
+def _call(pipe: Any, kwargs: dict[str, Any], keep_going: KeepGoing, after_step: StepHook | None = None) -> Any | None:
     """One pipeline call that stops between steps once the job is cancelled (None then)."""
     interrupted = False
 
-    def callback(pipeline: Any, _step: int, _timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+    def callback(pipeline: Any, step: int, _timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
         nonlocal interrupted
+        if after_step is not None:
+            tensors = after_step(pipeline, step, tensors)
         if not keep_going():
             pipeline._interrupt = True
             interrupted = True
@@ -91,25 +109,85 @@ def _flags(out: Any) -> list[bool]:
     return [bool(f) for f in found]
 
 
+def _counting(on_frame: FrameCallback, done: int, size: int, total: int, steps: int,
+              then: StepHook | None = None) -> StepHook:
+    """A step hook (after ``then``) that reports a call's share of its ``size`` frames as its
+    ``steps`` go by; the call's end is reported by the caller, with the last frame."""
+    shown = done
+
+    def hook(pipeline: Any, step: int, tensors: dict[str, Any]) -> dict[str, Any]:
+        nonlocal shown
+        if then is not None:
+            tensors = then(pipeline, step, tensors)
+        now = done + size * (step + 1) // max(1, steps)
+        if shown < now < done + size:
+            shown = now
+            on_frame(now, total, None)
+        return tensors
+
+    return hook
+
+
+def sweep_batches(pipe: Any, frames: int, batch: int) -> list[list[int]]:
+    """The frames (indices, strengths rising) of each call: ``batch`` neighbours where frames can
+    join a running call (:data:`JOINABLE`), else one each."""
+    joinable = type(pipe).__name__ in JOINABLE_PIPELINES and type(pipe.scheduler).__name__ in JOINABLE
+    size = batch if joinable and batch > 1 else 1
+    return [list(range(first, min(first + size, frames))) for first in range(0, frames, size)]
+
+
 def _strength_sweep(model: LoadedModel, job: MorphJob, image: Any, keep_going: KeepGoing,
-                    on_frame: FrameCallback) -> list[tuple[Any, bool]] | None:
+                    on_frame: FrameCallback, batch: int) -> list[tuple[Any, bool]] | None:
     pipe = _ready(model, job, JobKind.VARY)
     frames: list[tuple[Any, bool]] = []
     plan = strengths(job.strength_from, job.strength_to, job.frames)
-    for strength in plan:
+    for chunk in sweep_batches(pipe, len(plan), batch):
         if not keep_going():
             return None
-        kwargs: dict[str, Any] = {"prompt": [job.prompt], "image": [image], "strength": strength,
-                                  "num_inference_steps": job.steps, "guidance_scale": job.guidance,
-                                  "generator": [_generator(model, job.seed)]}
+        levels = [plan[i] for i in chunk]
+        kwargs: dict[str, Any] = {"prompt": [job.prompt] * len(chunk), "image": [image] * len(chunk),
+                                  "strength": max(levels), "num_inference_steps": job.steps,
+                                  "guidance_scale": job.guidance,
+                                  "generator": [_generator(model, job.seed) for _ in chunk]}
         if job.negative_prompt:
-            kwargs["negative_prompt"] = [job.negative_prompt]
-        out = _call(pipe, kwargs, keep_going)
+            kwargs["negative_prompt"] = [job.negative_prompt] * len(chunk)
+        join = _joiner(pipe, model, job, image, levels) if len(chunk) > 1 else None
+        steps = steps_run(job.steps, max(levels))
+        out = _call(pipe, kwargs, keep_going, _counting(on_frame, len(frames), len(chunk), len(plan), steps, join))
         if out is None:
             return None
-        frames.append((out.images[0], _flags(out)[0]))
-        on_frame(len(frames), len(plan), out.images[0])
+        frames.extend(zip(out.images, _flags(out), strict=True))
+        on_frame(len(frames), len(plan), out.images[-1])
     return frames
+
+
+def _joiner(pipe: Any, model: LoadedModel, job: MorphJob, image: Any, levels: list[float]) -> StepHook:
+    """The step hook that lets frames of lower strength join a call run at ``max(levels)``: after
+    the step before a frame's first timestep, its row of latents becomes what its own call would
+    start from (``prepare_latents`` at that timestep; the scheduler's position is that timestep's)."""
+    runs = [steps_run(job.steps, s) for s in levels]
+    top = max(runs)
+    joining: dict[int, list[int]] = {}  # the step after which they join -> rows
+    for row, run in enumerate(runs):
+        if run < top:
+            joining.setdefault(top - run - 1, []).append(row)
+    source = pipe.image_processor.preprocess(image)
+    start = job.steps - top  # the call's first index into the schedule (order-1 schedulers)
+
+    def join(pipeline: Any, step: int, tensors: dict[str, Any]) -> dict[str, Any]:
+        rows = joining.get(step)
+        if not rows:
+            return tensors
+        latents = tensors["latents"].clone()
+        timestep = pipeline.scheduler.timesteps[start + step + 1: start + step + 2]
+        fresh = pipeline.prepare_latents(source, timestep, 1, 1, latents.dtype, latents.device,
+                                         [_generator(model, job.seed)])
+        for row in rows:
+            latents[row] = fresh[0]
+        tensors["latents"] = latents
+        return tensors
+
+    return join
 
 
 # The keyword under which each item of ``encode_prompt``'s answer goes back into the pipeline:
@@ -150,7 +228,7 @@ def _prompt_morph(model: LoadedModel, job: MorphJob, keep_going: KeepGoing, on_f
         for index, name in enumerate(_EMBED_NAMES[:len(start)]):
             if chunk[0][index] is not None:
                 kwargs[name] = torch.cat([frame[index] for frame in chunk])
-        out = _call(pipe, kwargs, keep_going)
+        out = _call(pipe, kwargs, keep_going, _counting(on_frame, len(frames), len(chunk), len(weights), job.steps))
         if out is None:
             return None
         frames.extend(zip(out.images, _flags(out), strict=True))

@@ -15,7 +15,7 @@ from inference.engine import Engine
 from inference.executor import GpuExecutor
 from inference.jobs import Cancelled, Finished, JobError, JobKind, MorphJob, Progress, job_from_params
 from inference.loader import LoadedModel, load_model
-from inference.morph import NO_PROMPT_MORPH, encode, run_morph
+from inference.morph import NO_PROMPT_MORPH, encode, run_morph, sweep_batches
 from inference.morph_plan import distinct_starts, mix_weights, steps_run, strengths
 from inference.prepare import prepare
 from tests.fixtures.recorder import Recorder
@@ -80,18 +80,27 @@ def test_a_morph_job_survives_the_job_log_round_trip(source: Path) -> None:
         assert again == job and again.kind is JobKind.MORPH and again.batch_key() is None
 
 
-def test_each_sweep_frame_equals_the_image_to_image_call_at_its_strength(model: LoadedModel, source: Path) -> None:
-    job = sweep(source)
+@pytest.mark.parametrize(("scheduler", "guidance", "batch", "calls"), [
+    ("", 0.0, 1, 4),  # one call per frame
+    ("", 0.0, 4, 1),  # the tiny model's Euler: all four frames in one call, three of them joining it
+    ("ddim", 3.0, 3, 2),  # DDIM, with classifier-free guidance: frames 1-3 together, then frame 4
+    ("dpmpp_2m", 0.0, 4, 4),  # a multistep scheduler: frames cannot join a running call
+])
+def test_each_sweep_frame_equals_the_image_to_image_call_at_its_strength(
+        model: LoadedModel, source: Path, scheduler: str, guidance: float, batch: int, calls: int) -> None:
+    job = sweep(source, scheduler=scheduler, guidance=guidance)
     done: list[tuple[int, int]] = []
-    result = run_morph(model, prepare(job), never_cancelled, lambda d, t, _im: done.append((d, t)))
+    result = run_morph(model, prepare(job), never_cancelled, lambda d, t, _im: done.append((d, t)), batch=batch)
     assert result is not None and len(result.images) == 4 and result.seeds == (11,) * 4
-    assert done == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert done[-1] == (4, 4) and [d for d, _ in done] == sorted({d for d, _ in done})  # frames, rising
     pipe = model.pipes[JobKind.VARY]
+    assert len(sweep_batches(pipe, 4, batch)) == calls  # with the scheduler the morph used
+    pipe.scheduler = model.scheduler(scheduler)
     init = Image.open(source).convert("RGB")
     for image, strength in zip(result.images, strengths(0.1, 0.9, 4), strict=True):
         with torch.inference_mode():
             expected = pipe(prompt="a red fox", image=init, strength=strength, num_inference_steps=10,
-                            guidance_scale=0.0, generator=torch.Generator("cpu").manual_seed(11)).images[0]
+                            guidance_scale=guidance, generator=torch.Generator("cpu").manual_seed(11)).images[0]
         assert np.abs(pixels(image) - pixels(expected)).max() <= MAX_DIFF
     assert not np.array_equal(pixels(result.images[0]), pixels(result.images[-1]))
 
@@ -146,7 +155,7 @@ async def test_a_morph_is_one_job_with_progress_per_frame_and_can_be_cancelled(t
         finished = await rec.outcome("m1")
         assert isinstance(finished, Finished) and len(finished.result.images) == 4
         steps = [(e.step, e.total_steps) for e in rec.events if isinstance(e, Progress) and e.job_id == "m1"]
-        assert steps == [(0, 4), (1, 4), (2, 4), (3, 4), (4, 4)]
+        assert steps == [(0, 4), (1, 4), (2, 4), (3, 4), (4, 4)]  # one call of 4 frames (max_batch 4), step by step
 
         cancelled = asyncio.Event()
 
