@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-MODEL_FAMILIES = ("auto", "sd15", "sd21", "sd-turbo", "sdxl", "sdxl-turbo")
+MODEL_FAMILIES = ("auto", "sd15", "sd21", "sd-turbo", "sdxl", "sdxl-turbo", "kandinsky22")
 DEVICES = ("auto", "cuda", "mps", "cpu")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 BACKENDS = ("local", "remote")
@@ -32,11 +32,48 @@ class ConfigError(ValueError):
     """A configuration value is missing or wrong; the message names the key and the reason."""
 
 
+SPACINGS = ("leading", "linspace", "trailing")  # diffusers' ``timestep_spacing`` values
+
+
+@dataclass(frozen=True)
+class LoraRecipe:
+    """The settings a LoRA was made for (a speed LoRA wants its own steps and sampler).
+
+    Unset values (0, -1, "") leave the model's defaults alone. They are defaults only: what a member
+    sets explicitly wins (inference/validation.py)."""
+
+    steps: int = 0
+    guidance: float = -1.0
+    scheduler: str = ""
+    spacing: str = ""  # "" = the sampler's own timestep spacing
+    eta: float = -1.0  # TCD's gamma (stochasticity); -1 = the sampler's default
+
+    def over(self, other: LoraRecipe) -> LoraRecipe:
+        """This recipe's values, falling back to ``other``'s where this one leaves them unset."""
+        return LoraRecipe(
+            steps=self.steps or other.steps,
+            guidance=self.guidance if self.guidance >= 0 else other.guidance,
+            scheduler=self.scheduler or other.scheduler,
+            spacing=self.spacing or other.spacing,
+            eta=self.eta if self.eta >= 0 else other.eta,
+        )
+
+
 @dataclass(frozen=True)
 class LoraConfig:
+    """One ``[[model.loras]]`` entry.
+
+    ``source`` is a LoRA file, a folder holding LoRA files, or a hub repo; ``weight_name`` picks one
+    file of a folder or repo that holds several (Hyper-SD ships a dozen in one repo). ``fuse`` merges
+    the LoRA into the model's weights at load time at ``weight``: always on, never offered to members,
+    and no per-request LoRA switching can undo it."""
+
     name: str
     source: str
     weight: float = 0.8
+    weight_name: str = ""
+    fuse: bool = False
+    recipe: LoraRecipe = field(default_factory=LoraRecipe)
 
 
 @dataclass(frozen=True)
@@ -53,6 +90,8 @@ class ModelConfig:
     # For a single .safetensors file: a diffusers folder or hub id holding the matching configs
     # (needed offline; online, diffusers finds them by itself).
     single_file_config: str = ""
+    # Kandinsky 2.2: the prior's folder or hub id (source is the decoder); empty = the community prior for a hub decoder.
+    prior_source: str = ""
     # Overrides of the family preset; 0 keeps the preset's value.
     steps: int = 0
     guidance: float = -1.0
@@ -60,6 +99,15 @@ class ModelConfig:
     min_size: int = 0
     max_size: int = 0
     max_steps: int = 0
+
+    @property
+    def fused_recipe(self) -> LoraRecipe:
+        """The model's defaults that its fused LoRAs bring (the first one to set a value wins)."""
+        recipe = LoraRecipe()
+        for lora in reversed(self.loras):
+            if lora.fuse:
+                recipe = lora.recipe.over(recipe)
+        return recipe
 
     @property
     def display_name(self) -> str:
@@ -293,8 +341,7 @@ def _check(cfg: Config) -> None:
         need(m.max_size == 0 or (m.max_size % 8 == 0 and m.max_size >= max(64, m.min_size)), f"{key}.max_size: must be 0 or a multiple of 8, at least min_size")
         need(0 <= m.steps <= 200 and 0 <= m.max_steps <= 500, f"{key}.steps/max_steps: out of range")
         need(m.guidance == -1.0 or 0 <= m.guidance <= 30, f"{key}.guidance: {m.guidance} must be between 0 and 30")
-        for j, lora in enumerate(m.loras):
-            need(0.0 <= lora.weight <= 2.0, f"{key}.loras[{j}].weight: {lora.weight} is outside 0..2")
+        _check_loras(cfg, m, key)
         if cfg.backend == "remote":
             _check_remote_model(cfg, m, key)
         elif _looks_local(m.source, cfg.base_dir) and not cfg.path(m.source).exists():
@@ -326,6 +373,43 @@ def _check(cfg: Config) -> None:
                         ("storage.outputs", cfg.path(cfg.storage.outputs))):
         blocker = _file_in_the_way(folder)
         need(blocker is None, f"{key}: cannot create the folder {folder}: {blocker} is a file")
+
+
+def _check_loras(cfg: Config, m: ModelConfig, key: str) -> None:
+    """Each ``[[model.loras]]`` entry: a name of its own, a weight, where it comes from, its recipe."""
+    names: set[str] = set()
+    for j, lora in enumerate(m.loras):
+        where = f"{key}.loras[{j}]"
+        if not lora.name.strip():
+            raise ConfigError(f"{where}.name: must not be empty (members pick a LoRA by this name)")
+        if lora.name in names:
+            raise ConfigError(f"{where}.name: {lora.name!r} is used by two LoRAs of this model")
+        names.add(lora.name)
+        if not lora.source.strip():
+            raise ConfigError(f"{where}.source: must name a LoRA file, a folder or a hub repo")
+        if not 0.0 <= lora.weight <= 2.0:
+            raise ConfigError(f"{where}.weight: {lora.weight} is outside 0..2")
+        if lora.weight_name and lora.source.endswith((".safetensors", ".bin", ".pt", ".ckpt")):
+            raise ConfigError(f"{where}.weight_name: {lora.source} is already one file; weight_name picks a file "
+                              "of a folder or hub repo (remove it, or set source to the folder)")
+        _check_recipe(lora.recipe, f"{where}.recipe")
+
+
+def _check_recipe(r: LoraRecipe, key: str) -> None:
+    if not 0 <= r.steps <= 200:
+        raise ConfigError(f"{key}.steps: {r.steps} must be between 1 and 200 (0 = the model's)")
+    if not (r.guidance == -1.0 or 0 <= r.guidance <= 30):
+        raise ConfigError(f"{key}.guidance: {r.guidance:g} must be between 0 and 30")
+    if r.spacing and r.spacing not in SPACINGS:
+        raise ConfigError(f"{key}.spacing: {r.spacing!r} is not one of {', '.join(SPACINGS)}")
+    if not (r.eta == -1.0 or 0 <= r.eta <= 1):
+        raise ConfigError(f"{key}.eta: {r.eta:g} must be between 0 and 1")
+    if r.scheduler:
+        from inference.samplers import SAMPLERS  # only when a recipe names one: it imports diffusers
+
+        if r.scheduler not in SAMPLERS:
+            raise ConfigError(f"{key}.scheduler: {r.scheduler!r} is not a sampler easel knows "
+                              f"(one of {', '.join(SAMPLERS)})")
 
 
 def _file_in_the_way(folder: Path) -> Path | None:
@@ -365,6 +449,9 @@ def _check_remote_model(cfg: Config, m: ModelConfig, key: str) -> None:
     if not cfg.remote.base_url and _looks_local(m.source, cfg.base_dir):
         raise ConfigError(f"{key}.source: the remote backend needs a hub id like 'org/name', not {m.source!r} "
                           "(local files run only with backend = \"local\")")
+    if m.family == "kandinsky22" or m.prior_source or (m.family == "auto" and "kandinsky" in m.source.lower()):
+        raise ConfigError(f"{key}: Kandinsky 2.2 models run only with backend = \"local\" (the remote service "
+                          "cannot run its prior and decoder)")
     for name, value in (("loras", m.loras), ("inpaint_source", m.inpaint_source),
                         ("single_file_config", m.single_file_config)):
         if value:

@@ -36,7 +36,7 @@ from inference.positions import eta_key as eta_key  # where tests and benches im
 from inference.prepare import PreparedJob, needs_preparing, prepare
 from inference.presets import detect_family, preset_for
 from inference.scheduler import FairQueue
-from inference.validation import ModelInfo
+from inference.validation import ModelInfo, describe_model
 from inference.warmup import warm_up_model
 
 log = logging.getLogger(__name__)
@@ -178,9 +178,9 @@ class Engine(QueueView):
         cfg = self.executor.model_config(name)
         loaded = self.executor.loaded(cfg.display_name)
         if loaded is not None:
-            return ModelInfo(loaded.name, loaded.preset, loaded.tokenizer, tuple(loaded.loras))
+            return describe_model(cfg, loaded.preset, loaded.tokenizer)
         family = cfg.family if cfg.family != "auto" else detect_family(cfg.source)
-        return ModelInfo(cfg.display_name, preset_for(cfg, family), None, tuple(lora.name for lora in cfg.loras))
+        return describe_model(cfg, preset_for(cfg, family))
 
     def status(self) -> EngineStatus:
         models = self.executor.loaded_models()

@@ -19,6 +19,7 @@ from inference.imaging import composite_unmasked
 from inference.jobs import DiffusionJob, ImageToImageJob, InpaintJob, JobKind, JobResult
 from inference.loader import LoadedModel
 from inference.prepare import PreparedJob
+from inference.presets import KANDINSKY
 
 # Approximate SD latent -> RGB projection: a preview costs a matmul, not a VAE decode.
 _LATENT_RGB = torch.tensor(
@@ -45,11 +46,13 @@ def run_diffusion_batch(
     on_step: StepCallback,
 ) -> list[JobResult] | None:
     """Run compatible jobs in one call. Returns one result per job, or None if interrupted."""
+    if model.family == KANDINSKY:
+        from inference.kandinsky import run_kandinsky_batch  # it imports this module
+
+        return run_kandinsky_batch(model, batch, on_step)
     first = batch[0].job
     assert isinstance(first, DiffusionJob)
-    pipe = model.pipes[first.kind]
-    pipe.scheduler = model.scheduler(first.scheduler)
-    _set_loras(pipe, model, first.loras)
+    pipe = ready_pipe(model, first.kind, first)
     generator_device = "cpu" if model.device.type == "mps" else model.device
     prompts: list[str] = []
     negatives: list[str] = []
@@ -179,6 +182,15 @@ def effective_steps(job: DiffusionJob) -> int:
         return job.steps
     strength = getattr(job, "strength", 1.0)
     return max(1, min(job.steps, int(job.steps * strength)))
+
+
+def ready_pipe(model: LoadedModel, kind: JobKind, job: DiffusionJob) -> Any:
+    """The model's pipeline for ``kind`` with ``job``'s sampler and LoRAs set (inference/morph.py
+    runs its frames through the text- and image-to-image pipelines with this too)."""
+    pipe = model.pipes[kind]
+    pipe.scheduler = model.scheduler(job.scheduler)
+    _set_loras(pipe, model, job.loras)
+    return pipe
 
 
 def _set_loras(pipe: Any, model: LoadedModel, loras: tuple[tuple[str, float], ...]) -> None:

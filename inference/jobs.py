@@ -75,6 +75,8 @@ class DiffusionJob(Job):
     model: str = ""
     scheduler: str = ""
     loras: tuple[tuple[str, float], ...] = ()
+    spacing: str = ""  # timestep spacing ("trailing", ...); "" = the sampler's own
+    eta: float = -1.0  # TCD's eta; -1 = the sampler's default
 
     def batch_key(self) -> tuple[Any, ...] | None:
         return (self.kind, self.model, self.width, self.height, self.steps, self.guidance,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import urllib.error
 import urllib.request
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +48,8 @@ class LoadedModel:
 
     @property
     def tokenizer(self) -> Any:
-        return self.pipes[JobKind.IMAGINE].tokenizer
+        pipe = self.pipes[JobKind.IMAGINE]
+        return getattr(pipe, "tokenizer", None) or getattr(pipe, "prior_tokenizer", None)  # Kandinsky: the prior's
 
     def scheduler(self, name: str) -> Any:
         """The scheduler instance for a sampler name ("" = the model's own), built once and kept."""
@@ -212,36 +212,6 @@ def _apply_device_options(pipe: Any, device: torch.device, opts: DeviceConfig) -
         pipe.unet = torch.compile(pipe.unet, mode="reduce-overhead", fullgraph=False)
 
 
-def _load_loras(pipe: Any, model: ModelConfig, base_dir: Path) -> dict[str, str]:
-    adapters: dict[str, str] = {}
-    for i, lora in enumerate(model.loras):
-        path = _local_path(lora.source, base_dir)
-        if path is not None and not path.exists():
-            raise ModelLoadError(f"LoRA {lora.name!r}: {path} does not exist")
-        adapter = f"lora{i}"
-        try:
-            with warnings.catch_warnings():
-                # peft warns on every adapter after the first; several LoRAs per model are intended.
-                warnings.filterwarnings("ignore", message="Already found a `peft_config`", category=UserWarning)
-                pipe.load_lora_weights(str(path) if path else lora.source, adapter_name=adapter)
-        except (OSError, ValueError, KeyError, RuntimeError) as exc:
-            raise ModelLoadError(f"LoRA {lora.name!r} could not be loaded from {lora.source}: {_lora_reason(exc)}") from None
-        adapters[lora.name] = adapter
-    if adapters:
-        pipe.disable_lora()
-    return adapters
-
-
-def _lora_reason(exc: BaseException) -> str:
-    """Why a LoRA file was refused, in words an admin can act on."""
-    text = str(exc)
-    if "size mismatch" in text or "not found in the base model" in text:
-        return "it does not fit this model (was it made for another base model, such as SDXL instead of SD 1.5?)"
-    if "Invalid LoRA checkpoint" in text:
-        return "the file holds no LoRA weights (is it a full model rather than a LoRA?)"
-    return _first_line(exc)
-
-
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:300] if text else type(exc).__name__
@@ -254,6 +224,12 @@ def load_model(model: ModelConfig, device_cfg: DeviceConfig, base_dir: Path = Pa
     """
     from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
     from diffusers.loaders.single_file_utils import SingleFileComponentError
+
+    from inference.kandinsky import is_kandinsky, load_kandinsky  # both import this module
+    from inference.loras import fuse_loras, load_loras
+
+    if is_kandinsky(model, base_dir):
+        return load_kandinsky(model, device_cfg, base_dir)
 
     quiet_loading()
     try:
@@ -279,7 +255,7 @@ def load_model(model: ModelConfig, device_cfg: DeviceConfig, base_dir: Path = Pa
     if family == "auto":
         family = detect_family(model.source, type(base).__name__ if kind != "folder" else pipeline_class_of(Path(source)))
     # LoRAs go in before the pipeline is moved, offloaded or compiled, so each of those sees them.
-    loras = _load_loras(base, model, base_dir)
+    loras = load_loras(base, model, base_dir)
     _apply_device_options(base, device, device_cfg)
     pipes: dict[JobKind, Any] = {JobKind.IMAGINE: base}
     pipes[JobKind.VARY] = AutoPipelineForImage2Image.from_pipe(base)
@@ -297,14 +273,16 @@ def load_model(model: ModelConfig, device_cfg: DeviceConfig, base_dir: Path = Pa
         except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
             raise ModelLoadError(f"inpainting model {model.inpaint_source} could not be loaded: {_first_line(exc)}") from None
         check_tokenizer(inpaint, inpaint_cfg.display_name)
+        fuse_loras(inpaint, model, base_dir)  # a fused LoRA is part of the model, inpainting included
         _apply_device_options(inpaint, device, device_cfg)
         pipes[JobKind.PAINT] = inpaint
     else:
         pipes[JobKind.PAINT] = AutoPipelineForInpainting.from_pipe(base)
     for pipe in pipes.values():
         pipe.set_progress_bar_config(disable=True)
-    log.info("loaded model %s (%s, family %s) on %s as %s", model.display_name, kind, family, device,
-             str(dtype).removeprefix("torch."))
+    log.info("loaded model %s (%s, family %s) on %s as %s%s", model.display_name, kind, family, device,
+             str(dtype).removeprefix("torch."),
+             "".join(f", LoRA {lo.name} fused at {lo.weight:g}" for lo in model.loras if lo.fuse))
     return LoadedModel(
         name=model.display_name, source=model.source, family=family, preset=preset_for(model, family),
         device=device, dtype=dtype, pipes=pipes, loras=loras, default_scheduler=base.scheduler,

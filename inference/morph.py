@@ -33,11 +33,12 @@ from typing import Any
 
 import torch
 
-from inference.generate import _set_loras
+from inference.generate import ready_pipe
 from inference.jobs import JobError, JobKind, JobResult, MorphJob
 from inference.loader import LoadedModel
-from inference.morph_plan import mix_weights, steps_run, strengths
+from inference.morph_plan import NO_KANDINSKY, mix_weights, steps_run, strengths
 from inference.prepare import PreparedJob
+from inference.presets import KANDINSKY
 
 FrameCallback = Callable[[int, int, Any], None]
 """``(frames_done, frames, last_frame_image)``: after each pipeline call."""
@@ -52,6 +53,8 @@ def run_morph(model: LoadedModel, prepared: PreparedJob, keep_going: KeepGoing, 
     """All frames of a morph; None when it was cancelled."""
     job = prepared.job
     assert isinstance(job, MorphJob)
+    if model.family == KANDINSKY:
+        raise JobError(NO_KANDINSKY)
     started = time.perf_counter()
     if job.init_image is not None:
         if prepared.init_image is None:
@@ -69,13 +72,6 @@ def run_morph(model: LoadedModel, prepared: PreparedJob, keep_going: KeepGoing, 
 def _generator(model: LoadedModel, seed: int) -> torch.Generator:
     device = "cpu" if model.device.type == "mps" else model.device
     return torch.Generator(device=device).manual_seed(seed)
-
-
-def _ready(model: LoadedModel, job: MorphJob, kind: JobKind) -> Any:
-    pipe = model.pipes[kind]
-    pipe.scheduler = model.scheduler(job.scheduler)
-    _set_loras(pipe, model, job.loras)
-    return pipe
 
 
 StepHook = Callable[[Any, int, dict[str, Any]], dict[str, Any]]
@@ -138,7 +134,7 @@ def sweep_batches(pipe: Any, frames: int, batch: int) -> list[list[int]]:
 
 def _strength_sweep(model: LoadedModel, job: MorphJob, image: Any, keep_going: KeepGoing,
                     on_frame: FrameCallback, batch: int) -> list[tuple[Any, bool]] | None:
-    pipe = _ready(model, job, JobKind.VARY)
+    pipe = ready_pipe(model, JobKind.VARY, job)
     frames: list[tuple[Any, bool]] = []
     plan = strengths(job.strength_from, job.strength_to, job.frames)
     for chunk in sweep_batches(pipe, len(plan), batch):
@@ -213,7 +209,7 @@ def mix(a: Sequence[Any], b: Sequence[Any], weight: float) -> list[Any]:
 
 def _prompt_morph(model: LoadedModel, job: MorphJob, keep_going: KeepGoing, on_frame: FrameCallback,
                   batch: int) -> list[tuple[Any, bool]] | None:
-    pipe = _ready(model, job, JobKind.IMAGINE)
+    pipe = ready_pipe(model, JobKind.IMAGINE, job)
     start = encode(pipe, model, job.prompt, job.negative_prompt, job.guidance)
     end = encode(pipe, model, job.to_prompt, job.negative_prompt, job.guidance)
     weights = mix_weights(job.frames)

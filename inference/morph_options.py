@@ -9,7 +9,8 @@ the member is told.
 from __future__ import annotations
 
 from inference.jobs import JobError, MorphJob
-from inference.morph_plan import distinct_starts
+from inference.morph_plan import NO_KANDINSKY, distinct_starts
+from inference.presets import KANDINSKY
 from inference.validation import Draft, ModelInfo, _common, clean_text, fit_source_size, token_note
 
 MIN_FRAMES = 2
@@ -30,6 +31,8 @@ def build_morph(job_id: str, owner: int, info: ModelInfo, *, init_image: str | N
                 strength_to: float | None = None, seed: int | None = None, steps: int | None = None,
                 guidance: float | None = None, negative: str | None = None, scheduler: str | None = None,
                 loras: list[tuple[str, float]] | None = None, max_prompt_chars: int = 1000) -> Draft:
+    if info.preset.family == KANDINSKY:
+        raise JobError(NO_KANDINSKY)
     count = DEFAULT_FRAMES if frames is None else frames
     if not MIN_FRAMES <= count <= MAX_FRAMES:
         raise JobError(f"A morph has {MIN_FRAMES} to {MAX_FRAMES} frames (you asked for {count}).")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from inference.jobs import JobError
 
+NO_KANDINSKY = "Morphs are not available for Kandinsky models yet."
+
 
 def strengths(start: float, end: float, frames: int) -> list[float]:
     """``frames`` strengths rising evenly from ``start`` to ``end`` (both included)."""

@@ -46,11 +46,18 @@ PRESETS: dict[str, ModelPreset] = {
     "sdxl": ModelPreset("sdxl", steps=30, guidance=6.0, size=1024, min_size=512, max_size=1536, max_steps=100),
     "sdxl-turbo": ModelPreset("sdxl-turbo", steps=1, guidance=0.0, size=512, min_size=256, max_size=1024,
                               max_steps=8, default_strength=0.5),
+    # Kandinsky 2.2 decoder (the prior's own 25 steps at guidance 4 are fixed: inference/kandinsky.py).
+    "kandinsky22": ModelPreset("kandinsky22", steps=25, guidance=4.0, size=512, min_size=256, max_size=768,
+                               max_steps=100),
 }
+
+KANDINSKY = "kandinsky22"
 
 
 def detect_family(source: str, pipeline_class: str = "") -> str:
     """Guess a family from the source's name and the pipeline class (``StableDiffusionXL...``)."""
+    if is_kandinsky_source(source, pipeline_class):
+        return KANDINSKY
     name = source.lower().replace("_", "-")
     xl = "xl" in pipeline_class.lower() or "xl" in name
     turbo = "turbo" in name
@@ -63,6 +70,12 @@ def detect_family(source: str, pipeline_class: str = "") -> str:
     return "sd15"
 
 
+def is_kandinsky_source(source: str, pipeline_class: str = "") -> bool:
+    """A Kandinsky 2.2 decoder: its folder's pipeline class (``KandinskyV22Pipeline``) when known,
+    else a name that says so (``kandinsky-community/kandinsky-2-2-decoder``)."""
+    return pipeline_class.startswith("Kandinsky") if pipeline_class else "kandinsky" in source.lower()
+
+
 def pipeline_class_of(folder: Path) -> str:
     """The ``_class_name`` of a local diffusers folder's ``model_index.json`` ("" if unreadable)."""
     try:
@@ -72,9 +85,14 @@ def pipeline_class_of(folder: Path) -> str:
 
 
 def preset_for(model: ModelConfig, family: str) -> ModelPreset:
-    """The family preset with the model's configured overrides applied."""
+    """The family preset, then a fused LoRA's recipe, then the model's configured overrides."""
     base = PRESETS[family]
     changes: dict[str, object] = {}
+    fused = model.fused_recipe  # a fused speed LoRA's recipe replaces the family's defaults
+    if fused.steps:
+        changes.update(steps=fused.steps, max_steps=max(base.max_steps, fused.steps))
+    if fused.guidance >= 0:
+        changes["guidance"] = fused.guidance
     if model.steps:
         changes["steps"] = model.steps
     if model.guidance >= 0:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import random
 import re
 import unicodedata
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
+from config import LoraRecipe, ModelConfig
 from inference.jobs import (
     AnimeJob,
     ImageToImageJob,
@@ -20,7 +22,8 @@ from inference.jobs import (
     JobError,
     TextToImageJob,
 )
-from inference.presets import ASPECTS, ModelPreset
+from inference.kandinsky_samplers import kandinsky_sampler_error
+from inference.presets import ASPECTS, KANDINSKY, ModelPreset
 from inference.samplers import SAMPLERS
 
 MAX_COUNT = 4
@@ -32,12 +35,28 @@ _INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff\u00ad]")
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What validation needs to know of a loaded model (built on the inference thread)."""
+    """What validation needs to know of a loaded model (built on the inference thread).
+
+    ``loras`` are the ones members may pick; ``recipes`` the defaults some of them bring;
+    ``defaults`` the recipe of the model's fused LoRAs (its steps and guidance are already in
+    ``preset``); ``fused`` the names of the LoRAs that are always on."""
 
     name: str
     preset: ModelPreset
     tokenizer: Any = None
     loras: tuple[str, ...] = ()
+    recipes: Mapping[str, LoraRecipe] = field(default_factory=dict, hash=False)
+    defaults: LoraRecipe = field(default_factory=LoraRecipe)
+    fused: tuple[str, ...] = ()
+
+
+def describe_model(cfg: ModelConfig, preset: ModelPreset, tokenizer: Any = None) -> ModelInfo:
+    """A model's :class:`ModelInfo` from its configuration: LoRAs members may pick, their recipes,
+    and the fused LoRAs' recipe as the model's defaults."""
+    picked = [lora for lora in cfg.loras if not lora.fuse]
+    return ModelInfo(cfg.display_name, preset, tokenizer, tuple(lora.name for lora in picked),
+                     {lora.name: lora.recipe for lora in picked if lora.recipe != LoraRecipe()},
+                     cfg.fused_recipe, tuple(lora.name for lora in cfg.loras if lora.fuse))
 
 
 @dataclass(frozen=True)
@@ -124,6 +143,8 @@ def _scheduler(name: str | None) -> str:
 def _loras(info: ModelInfo, loras: list[tuple[str, float]] | None) -> tuple[tuple[str, float], ...]:
     out = []
     for name, weight in loras or ():
+        if name in info.fused:
+            raise JobError(f"The LoRA {name!r} is always on for model {info.name}: leave it out of `lora`.")
         if name not in info.loras:
             known = ", ".join(info.loras) or "none are configured"
             raise JobError(f"Unknown LoRA {name!r} for model {info.name} ({known}).")
@@ -133,23 +154,52 @@ def _loras(info: ModelInfo, loras: list[tuple[str, float]] | None) -> tuple[tupl
     return tuple(sorted(out))
 
 
+def _recipe(info: ModelInfo, loras: list[tuple[str, float]] | None) -> LoraRecipe:
+    """The defaults a request gets: the recipes of the LoRAs it picks (in the member's order, the
+    first to set a value wins), over the model's fused LoRAs' recipe."""
+    recipe = info.defaults
+    for name, _weight in reversed(loras or ()):
+        if name in info.recipes:
+            recipe = info.recipes[name].over(recipe)
+    return recipe
+
+
+def recipe_timing(recipe: LoraRecipe) -> dict[str, Any]:
+    """The job fields for a recipe's timestep spacing and eta, where it sets them."""
+    out: dict[str, Any] = {}
+    if recipe.spacing:
+        out["spacing"] = recipe.spacing
+    if recipe.eta >= 0:
+        out["eta"] = recipe.eta
+    return out
+
+
 def _common(info: ModelInfo, *, prompt: str | None, negative: str | None, steps: int | None, guidance: float | None,
             seed: int | None, count: int | None, scheduler: str | None, loras: list[tuple[str, float]] | None,
             max_prompt_chars: int, prompt_required: bool = True) -> tuple[dict[str, Any], list[str]]:
     p = info.preset
     text = clean_text(prompt, limit=max_prompt_chars, required=prompt_required)
     neg = clean_text(negative, limit=max_prompt_chars, what="negative prompt", required=False)
+    picked = _loras(info, loras)
+    recipe = _recipe(info, loras)
     params = {
         "prompt": text,
         "negative_prompt": neg,
-        "steps": _range(steps, p.steps, 1, p.max_steps, f"Steps must be between 1 and {p.max_steps} for this model."),
-        "guidance": float(_range(guidance, p.guidance, 0.0, MAX_GUIDANCE, f"Guidance must be between 0 and {MAX_GUIDANCE:g}.")),
+        "steps": _range(steps, recipe.steps or p.steps, 1, p.max_steps,
+                        f"Steps must be between 1 and {p.max_steps} for this model."),
+        "guidance": float(_range(guidance, recipe.guidance if recipe.guidance >= 0 else p.guidance, 0.0, MAX_GUIDANCE,
+                                 f"Guidance must be between 0 and {MAX_GUIDANCE:g}.")),
         "seed": _seed(seed),
         "count": _range(count, 1, 1, MAX_COUNT, f"You can ask for 1 to {MAX_COUNT} images at once."),
         "model": info.name,
-        "scheduler": _scheduler(scheduler),
-        "loras": _loras(info, loras),
+        "scheduler": _scheduler(scheduler) or recipe.scheduler,
+        "loras": picked,
     }
+    if not scheduler or scheduler == recipe.scheduler or not recipe.scheduler:
+        # spacing and eta belong to the recipe's sampler: a sampler the member picks goes without them
+        params.update(recipe_timing(recipe))
+    if info.preset.family == KANDINSKY and (refusal := kandinsky_sampler_error(params["scheduler"])):
+        raise JobError(refusal)
     notes = [n for n in (token_note(info.tokenizer, text), token_note(info.tokenizer, neg, "negative prompt")) if n]
     return params, notes
 

@@ -32,6 +32,14 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_kandinsky_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny random-weight Kandinsky 2.2 folders (``prior``, ``decoder``, ``decoder-inpaint``), built once per session."""
+    from tests.fixtures.tiny_kandinsky import ensure_tiny_kandinsky
+
+    return ensure_tiny_kandinsky(tmp_path_factory.mktemp("models") / "tiny-kandinsky")
+
+
+@pytest.fixture(scope="session")
 def tiny_config(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """A Config serving the tiny model on the CPU, with 64-128 px sizes and a temp database."""
     from config import load_config
