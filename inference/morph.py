@@ -41,7 +41,7 @@ from inference.prepare import PreparedJob
 from inference.presets import KANDINSKY
 
 FrameCallback = Callable[[int, int, Any], None]
-"""``(frames_done, frames, last_frame_image)``: after each pipeline call."""
+"""``(frames_done, frames, last_frame_image or None)``: after each call, and within a call of several frames."""
 KeepGoing = Callable[[], bool]
 """False once the job is cancelled (checked between frames and between steps)."""
 
