@@ -227,6 +227,7 @@ EXTENSIONS = (
     "cogs.vary",
     "cogs.paint",
     "cogs.anime",
+    "cogs.morph",
     "cogs.components",
     "cogs.reactions",
     "cogs.context_menus",

@@ -136,8 +136,8 @@ class Studio:
     def _word_flagged(self, job: J.Job) -> J.Job:
         """A recovered job queued before jobs carried the word flag gets it from its prompt here,
         once (launch() sets it on every new job), so its results are recorded flagged."""
-        if not job.nsfw_word and isinstance(job, J.DiffusionJob) and has_nsfw_word(
-                job.prompt, self.config.discord.nsfw_words):
+        if not job.nsfw_word and isinstance(job, J.DiffusionJob) and any(has_nsfw_word(
+                text, self.config.discord.nsfw_words) for text in (job.prompt, getattr(job, "to_prompt", ""))):
             return dataclasses.replace(job, nsfw_word=True)
         return job
 

@@ -4,6 +4,7 @@ then publishes (``JobDone``, or ``JobFailed`` for a job whose images could not b
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from functools import partial
@@ -12,8 +13,10 @@ from typing import TYPE_CHECKING, Any
 from inference import jobs as J
 from inference.executor import internal_error_message
 from inference.imaging import format_parameters
+from inference.imaging.animation import animation_format, encode_for_storage
 from inference.samplers import call_eta, class_of, label_for
 from storage import write_while_locked
+from storage.files import StoredFile
 from storage.images import NewImage
 from storage.jobs import JobsMissing
 from studio_events import JobDone, JobFailed, SavedImage, StudioEvent
@@ -37,6 +40,12 @@ def parameters_text(job: J.Job, seed: int, width: int, height: int, sampler_labe
                                  guidance=0.0, seed=0, width=width, height=height, model=p["style"],
                                  extra={"easel job": job.job_id})
     extra: dict[str, Any] = {"easel job": job.job_id, "easel kind": str(job.kind)}
+    if job.kind is J.JobKind.MORPH:
+        extra["Morph frames"] = p["frames"]
+        if p["to_prompt"]:
+            extra["Morph to prompt"] = p["to_prompt"]
+        else:
+            extra["Morph strengths"] = f"{p['strength_from']:g}-{p['strength_to']:g}"
     if "strength" in p:
         extra["Denoising strength"] = p["strength"]
     if p.get("loras"):
@@ -63,8 +72,15 @@ async def save_results(studio: Studio, results: list[J.JobResult]) -> list[Studi
         finished.append((job, result, [parameters_text(job, seed, im.width, im.height, sampler, eta)
                                        for im, seed in zip(result.images, result.seeds, strict=False)]))
 
-    stored_files = await studio.png_writer.write(
-        [(job.job_id, list(zip(result.images, texts, strict=True))) for job, result, texts in finished])
+    stills = [i for i, (job, _, _) in enumerate(finished) if job.kind is not J.JobKind.MORPH]
+    written = await studio.png_writer.write(
+        [(finished[i][0].job_id, list(zip(finished[i][1].images, finished[i][2], strict=True))) for i in stills])
+    stored_files: list[list[StoredFile] | None] = [None] * len(finished)
+    for i, files in zip(stills, written, strict=True):
+        stored_files[i] = files
+    for i, (job, result, texts) in enumerate(finished):
+        if job.kind is J.JobKind.MORPH:  # one animated file, recorded as the job's one image
+            finished[i], stored_files[i] = await store_animation(studio, job, result, texts[0])
     records: list[NewImage] = []
     events: list[StudioEvent] = []
     for (job, result, job_texts), files in zip(finished, stored_files, strict=True):
@@ -109,6 +125,22 @@ async def save_results(studio: Studio, results: list[J.JobResult]) -> list[Studi
                     r.as_row() for r in records if r.job_id == event.job_id))
         recorded.append(event)
     return recorded
+
+
+async def store_animation(studio: Studio, job: J.Job, result: J.JobResult, text: str
+                          ) -> tuple[tuple[J.Job, J.JobResult, list[str]], list[StoredFile] | None]:
+    """A morph's frames as one animated WebP (GIF where WebP cannot be written) in the outputs
+    folder, and its result as one image: the first frame's size, the job's seed, flagged when any
+    frame was (the safety checker's verdicts; the job's inherited flags are added by the caller)."""
+    one = dataclasses.replace(result, images=result.images[:1], seeds=result.seeds[:1],
+                              nsfw=(any(result.nsfw),))
+    try:
+        data = await asyncio.to_thread(encode_for_storage, result.images, parameters=text)
+        stored = await studio.outputs.save_bytes(data, f".{animation_format(data)}")
+    except Exception:
+        log.exception("could not save the animation of job %s", job.job_id)
+        return (job, one, [text]), None
+    return (job, one, [text]), [stored]
 
 
 def sampler_used(executor: Any, job: J.Job) -> tuple[str, float | None]:

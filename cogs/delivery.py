@@ -50,7 +50,8 @@ from cogs.utils.text import (
     quote,
 )
 from inference.imaging import encode_png, fit_for_upload, make_grid, read_parameters, thumbnail_png
-from inference.jobs import AnimeJob, DiffusionJob, Job, job_from_params
+from inference.imaging.animation import fit_stored
+from inference.jobs import AnimeJob, DiffusionJob, Job, MorphJob, job_from_params
 from studio import JobCancelled, JobDone, JobProgress, JobQueued, JobStarted, StudioEvent
 
 if TYPE_CHECKING:
@@ -81,12 +82,31 @@ def caption(job: Job, seeds: list[int], seconds: float | None, note: str = "") -
     if isinstance(job, AnimeJob):
         head = f"\U0001f338 AnimeGAN2 `{job.style}` for {by}"
         tail = f"{took}job `{job.job_id}`"
+    elif isinstance(job, MorphJob):
+        return morph_caption(job, took, note)
     else:
         assert isinstance(job, DiffusionJob)
         head = f"{prompt_heading(job.prompt)} for {by}"
         tail = (f"seed `{', '.join(map(str, seeds)) or job.seed}` \u00b7 {job.steps} steps \u00b7 "
                 f"{job.width}x{job.height} \u00b7 {took}job `{job.job_id}`")
     lines = [head, tail]
+    if note:
+        lines.append(f"\u2139\ufe0f {quote(note, 300)}")
+    return "\n".join(lines)
+
+
+def morph_caption(job: MorphJob, took: str, note: str = "") -> str:
+    """A morph's message carries its parameters (an animation has no PNG ``parameters`` chunk)."""
+    if job.to_prompt:
+        head = f"\U0001f39e\ufe0f {prompt_heading(job.prompt)} \u2192 {prompt_heading(job.to_prompt)} for <@{job.owner}>"
+        sweep = "prompt morph"
+    else:
+        head = f"\U0001f39e\ufe0f Morph of {prompt_heading(job.prompt)} for <@{job.owner}>"
+        sweep = f"strength {job.strength_from:g}\u2192{job.strength_to:g}"
+    lines = [head, f"seed `{job.seed}` \u00b7 {job.frames} frames \u00b7 {sweep} \u00b7 {job.steps} steps \u00b7 "
+                   f"guidance {job.guidance:g} \u00b7 {job.width}x{job.height} \u00b7 {took}job `{job.job_id}`"]
+    if job.negative_prompt:
+        lines.append(f"Negative: {quote(job.negative_prompt, 300)}")
     if note:
         lines.append(f"\u2139\ufe0f {quote(note, 300)}")
     return "\n".join(lines)
@@ -338,6 +358,8 @@ class Delivery(commands.Cog):
             blocked = "\n\U0001f6ab The result was flagged as NSFW and is not shown in this channel."
             return content + blocked, [], discord.ui.View()
         paths = [Path(im.path) for im in images]
+        if isinstance(job, MorphJob):
+            return await self._render_animation(row, paths[0], content, how, t)
         try:
             if len(paths) > 1:
                 data = await asyncio.to_thread(grid_png, paths)
@@ -352,6 +374,20 @@ class Delivery(commands.Cog):
             content += "\n\u2139\ufe0f Re-encoded to fit Discord's upload limit; the original PNG is kept by the bot."
         files = [gate.image_file(fitted, filename, how)]
         return fit_message(content), files, result_view(row.job_id, len(images), kind=str(job.kind))
+
+    async def _render_animation(self, row: JobRow, path: Path, content: str, how: gate.Treatment,
+                                t: Tracked | None) -> tuple[str, list[discord.File], discord.ui.View]:
+        """A morph: its stored animation, or a shorter copy that fits the upload limit (said so)."""
+        try:
+            data = await self.bot.studio.outputs.read(path)
+        except FileNotFoundError as exc:
+            log.warning("job %s: its animation is gone (%s); posting that it is no longer stored", row.job_id, exc)
+            return gone_text(row.job_id), [], discord.ui.View()
+        fitted = await asyncio.to_thread(fit_stored, data, self._upload_limit(row, t))
+        if fitted.note:
+            content += f"\n\u2139\ufe0f {fitted.note}"
+        files = [gate.image_file(fitted.data, f"easel-{row.job_id}.{fitted.fmt}", how)]
+        return fit_message(content), files, result_view(row.job_id, 1, kind=str(row.params.get("kind", "")))
 
     async def _channel(self, channel_id: int) -> discord.abc.Messageable:
         channel = self.bot.get_channel(channel_id) or await self.bot.fetch_channel(channel_id)

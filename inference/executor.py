@@ -44,11 +44,14 @@ from inference.jobs import (
     Finished,
     JobError,
     JobEvent,
+    JobKind,
     JobResult,
+    MorphJob,
     Progress,
     Started,
 )
 from inference.loader import LoadedModel, load_model
+from inference.morph import run_morph
 from inference.placement import thread_placement
 from inference.prepare import PreparedJob
 from inference.relay import Relay
@@ -313,18 +316,17 @@ class GpuExecutor:
         if live:
             for prepared in live:
                 emit(Started(prepared.job.job_id))
-                if isinstance(prepared.job, DiffusionJob):  # the bar starts empty, at the job's own length
-                    emit(Progress(prepared.job.job_id, 0, effective_steps(prepared.job), None))
+                job = prepared.job
+                if isinstance(job, DiffusionJob):  # the bar starts empty, at the job's own length (a morph's: frames)
+                    emit(Progress(job.job_id, 0, job.frames if isinstance(job, MorphJob) else effective_steps(job), None))
             for result in self._run_live(live, emit):
                 outcomes[result.job_id] = result
         return [outcomes[p.job.job_id] for p in batch]
 
     def _run_live(self, live: list[PreparedJob], emit: Emit) -> list[Outcome]:
-        first = live[0].job
+        runners = {JobKind.ANIME: self._run_anime_jobs, JobKind.MORPH: self._run_morphs}
         try:
-            if isinstance(first, AnimeJob):
-                return [self._run_anime(p, emit) for p in live]
-            return self._run_diffusion(live, emit)
+            return runners.get(live[0].job.kind, self._run_diffusion)(live, emit)
         except JobError as exc:
             return [Failed(p.job.job_id, str(exc)) for p in live]
         except Exception as exc:  # one failing batch never stops the executor
@@ -390,6 +392,26 @@ class GpuExecutor:
         for prepared in live:
             outcomes.extend(self._run_live([prepared], emit))
         return outcomes
+
+    def _run_morphs(self, live: list[PreparedJob], emit: Emit) -> list[Outcome]:
+        """Morphs never share a call with other jobs (inference/morph.py batches their frames)."""
+        outcomes: list[Outcome] = []
+        previews = self.config.device.previews
+        for prepared in live:
+            jid = prepared.job.job_id
+
+            def on_frame(done: int, total: int, image: Any, jid: str = jid) -> None:
+                emit(Progress(jid, done, total, image if previews and done < total else None))
+
+            result = run_morph(self.model(getattr(prepared.job, "model", "")), prepared,
+                               lambda jid=jid: not self._is_cancelled(jid), on_frame,
+                               batch=self.config.queue.max_batch)
+            cancelled = self._take_cancelled(jid)
+            outcomes.append(Cancelled(jid) if cancelled or result is None else Finished(jid, result))
+        return outcomes
+
+    def _run_anime_jobs(self, live: list[PreparedJob], emit: Emit) -> list[Outcome]:
+        return [self._run_anime(p, emit) for p in live]
 
     def _run_anime(self, prepared: PreparedJob, emit: Emit) -> Outcome:
         job = prepared.job

@@ -59,9 +59,7 @@ def run_diffusion_batch(
         return run_kandinsky_batch(model, batch, on_step)
     first = batch[0].job
     assert isinstance(first, DiffusionJob)
-    pipe = model.pipes[first.kind]
-    pipe.scheduler = model.scheduler(first.scheduler, first.spacing)
-    _set_loras(pipe, model, first.loras)
+    pipe = ready_pipe(model, first.kind, first)
     generator_device = "cpu" if model.device.type == "mps" else model.device
     prompts: list[str] = []
     negatives: list[str] = []
@@ -194,6 +192,15 @@ def effective_steps(job: DiffusionJob) -> int:
         return job.steps
     strength = getattr(job, "strength", 1.0)
     return max(1, min(job.steps, int(job.steps * strength)))
+
+
+def ready_pipe(model: LoadedModel, kind: JobKind, job: DiffusionJob) -> Any:
+    """The model's pipeline for ``kind`` with ``job``'s sampler and LoRAs set (inference/morph.py
+    runs its frames through the text- and image-to-image pipelines with this too)."""
+    pipe = model.pipes[kind]
+    pipe.scheduler = model.scheduler(job.scheduler, job.spacing)
+    _set_loras(pipe, model, job.loras)
+    return pipe
 
 
 def _set_loras(pipe: Any, model: LoadedModel, loras: tuple[tuple[str, float], ...]) -> None:

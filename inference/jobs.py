@@ -18,6 +18,7 @@ class JobKind(StrEnum):
     VARY = "vary"
     PAINT = "paint"
     ANIME = "anime"
+    MORPH = "morph"
 
 
 class JobError(ValueError):
@@ -123,11 +124,40 @@ class AnimeJob(Job):
     kind: JobKind = field(init=False, default=JobKind.ANIME)
 
 
+@dataclass(frozen=True)
+class MorphJob(DiffusionJob):
+    """An animation: ``frames`` images made with ONE seed (inference/morph.py).
+
+    With ``init_image``: image-to-image of that image at strengths rising evenly from
+    ``strength_from`` to ``strength_to``. Without: text-to-image from the same initial latents with
+    the text embeddings moving linearly from ``prompt`` to ``to_prompt``. One job in the queue
+    (one place of its member's fair share); its frames are batched inside it, never with other jobs."""
+
+    init_image: str | None = None  # None: a prompt morph ("" is a source its owner deleted with /forget)
+    to_prompt: str = ""
+    strength_from: float = 0.1
+    strength_to: float = 0.9
+    frames: int = 8
+    kind: JobKind = field(init=False, default=JobKind.MORPH)
+
+    def batch_key(self) -> tuple[Any, ...] | None:
+        return None
+
+    @property
+    def image_count(self) -> int:
+        return self.frames
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return (self.seed,) * self.frames
+
+
 JOB_TYPES: dict[JobKind, type[Job]] = {
     JobKind.IMAGINE: TextToImageJob,
     JobKind.VARY: ImageToImageJob,
     JobKind.PAINT: InpaintJob,
     JobKind.ANIME: AnimeJob,
+    JobKind.MORPH: MorphJob,
 }
 
 

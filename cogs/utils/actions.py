@@ -21,7 +21,8 @@ from cogs.utils.options import model_for_source
 from cogs.utils.origin import InteractionOrigin, Origin
 from cogs.utils.text import NO_MENTIONS, prompt_heading
 from inference.imaging import ImageInputError, fit_for_upload
-from inference.jobs import DiffusionJob, Job, JobError, job_from_params
+from inference.jobs import DiffusionJob, Job, JobError, MorphJob, job_from_params
+from inference.morph_options import build_morph
 from inference.validation import MAX_SEED, Draft, build_anime, build_vary
 
 if TYPE_CHECKING:
@@ -114,6 +115,24 @@ async def vary_result(bot: EaselBot, origin: Origin, job_id: str, index: int) ->
                            source=Flags.of(images.values()))
 
 
+async def morph_result(bot: EaselBot, origin: Origin, job_id: str, index: int) -> str | None:
+    """🎞️: a strength-sweep morph of one result image with that result's own prompt, seed, model,
+    sampler and LoRAs (the default frames and strengths), as NSFW-flagged as the result."""
+    job = original_job(await job_row(bot, job_id))
+    if not isinstance(job, DiffusionJob) or isinstance(job, MorphJob):
+        raise JobError("Only a still image made from a prompt can be morphed.")
+    path, images = await result_image(bot, job_id, index)
+    image = await decode(await bot.studio.outputs.read(path), bot.config.limits)
+    seed = images[index].seed if index in images else job.seed
+    info = bot.studio.model_info(job.model)
+    return await launch(bot, origin, lambda jid: build_morph(
+        jid, origin.user.id, info, init_image=str(path), source_size=image.size, prompt=job.prompt,
+        negative=job.negative_prompt, seed=seed, scheduler=job.scheduler or None, spacing=job.spacing or None,
+        eta=job.eta if job.eta >= 0 else None, loras=list(job.loras) or None,
+        guidance=job.guidance, steps=job.steps, max_prompt_chars=bot.config.limits.max_prompt_chars),
+        source=Flags.of(images.values()))
+
+
 async def anime_result(bot: EaselBot, origin: Origin, job_id: str, index: int) -> str | None:
     path, images = await result_image(bot, job_id, index)
     return await anime_file(bot, origin, str(path), source=Flags.of(images.values()))
@@ -152,6 +171,8 @@ async def on_button(bot: EaselBot, interaction: discord.Interaction, action: str
             await origin.in_time(vary_result(bot, origin, job_id, index or 0))
         elif action == "a":
             await anime_result(bot, origin, job_id, index or 0)
+        elif action == "m":
+            await origin.in_time(morph_result(bot, origin, job_id, index or 0))
         elif action == "u":
             await upscale(bot, interaction, job_id, index or 0)
         elif action == "x":

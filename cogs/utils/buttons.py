@@ -19,6 +19,7 @@ ACTIONS = {
     "v": "variations of that image",
     "r": "same settings, new seed",
     "a": "AnimeGAN2 filter",
+    "m": "morph: a strength-sweep animation of that image with its prompt and seed",
     "x": "delete the message",
     "c": "cancel the job",
     "redo": "run again with the very same settings",
@@ -30,7 +31,7 @@ def custom_id(action: str, job_id: str, index: int | None = None) -> str:
 
 
 class EaselButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
-                  template=r"easel:(?P<action>u|v|r|a|x|c|redo):(?P<job>[0-9a-f]{4,32})(?::(?P<index>[0-9]))?"):
+                  template=r"easel:(?P<action>u|v|r|a|m|x|c|redo):(?P<job>[0-9a-f]{4,32})(?::(?P<index>[0-9]))?"):
     def __init__(self, action: str, job_id: str, index: int | None = None, *, label: str | None = None,
                  emoji: str | None = None, style: discord.ButtonStyle = discord.ButtonStyle.secondary,
                  row: int | None = None) -> None:
@@ -54,17 +55,20 @@ class EaselButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
 
 
 def result_view(job_id: str, count: int, *, kind: str) -> discord.ui.View:
-    """U1-U4 / V1-V4 for grids, then reroll, anime and delete."""
+    """U1-U4 / V1-V4 for grids (Vary and Morph for one image), then reroll, anime and delete. An
+    animation (a morph) gets reroll and delete only."""
     view = discord.ui.View(timeout=None)
     if count > 1:
         for i in range(count):
             view.add_item(EaselButton("u", job_id, i, label=f"U{i + 1}", row=0))
         for i in range(count):
             view.add_item(EaselButton("v", job_id, i, label=f"V{i + 1}", row=1))
-    elif kind != "anime":
+    elif kind not in ("anime", "morph"):
         view.add_item(EaselButton("v", job_id, 0, label="Vary", emoji="\U0001f3a8", row=0))
+        view.add_item(morph_button(job_id, 0, row=0))
     if kind != "anime":
         view.add_item(EaselButton("r", job_id, label="Reroll", emoji="\U0001f501", row=2))
+    if kind not in ("anime", "morph"):
         view.add_item(EaselButton("a", job_id, 0, label="Anime", emoji="\U0001f338", row=2))
     view.add_item(EaselButton("x", job_id, label="Delete", emoji="\u274c", style=discord.ButtonStyle.danger, row=2))
     return view
@@ -75,7 +79,12 @@ def single_view(job_id: str, index: int) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
     view.add_item(EaselButton("v", job_id, index, label="Vary", emoji="\U0001f3a8"))
     view.add_item(EaselButton("a", job_id, index, label="Anime", emoji="\U0001f338"))
+    view.add_item(morph_button(job_id, index))
     return view
+
+
+def morph_button(job_id: str, index: int, *, row: int | None = None) -> EaselButton:
+    return EaselButton("m", job_id, index, label="Morph", emoji="\U0001f39e\ufe0f", row=row)
 
 
 def cancel_view(job_id: str) -> discord.ui.View:

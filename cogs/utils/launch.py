@@ -158,7 +158,8 @@ async def launch(bot: EaselBot, origin: Origin, build: Callable[[str], Draft | A
         # The NSFW gate: the prompt's words count whatever the policy here, so that the flag
         # follows the images wherever they are shown later.
         place = Place(nsfw_policy(settings, origin), channel_is_nsfw(origin))
-        words = nsfw_words_in(job.prompt, bot.config.discord.nsfw_words) if isinstance(job, DiffusionJob) else []
+        words = [w for text in (getattr(job, "prompt", ""), getattr(job, "to_prompt", ""))  # a morph has two
+                 for w in nsfw_words_in(text, bot.config.discord.nsfw_words)] if isinstance(job, DiffusionJob) else []
         flags = source | Flags.of_job(job) | Flags(word=bool(words))
         if decide(flags, place) is Treatment.WITHHELD:
             raise JobError("That prompt is not allowed in this channel (NSFW). Try an age-restricted channel."

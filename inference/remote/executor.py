@@ -56,6 +56,11 @@ from inference.remote.retry import Stopped
 log = logging.getLogger(__name__)
 
 
+MORPH_UNSUPPORTED = ("Morph animations (/morph, 🎞️) are not available on this bot: it makes its images through the "
+                     "Hugging Face Inference API, which cannot keep one seed's noise across frames. /imagine and /vary "
+                     "still work.")
+
+
 @dataclass
 class _Run:
     """One job of a batch while its images are being made. Guarded by the executor's lock."""
@@ -133,6 +138,9 @@ class RemoteExecutor:
             return self._run_local(batch, emit)
         done: Future[list[Outcome]] = Future()
         done.set_running_or_notify_cancel()  # an awaiting task being cancelled must not cancel the outcomes
+        if batch and batch[0].job.kind is JobKind.MORPH:  # queued before the switch to this backend: never sent
+            done.set_result([Failed(p.job.job_id, MORPH_UNSUPPORTED) for p in batch])
+            return done
         state = _Batch([], self._guarded(emit), done)
         with self._lock:
             for prepared in batch:
@@ -205,6 +213,8 @@ class RemoteExecutor:
         """Why this backend cannot run ``kind`` (for the member, before queueing), or None."""
         if kind is JobKind.ANIME:
             return None
+        if kind is JobKind.MORPH:
+            return MORPH_UNSUPPORTED
         return self.client.unsupported(kind)
 
     def unsupported_options(self, job: Job) -> str | None:

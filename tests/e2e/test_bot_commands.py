@@ -7,6 +7,7 @@ attachments downloaded from the fake's file server, /anime, and the commands tha
 from __future__ import annotations
 
 import asyncio
+import io
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,8 @@ SCHEMA: dict[str, dict[str, tuple[int, bool]]] = {
               "region": (STRING, False), "box": (STRING, False), "strength": (NUMBER, False),
               "seed": (INTEGER, False), **SHARED},
     "anime": {"image": (ATTACHMENT, True), "style": (STRING, False), "whole_image": (BOOLEAN, False)},
+    "morph": {"image": (ATTACHMENT, False), "prompt": (STRING, False), "to_prompt": (STRING, False),
+              "frames": (INTEGER, False), "from": (NUMBER, False), "to": (NUMBER, False), "seed": (INTEGER, False)},
     "history": {"search": (STRING, False), "kind": (STRING, False), "server": (BOOLEAN, False)},
     "forget": {},
     "queue": {},
@@ -199,6 +202,19 @@ async def test_vary_with_a_sampler_spacing_and_style_posts_a_result(server: Fake
     assert (params["Sampler"], params["Style"], params["Seed"]) == ("DDIM trailing", "watercolor", "5")
     assert params["prompt"] == "a garden, watercolor painting, soft washes, paper texture"
     assert params["negative_prompt"] == "photo, 3d render"
+
+
+async def test_morph_posts_an_animated_webp_of_the_upload(server: FakeDiscord, alice: Member) -> None:
+    upload = server.attachment("cat.png", png((64, 64)))
+    record = await alice.slash("morph", image=upload, prompt="a cat", frames=3, seed=5, **{"from": 0.3, "to": 0.9})
+    message = await result_of(server, record)
+    attachment = result_attachment(message)
+    assert attachment["filename"] == f"easel-{job_id_of(message)}.webp"
+    with Image.open(io.BytesIO(attachment["data"])) as animation:
+        assert (animation.format, animation.n_frames, animation.size) == ("WEBP", 3, (64, 64))
+    assert "seed `5`" in message["content"] and "strength 0.3\u21920.9" in message["content"]
+    params = parse_parameters(read_parameters(attachment["data"]))  # also in the WebP's EXIF
+    assert (params["easel kind"], params["Seed"], params["Morph frames"]) == ("morph", "5", "3")
 
 
 async def test_paint_with_a_mask_upload_repaints_only_the_white_part(server: FakeDiscord, alice: Member) -> None:

@@ -330,3 +330,18 @@ def test_batches_arriving_during_shutdown_are_cancelled_unsent(config: Config, m
     (late,) = executor.run_batch([PreparedJob(t2i("b"))], lambda _: None).result(timeout=30)
     assert isinstance(racing, Cancelled) and isinstance(late, Cancelled)
     assert api.seen == []
+
+
+async def test_a_morph_is_refused_with_a_clear_message_and_never_sent(engine: tuple[Engine, Recorder],
+                                                                     api: FakeInferenceAPI, tmp_path: Path) -> None:
+    from inference.jobs import MorphJob
+    from inference.remote.executor import MORPH_UNSUPPORTED
+
+    eng, rec = engine
+    assert eng.executor.unsupported(JobKind.MORPH) == MORPH_UNSUPPORTED  # type: ignore[attr-defined]
+    assert "not available on this bot" in MORPH_UNSUPPORTED
+    eng.submit(MorphJob(job_id="m1", owner=1, prompt="a fox", width=64, height=64, model="sdxl-turbo",
+                        init_image=save_png(tmp_path / "i.png", (1, 2, 3)), frames=3))
+    outcome = await rec.outcome("m1")  # a morph queued before the backend changed
+    assert isinstance(outcome, Failed) and outcome.message == MORPH_UNSUPPORTED
+    assert api.seen == []

@@ -140,3 +140,12 @@ def status_is(st: Studio, job_id: str, status: str) -> Callable[[], Awaitable[bo
         return row is not None and row.status == status
 
     return check
+
+
+async def test_a_morph_is_refused_before_it_is_queued(studio: tuple[Studio, Events]) -> None:
+    """launch() answers a refusal privately before anything is recorded (cogs/utils/launch.py)."""
+    from inference.jobs import MorphJob
+    from inference.remote.executor import MORPH_UNSUPPORTED
+
+    st, _ = studio
+    assert st.refusal(MorphJob(job_id="m1", owner=1, prompt="a", to_prompt="b", model="sdxl-turbo")) == MORPH_UNSUPPORTED
