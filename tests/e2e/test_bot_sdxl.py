@@ -1,5 +1,7 @@
 """The real bot.py process serving a tiny SDXL (family detected from its folder) against the fake Discord:
-/imagine posts a result whose pixels equal diffusers' SDXL pipeline with the same inputs and seed."""
+/imagine posts a result whose pixels equal diffusers' SDXL pipeline with the same inputs and seed, and a
+LoRA with a recipe (the Hyper-SD way: few steps, no guidance, DDIM with trailing timesteps) brings its
+settings when a member picks it."""
 
 from __future__ import annotations
 
@@ -22,8 +24,11 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 @pytest.fixture(scope="module")
-def easel_settings(tiny_sdxl_dir: Path) -> Settings:
-    return {"model": {"source": tiny_sdxl_dir, "name": "xl", "family": "auto", "steps": 3, "guidance": 5.0}}
+def easel_settings(tiny_sdxl_dir: Path, tiny_sdxl_lora: Path) -> Settings:
+    recipe = {"steps": 2, "guidance": 0.0, "scheduler": "ddim", "spacing": "trailing"}
+    lora = {"name": "hyper", "source": tiny_sdxl_lora, "weight": 1.0, "recipe": recipe}
+    return {"model": {"source": tiny_sdxl_dir, "name": "xl", "family": "auto", "steps": 3, "guidance": 5.0,
+                      "loras": [lora]}}
 
 
 @pytest.fixture(scope="module")
@@ -60,3 +65,10 @@ async def test_imagine_with_an_sdxl_model_posts_the_sdxl_pipelines_picture(serve
     expected = await asyncio.to_thread(direct_image, direct_sdxl, "a castle on a hill at night", 31)
     posted = np.asarray(decode(attachment["data"]).convert("RGB"), dtype=np.int16)
     assert np.abs(posted - np.asarray(expected, dtype=np.int16)).max() <= 1
+
+
+async def test_a_recipe_lora_picked_by_a_member_brings_its_steps_guidance_and_sampler(server: FakeDiscord) -> None:
+    record = await Member(server, "bob").slash("imagine", prompt="a castle", lora="hyper", seed=5)
+    params = parse_parameters(read_parameters(result_attachment(await result_of(server, record))["data"]))
+    assert (params["Steps"], params["CFG scale"], params["Sampler"]) == ("2", "0.0", "DDIM trailing")
+    assert params["Lora"] == "hyper:1"
