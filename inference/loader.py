@@ -307,7 +307,7 @@ def load_model(model: ModelConfig, device_cfg: DeviceConfig, base_dir: Path = Pa
     from diffusers.loaders.single_file_utils import SingleFileComponentError
 
     from inference.kandinsky import is_kandinsky, load_kandinsky  # both import this module
-    from inference.loras import fuse_loras, load_loras
+    from inference.loras import load_loras
 
     if is_kandinsky(model, base_dir):
         if model.vae:
