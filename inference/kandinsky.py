@@ -43,7 +43,7 @@ from config import DeviceConfig, ModelConfig, is_local_source, missing_path, sou
 from inference.devices import resolve_device, resolve_dtype
 from inference.families import detect_family, pipeline_class_of
 from inference.jobs import DiffusionJob, ImageToImageJob, InpaintJob, JobError, JobKind, JobResult
-from inference.kandinsky_samplers import kandinsky_sampler_error
+from inference.kandinsky_samplers import INPAINT_STRENGTH, NO_INPAINT, kandinsky_sampler_error
 from inference.loader import (
     LoadedModel,
     ModelLoadError,
@@ -62,11 +62,6 @@ COMMUNITY_PRIOR = "kandinsky-community/kandinsky-2-2-prior"
 # The prior's own settings, as diffusers' combined pipelines default them (the model card's values).
 PRIOR_STEPS = 25
 PRIOR_GUIDANCE = 4.0
-
-NO_INPAINT = ("This Kandinsky 2.2 model cannot paint into part of an image: that needs its inpainting "
-              "decoder, which the admins have not configured. /imagine and /vary still work.")
-INPAINT_STRENGTH = ("Kandinsky 2.2 always repaints the masked area in full, so it takes no strength; "
-                    "leave the strength option out.")
 
 _CLASSES = {"prior": "KandinskyV22PriorPipeline", "decoder": "KandinskyV22Pipeline",
             "inpaint": "KandinskyV22InpaintPipeline"}

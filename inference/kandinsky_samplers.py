@@ -1,4 +1,5 @@
-"""Which samplers Kandinsky 2.2 can use (no torch here: validation asks before a job is queued).
+"""What Kandinsky 2.2 can take: its samplers, and /paint only with an inpainting decoder and no
+strength (no torch here: validation asks before a job is queued).
 
 diffusers' Kandinsky 2.2 pipelines never call ``scheduler.scale_model_input``. Samplers built on
 sigmas (Euler, Euler a, Heun, LMS, KDPM2) need it to divide the UNet's input by ``sqrt(sigma² + 1)``;
@@ -9,6 +10,11 @@ like scale nothing and work.
 from __future__ import annotations
 
 from inference.samplers import SAMPLERS
+
+NO_INPAINT = ("This Kandinsky 2.2 model cannot paint into part of an image: that needs its inpainting "
+              "decoder, which the admins have not configured. /imagine and /vary still work.")
+INPAINT_STRENGTH = ("Kandinsky 2.2 always repaints the masked area in full, so it takes no strength; "
+                    "leave the strength option out.")
 
 NEEDS_INPUT_SCALING = frozenset({
     "EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler", "HeunDiscreteScheduler", "LMSDiscreteScheduler",

@@ -23,7 +23,7 @@ from inference.jobs import (
     JobError,
     TextToImageJob,
 )
-from inference.kandinsky_samplers import kandinsky_sampler_error
+from inference.kandinsky_samplers import INPAINT_STRENGTH, NO_INPAINT, kandinsky_sampler_error
 from inference.presets import ASPECTS, KANDINSKY, ModelPreset
 from inference.samplers import SAMPLERS, SPACINGS, class_of, ignores_spacing, step_takes_eta
 from inference.styles import apply_style, find_style
@@ -51,6 +51,7 @@ class ModelInfo:
     defaults: LoraRecipe = field(default_factory=LoraRecipe)
     fused: tuple[str, ...] = ()
     scheduler_class: str = ""  # the model's own scheduler class ("" = not known here)
+    inpaint_model: bool = False  # a dedicated inpainting model is configured (model.inpaint_source)
 
 
 def describe_model(cfg: ModelConfig, preset: ModelPreset, tokenizer: Any = None, scheduler_class: str = "") -> ModelInfo:
@@ -62,7 +63,8 @@ def describe_model(cfg: ModelConfig, preset: ModelPreset, tokenizer: Any = None,
         scheduler_class = SAMPLERS[cfg.scheduler].class_name
     return ModelInfo(cfg.display_name, preset, tokenizer, tuple(lora.name for lora in picked),
                      {lora.name: lora.recipe for lora in picked if lora.recipe != LoraRecipe()},
-                     cfg.fused_recipe, tuple(lora.name for lora in cfg.loras if lora.fuse), scheduler_class)
+                     cfg.fused_recipe, tuple(lora.name for lora in cfg.loras if lora.fuse), scheduler_class,
+                     bool(cfg.inpaint_source))
 
 
 @dataclass(frozen=True)
@@ -318,6 +320,11 @@ def build_vary(job_id: str, owner: int, info: ModelInfo, *, init_image: str, sou
 def build_paint(job_id: str, owner: int, info: ModelInfo, *, init_image: str, mask_image: str,
                 source_size: tuple[int, int], prompt: str | None, strength: float | None = None,
                 **options: Unpack[CommonOptions]) -> Draft:
+    if info.preset.family == KANDINSKY:  # refused here, privately, rather than failing after the queue
+        if not info.inpaint_model:
+            raise JobError(NO_INPAINT)
+        if strength is not None and strength < 1.0:
+            raise JobError(INPAINT_STRENGTH)
     params, notes = _common(info, prompt=prompt, **options)
     s, params["steps"] = _strength(strength, 1.0, params["steps"])
     w, h = fit_source_size(info.preset, source_size)

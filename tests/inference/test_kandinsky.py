@@ -264,3 +264,22 @@ def test_image_to_image_jobs_batched_together_equal_each_alone(kandinsky: Loaded
     together = run(kandinsky, *prepared)
     for alone, batched in zip((run(kandinsky, p)[0] for p in prepared), together, strict=True):
         assert max_difference(alone.images[0], batched.images[0]) <= 1
+
+
+def test_paint_requests_kandinsky_cannot_serve_are_refused_before_the_queue() -> None:
+    """No inpainting decoder, or a strength below 1: refused by validation (privately), not by the GPU
+    thread after the member waited in the queue."""
+    from inference.presets import KANDINSKY, PRESETS
+    from inference.validation import ModelInfo, build_paint
+
+    def paint(info: ModelInfo, **kw: object) -> object:
+        return build_paint("p", 1, info, init_image="a.png", mask_image="m.png", source_size=(64, 64), prompt="a sun",
+                           **kw)  # type: ignore[arg-type]
+
+    without = ModelInfo("kandy", PRESETS[KANDINSKY])
+    with pytest.raises(JobError, match=NO_INPAINT[:40]):
+        paint(without)
+    able = ModelInfo("kandy", PRESETS[KANDINSKY], inpaint_model=True)
+    with pytest.raises(JobError, match=INPAINT_STRENGTH[:40]):
+        paint(able, strength=0.5)
+    assert paint(able).job.strength == 1.0
