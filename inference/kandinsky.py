@@ -48,6 +48,7 @@ from inference.loader import (
     LoadedModel,
     ModelLoadError,
     _apply_device_options,
+    _default_scheduler,
     _first_line,
     _hub_failure,
     check_tokenizer,
@@ -161,7 +162,14 @@ def load_kandinsky(model: ModelConfig, device_cfg: DeviceConfig, base_dir: Path 
     log.info("loaded model %s (Kandinsky 2.2%s) on %s as %s", name, ", with inpainting" if model.inpaint_source else "",
              device, str(dtype).removeprefix("torch."))
     return LoadedModel(name=name, source=model.source, family=KANDINSKY, preset=preset_for(model, KANDINSKY),
-                       device=device, dtype=dtype, pipes=pipes, default_scheduler=decoder.scheduler)
+                       device=device, dtype=dtype, pipes=pipes, default_scheduler=_decoder_scheduler(model, decoder))
+
+
+def _decoder_scheduler(model: ModelConfig, decoder: Any) -> Any:
+    """The decoder's own scheduler, or the one ``model.scheduler`` names when Kandinsky can use it."""
+    if refusal := kandinsky_sampler_error(model.scheduler):
+        raise ModelLoadError(f"model {model.display_name!r}: scheduler {model.scheduler!r}: {refusal}")
+    return _default_scheduler(model, decoder)
 
 
 # --------------------------------------------------------------------------- running a batch

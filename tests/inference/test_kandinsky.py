@@ -283,3 +283,13 @@ def test_paint_requests_kandinsky_cannot_serve_are_refused_before_the_queue() ->
     with pytest.raises(JobError, match=INPAINT_STRENGTH[:40]):
         paint(able, strength=0.5)
     assert paint(able).job.strength == 1.0
+
+
+def test_model_scheduler_sets_the_decoders_sampler_or_is_refused_when_kandinsky_cannot_use_it(
+        tiny_kandinsky_dir: Path) -> None:
+    parts = {"source": str(tiny_kandinsky_dir / "decoder"), "prior_source": str(tiny_kandinsky_dir / "prior"),
+             "name": "kandy"}
+    ddim = load_model(ModelConfig(**parts, scheduler="ddim"), DeviceConfig(device="cpu"))
+    assert type(ddim.default_scheduler).__name__ == "DDIMScheduler"
+    with pytest.raises(ModelLoadError, match="'euler'.*does not work with Kandinsky 2.2"):
+        load_model(ModelConfig(**parts, scheduler="euler"), DeviceConfig(device="cpu"))
