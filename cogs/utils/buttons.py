@@ -28,6 +28,7 @@ ACTIONS = {
     "pl": "pan left: add half the width on the left", "pr": "pan right", "pu": "pan up", "pd": "pan down",
 }
 ZOOM_ROW, PAN_ROW = 3, 4  # rows of their own, below the other buttons
+PAN_ARROWS = {"left": "\u2b05\ufe0f", "right": "\u27a1\ufe0f", "up": "\u2b06\ufe0f", "down": "\u2b07\ufe0f"}
 
 
 def custom_id(action: str, job_id: str, index: int | None = None) -> str:
@@ -59,7 +60,7 @@ class EaselButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
 
 
 def result_view(job_id: str, count: int, *, kind: str) -> discord.ui.View:
-    """U1-U4 / V1-V4 for grids (Vary and Morph for one image), then reroll, anime and delete. An
+    """U1-U4 / V1-V4 for grids (Vary, Morph, Zoom out and Pan for one image), then reroll, anime and delete. An
     animation (a morph) gets reroll and delete only."""
     view = discord.ui.View(timeout=None)
     if count > 1:
@@ -93,8 +94,8 @@ def add_outpaint_buttons(view: discord.ui.View, job_id: str, index: int) -> None
     """Zoom out 1.5x / 2x in one row and the four Pan arrows in the next (cogs/utils/outpaint.py)."""
     view.add_item(EaselButton("z15", job_id, index, label="Zoom out 1.5x", emoji="\U0001f50d", row=ZOOM_ROW))
     view.add_item(EaselButton("z2", job_id, index, label="Zoom out 2x", emoji="\U0001f50e", row=ZOOM_ROW))
-    for action, emoji in (("pl", "\u2b05\ufe0f"), ("pr", "\u27a1\ufe0f"), ("pu", "\u2b06\ufe0f"), ("pd", "\u2b07\ufe0f")):
-        view.add_item(EaselButton(action, job_id, index, label="Pan", emoji=emoji, row=PAN_ROW))
+    for side, emoji in PAN_ARROWS.items():  # labels of their own: screen readers and tests tell them apart
+        view.add_item(EaselButton(f"p{side[0]}", job_id, index, label=f"Pan {side}", emoji=emoji, row=PAN_ROW))
 
 
 def morph_button(job_id: str, index: int, *, row: int | None = None) -> EaselButton:
