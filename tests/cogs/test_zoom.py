@@ -143,3 +143,17 @@ async def test_the_zoomed_png_equals_diffusers_inpainting_of_the_same_canvas_and
     assert (job.width, job.height) == (96, 96)
     expected = await asyncio.to_thread(call_direct, direct_inpaint, job)
     assert np.abs(pixels(await image_of(zoomed)) - pixels(expected)).max() <= 1
+
+
+async def test_only_a_still_made_from_a_prompt_can_be_zoomed(simcord_env, simcord_bot) -> None:
+    """Anime results and animations carry no Zoom buttons; a crafted click on one is still refused."""
+    from cogs.utils.outpaint import outpaint_result
+    from inference.jobs import JobError
+    from inference.outpaint_options import NOT_A_STILL
+    from tests.cogs.helpers import png
+
+    w = make_world(simcord_env)
+    anime = await final(await w.alice.slash(w.channel, "anime", image=("me.png", png((64, 64)))))
+    assert not any(i.startswith(("easel:z2:", "easel:pl:")) for i in button_ids(anime))
+    with pytest.raises(JobError, match=NOT_A_STILL):
+        await outpaint_result(simcord_bot, None, job_id_of(anime), 0, "z2")  # type: ignore[arg-type]
