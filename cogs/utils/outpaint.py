@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from cogs.utils.actions import job_row, original_job, result_image
+from cogs.utils.actions import NO_LONGER_STORED, job_row, original_job, result_image
 from cogs.utils.gate import Flags
 from cogs.utils.inputs import decode, pending
 from cogs.utils.launch import launch
@@ -57,7 +57,11 @@ async def outpaint_result(bot: EaselBot, origin: Origin, job_id: str, index: int
     if not isinstance(job, DiffusionJob) or isinstance(job, MorphJob):
         raise JobError(NOT_A_STILL)
     path, images = await result_image(bot, job_id, index)
-    image = await decode(await bot.studio.outputs.read(path), bot.config.limits)
+    try:
+        data = await bot.studio.outputs.read(path)
+    except OSError as exc:  # pruned since result_image looked
+        raise JobError(NO_LONGER_STORED) from exc
+    image = await decode(data, bot.config.limits)
     info = bot.studio.model_info(job.model if job.model in bot.studio.model_names() else "")
     plan = plan_for(action, image.size, info.preset.max_size)
     canvas, mask = await asyncio.to_thread(prepare_outpaint, image, plan)
