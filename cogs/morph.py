@@ -20,6 +20,7 @@ from discord.ext import commands
 
 from cogs.utils.inputs import PendingInput, load_pending
 from cogs.utils.launch import launch, too_fast
+from cogs.utils.options import chosen_model, complete_models
 from cogs.utils.origin import InteractionOrigin
 from inference.imaging import ImageInputError
 from inference.morph_options import DEFAULT_FRAMES, MAX_FRAMES, MIN_FRAMES, build_morph
@@ -44,12 +45,14 @@ class Morph(commands.Cog):
         strength_from="Strength of the first frame (0.05-1, default 0.1)",
         strength_to="Strength of the last frame (above from, up to 1, default 0.9)",
         seed="The one seed of every frame",
+        model="Model to use (default: the server's)",
     )
+    @app_commands.autocomplete(model=complete_models)
     async def morph(self, interaction: discord.Interaction, image: discord.Attachment | None = None,
                     prompt: app_commands.Range[str, 0, 4000] | None = None,
                     to_prompt: app_commands.Range[str, 0, 4000] | None = None, frames: int | None = None,
                     strength_from: float | None = None, strength_to: float | None = None,
-                    seed: app_commands.Range[int, 0, MAX_SEED] | None = None) -> None:
+                    seed: app_commands.Range[int, 0, MAX_SEED] | None = None, model: str | None = None) -> None:
         origin = InteractionOrigin(interaction)
         if await too_fast(self.bot, origin):
             return
@@ -62,7 +65,7 @@ class Morph(commands.Cog):
                 await origin.error(str(exc))
                 return
         source = inputs[0] if inputs else None
-        info = self.bot.studio.model_info()
+        info = self.bot.studio.model_info(await chosen_model(self.bot, origin, model))
         await launch(self.bot, origin, lambda job_id: build_morph(
             job_id, interaction.user.id, info, init_image=source.path if source else None,
             source_size=source.size if source else None, prompt=prompt, to_prompt=to_prompt, frames=frames,

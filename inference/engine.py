@@ -182,6 +182,10 @@ class Engine(QueueView):
             own = loaded.default_scheduler
             return describe_model(cfg, loaded.preset, loaded.tokenizer,
                                   type(own).__name__ if own is not None else "")
+        facts = self.executor.facts(cfg.display_name)
+        if facts is not None:  # loaded before and unloaded since: what its own configs said then
+            preset, tokenizer, scheduler_class = facts
+            return describe_model(cfg, preset, tokenizer, scheduler_class)
         family = resolve_family(cfg.family, cfg.source, self.config.base_dir)
         return describe_model(cfg, preset_for(cfg, family))
 

@@ -96,6 +96,7 @@ class GpuExecutor:
         self.placement = thread_placement(config)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="easel-gpu", initializer=self._enter_thread)
         self._models: dict[str, LoadedModel] = {}
+        self._facts: dict[str, tuple[Any, Any, str]] = {}  # model name -> facts found loading it (kept after unloading)
         self._anime_factory = anime_factory
         self._anime: Any = None
         self._cancelled: set[str] = set()
@@ -257,7 +258,14 @@ class GpuExecutor:
             for pipe in pipes:
                 trim_call_overhead(pipe)
             self._models[cfg.display_name] = loaded
+            own = type(loaded.default_scheduler).__name__ if loaded.default_scheduler is not None else ""
+            self._facts[cfg.display_name] = (loaded.preset, loaded.tokenizer, own)
         return loaded
+
+    def facts(self, name: str) -> tuple[Any, Any, str] | None:
+        """``(preset, tokenizer, scheduler class)`` of a model as detected when it was last loaded: what
+        validation needs once only one model stays resident (its name alone may not tell its family)."""
+        return self._facts.get(name)
 
     def loaded_models(self) -> list[LoadedModel]:
         return list(self._models.values())

@@ -16,11 +16,11 @@ import torch
 from PIL import Image
 
 from inference.imaging import composite_unmasked
-from inference.jobs import DiffusionJob, ImageToImageJob, InpaintJob, JobKind, JobResult
+from inference.jobs import DiffusionJob, ImageToImageJob, InpaintJob, JobError, JobKind, JobResult
 from inference.loader import LoadedModel
 from inference.prepare import PreparedJob
 from inference.presets import KANDINSKY
-from inference.samplers import call_eta
+from inference.samplers import call_eta, label_for
 
 # Approximate latent -> RGB projections (a preview costs a matmul, not a VAE decode): a weight per
 # latent channel and colour, then a bias. SDXL's VAE has its own latent space, so its own factors
@@ -89,6 +89,9 @@ def run_diffusion_batch(
     eta = call_eta(first.scheduler, first.eta, type(pipe.scheduler).__name__)
     if eta is not None:  # as diffusers' prepare_extra_step_kwargs: only to a step that takes it
         kwargs["eta"] = eta
+    elif first.eta >= 0:  # validation checks this; it cannot for a model it has not seen loaded yet
+        label = label_for(first.scheduler, type(pipe.scheduler).__name__)
+        raise JobError(f"The {label} sampler takes no eta: leave it out, or pick `ddim` or `tcd`.")
     if first.kind is JobKind.IMAGINE:
         kwargs.update(width=first.width, height=first.height)
     else:

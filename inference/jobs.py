@@ -83,8 +83,11 @@ class DiffusionJob(Job):
     style: str = ""
 
     def batch_key(self) -> tuple[Any, ...] | None:
+        # Whether there is a negative prompt is part of it: in a batch where one job has one, the
+        # others' empty ones are encoded as "", which SDXL (zeros for an absent negative) draws differently.
         return (self.kind, self.model, self.width, self.height, self.steps, self.guidance,
-                self.scheduler, self.spacing, self.eta, self.loras, getattr(self, "strength", None))
+                self.scheduler, self.spacing, self.eta, self.loras, getattr(self, "strength", None),
+                bool(self.negative_prompt))
 
     @property
     def image_count(self) -> int:

@@ -307,7 +307,7 @@ def load_model(model: ModelConfig, device_cfg: DeviceConfig, base_dir: Path = Pa
     from diffusers.loaders.single_file_utils import SingleFileComponentError
 
     from inference.kandinsky import is_kandinsky, load_kandinsky  # both import this module
-    from inference.loras import fuse_loras, load_loras
+    from inference.loras import load_loras
 
     if is_kandinsky(model, base_dir):
         if model.vae:
@@ -364,7 +364,8 @@ def load_model(model: ModelConfig, device_cfg: DeviceConfig, base_dir: Path = Pa
         except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
             raise ModelLoadError(f"inpainting model {model.inpaint_source} could not be loaded: {_first_line(exc)}") from None
         check_tokenizer(inpaint, inpaint_cfg.display_name)
-        fuse_loras(inpaint, model, base_dir)  # a fused LoRA is part of the model, inpainting included
+        # The same LoRAs as the base: fused ones are part of the model, switchable ones can be picked in /paint.
+        load_loras(inpaint, model, base_dir)
         _apply_device_options(inpaint, device, device_cfg)
         pipes[JobKind.PAINT] = inpaint
     else:

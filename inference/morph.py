@@ -130,10 +130,13 @@ def _counting(on_frame: FrameCallback, done: int, size: int, total: int, steps: 
     return hook
 
 
-def sweep_batches(pipe: Any, frames: int, batch: int) -> list[list[int]]:
+def sweep_batches(pipe: Any, frames: int, batch: int, eta: float | None = None) -> list[list[int]]:
     """The frames (indices, strengths rising) of each call: ``batch`` neighbours where frames can
-    join a running call (:data:`JOINABLE`), else one each."""
-    joinable = type(pipe).__name__ in JOINABLE_PIPELINES and type(pipe.scheduler).__name__ in JOINABLE
+    join a running call (:data:`JOINABLE`), else one each. Not with an ``eta`` above 0: DDIM then
+    draws noise from each row's generator at every step, and a row that joins late would have
+    drawn it for steps its own call never runs."""
+    joinable = (type(pipe).__name__ in JOINABLE_PIPELINES and type(pipe.scheduler).__name__ in JOINABLE
+                and not eta)
     size = batch if joinable and batch > 1 else 1
     return [list(range(first, min(first + size, frames))) for first in range(0, frames, size)]
 
@@ -143,7 +146,8 @@ def _strength_sweep(model: LoadedModel, job: MorphJob, image: Any, keep_going: K
     pipe = ready_pipe(model, JobKind.VARY, job)
     frames: list[tuple[Any, bool]] = []
     plan = strengths(job.strength_from, job.strength_to, job.frames)
-    for chunk in sweep_batches(pipe, len(plan), batch):
+    eta = call_eta(job.scheduler, job.eta, type(pipe.scheduler).__name__)
+    for chunk in sweep_batches(pipe, len(plan), batch, eta):
         if not keep_going():
             return None
         levels = [plan[i] for i in chunk]

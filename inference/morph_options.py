@@ -8,6 +8,8 @@ the member is told.
 
 from __future__ import annotations
 
+import math
+
 from inference.jobs import JobError, MorphJob
 from inference.morph_plan import NO_KANDINSKY, distinct_starts
 from inference.presets import KANDINSKY
@@ -22,7 +24,15 @@ MIN_STRENGTH = 0.05
 
 NEEDS_A_SOURCE = ("A morph needs an `image` (a strength sweep of it) or a `to_prompt` (a morph from `prompt` "
                   "to `to_prompt`).")
+NO_STRENGTHS = ("`from` and `to` are the strengths of an image sweep; a prompt morph has none (its frames move "
+                "from `prompt` to `to_prompt`): leave them out.")
 NOT_BOTH = "Give either an `image` or a `to_prompt`, not both: a morph sweeps one image, or moves between two prompts."
+
+
+def default_from(max_steps: int) -> float:
+    """The first frame's strength when the member gives none: 0.1, or the lowest strength at which a
+    model of few steps (a Turbo model runs at most 8) still gives that frame one step."""
+    return max(DEFAULT_FROM, math.ceil(100 / max(1, max_steps)) / 100)
 
 
 def build_morph(job_id: str, owner: int, info: ModelInfo, *, init_image: str | None = None,
@@ -48,10 +58,12 @@ def build_morph(job_id: str, owner: int, info: ModelInfo, *, init_image: str | N
                             prompt_required=init_image is None)
     preset = info.preset
     if init_image is None:  # a prompt morph: the two prompts' text-to-image at the model's size
+        if strength_from is not None or strength_to is not None:
+            raise JobError(NO_STRENGTHS)
         note = token_note(info.tokenizer, target, "to_prompt")
         return Draft(MorphJob(job_id=job_id, owner=owner, width=preset.size, height=preset.size, to_prompt=target,
                               frames=count, **params), tuple(notes + ([note] if note else [])))
-    start = DEFAULT_FROM if strength_from is None else strength_from
+    start = default_from(preset.max_steps) if strength_from is None else strength_from
     end = DEFAULT_TO if strength_to is None else strength_to
     for value in (start, end):
         if not MIN_STRENGTH <= value <= 1.0:

@@ -7,6 +7,7 @@ dropping it.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 import unicodedata
@@ -201,8 +202,9 @@ def _loras(info: ModelInfo, loras: list[tuple[str, float]] | None) -> tuple[tupl
 
 def _recipe(info: ModelInfo, loras: list[tuple[str, float]] | None) -> LoraRecipe:
     """The defaults a request gets: the recipes of the LoRAs it picks (in the member's order, the
-    first to set a value wins), over the model's fused LoRAs' recipe."""
-    recipe = info.defaults
+    first to set a value wins), over the model's fused LoRAs' recipe. The fused steps and guidance
+    are left out: they are in ``info.preset`` already, where ``model.steps``/``guidance`` win over them."""
+    recipe = dataclasses.replace(info.defaults, steps=0, guidance=-1.0)
     for name, _weight in reversed(loras or ()):
         if name in info.recipes:
             recipe = info.recipes[name].over(recipe)

@@ -203,6 +203,10 @@ class RemoteExecutor:
     def loaded(self, name: str) -> RemoteModel | None:
         return self._models.get(name)
 
+    def facts(self, name: str) -> None:
+        """Nothing is unloaded here: a remote model, once described, stays (see :meth:`loaded`)."""
+        return None
+
     def loaded_models(self) -> list[RemoteModel]:
         return list(self._models.values())
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, StableDiffusionPipeline
 
-from config import Config, LoraConfig, ModelConfig
+from config import Config, DeviceConfig, LoraConfig, ModelConfig
 from inference.generate import run_diffusion_batch
 from inference.jobs import JobError, JobKind, TextToImageJob
 from inference.loader import LoadedModel, ModelLoadError, load_model
@@ -183,3 +183,29 @@ def test_a_lora_that_cannot_be_had_is_one_clear_line(tiny_model_dir: Path, lora_
     with pytest.raises(ModelLoadError, match=expected) as info:
         load_model(ModelConfig(source=str(tiny_model_dir), loras=(lora,)), CPU)
     assert "\n" not in str(info.value)
+
+
+def test_a_dedicated_inpainting_model_can_paint_with_a_members_lora(tiny_model_dir: Path, tiny_lora: Path,
+                                                                   tmp_path: Path) -> None:
+    """/paint offers ``lora:``; with ``inpaint_source`` the painting pipeline is a model of its own and
+    needs the adapters too (it failed with an internal error after queueing)."""
+    from PIL import Image
+
+    from inference.jobs import InpaintJob
+    from inference.prepare import prepare
+
+    cfg = ModelConfig(source=str(tiny_model_dir), name="tiny", inpaint_source=str(tiny_model_dir),
+                      loras=(LoraConfig("style", str(tiny_lora), weight=1.0),))
+    model = load_model(cfg, DeviceConfig(device="cpu"))
+    Image.new("RGB", (64, 64), (200, 40, 40)).save(tmp_path / "in.png")
+    Image.new("L", (64, 64), 255).save(tmp_path / "mask.png")
+
+    def paint(loras: tuple[tuple[str, float], ...]) -> np.ndarray:
+        job = InpaintJob(job_id="p", owner=1, prompt="a cat", width=64, height=64, steps=2, seed=1, model="tiny",
+                         init_image=str(tmp_path / "in.png"), mask_image=str(tmp_path / "mask.png"), loras=loras)
+        results = run_diffusion_batch(model, [prepare(job)], lambda *_: True)
+        assert results is not None
+        return np.asarray(results[0].images[0], dtype=np.int16)
+
+    with_lora, without = paint((("style", 1.0),)), paint(())
+    assert np.abs(with_lora - without).max() > 0

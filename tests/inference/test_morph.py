@@ -181,17 +181,20 @@ def test_a_sweep_whose_source_was_forgotten_never_becomes_a_prompt_morph(source:
 
 
 def test_a_sweep_frame_takes_the_jobs_sampler_spacing_and_eta(model: LoadedModel, source: Path) -> None:
-    """A 🎞️ morph of a DDIM-trailing result with eta makes each frame as that sampler would."""
-    job = sweep(source, scheduler="ddim", spacing="trailing", eta=0.7, frames=2)
-    result = run_morph(model, prepare(job), never_cancelled, lambda *_: None, batch=1)
+    """A 🎞️ morph of a DDIM-trailing result with eta makes each frame as that sampler would; with an
+    eta above 0 no frame joins a running call late (DDIM then draws noise at every step)."""
+    job = sweep(source, scheduler="ddim", spacing="trailing", eta=0.7, frames=3)
+    result = run_morph(model, prepare(job), never_cancelled, lambda *_: None, batch=3)
     assert result is not None
     pipe = model.pipes[JobKind.VARY]
     pipe.scheduler = model.scheduler("ddim", "trailing")
     init = Image.open(source).convert("RGB")
-    images = []
-    for eta in (0.7, 0.0):
+
+    def alone(strength: float, eta: float) -> Image.Image:
         with torch.inference_mode():
-            images.append(pipe(prompt="a red fox", image=init, strength=0.9, num_inference_steps=10, eta=eta,
-                               guidance_scale=0.0, generator=torch.Generator("cpu").manual_seed(11)).images[0])
-    assert np.abs(pixels(result.images[-1]) - pixels(images[0])).max() <= MAX_DIFF
-    assert np.abs(pixels(images[0]) - pixels(images[1])).max() > MAX_DIFF  # eta does change the pixels
+            return pipe(prompt="a red fox", image=init, strength=strength, num_inference_steps=10, eta=eta,
+                        guidance_scale=0.0, generator=torch.Generator("cpu").manual_seed(11)).images[0]
+
+    for frame, strength in zip(result.images, (0.1, 0.5, 0.9), strict=True):
+        assert np.abs(pixels(frame) - pixels(alone(strength, 0.7))).max() <= MAX_DIFF
+    assert np.abs(pixels(alone(0.9, 0.7)) - pixels(alone(0.9, 0.0))).max() > MAX_DIFF  # eta does change pixels

@@ -45,3 +45,18 @@ def test_kandinsky_models_cannot_morph_yet() -> None:
     kandinsky = ModelInfo("kandy", PRESETS[KANDINSKY])
     with pytest.raises(JobError, match="Kandinsky"):
         build_morph("m5", 1, kandinsky, init_image="/o/a.png", source_size=(64, 64))
+
+
+@pytest.mark.parametrize("family", ["sd-turbo", "sdxl-turbo"])
+def test_a_sweep_on_a_turbo_model_starts_where_its_first_frame_still_gets_a_step(family: str) -> None:
+    """Turbo models run at most 8 steps: at the usual first strength 0.1 the first frame would get none
+    (what 🎞️ under every Turbo result asked for, and failed)."""
+    turbo = ModelInfo("turbo", PRESETS[family])
+    job = build_morph("m6", 1, turbo, init_image="/o/a.png", source_size=(64, 64), steps=1).job
+    assert isinstance(job, MorphJob) and job.strength_from == 0.13 and job.strength_to == 0.9
+    assert steps_run(job.steps, job.strength_from) >= 1 and job.steps <= PRESETS[family].max_steps
+
+
+def test_a_prompt_morph_refuses_strengths_instead_of_ignoring_them() -> None:
+    with pytest.raises(JobError, match="a prompt morph has none"):
+        build_morph("m7", 1, SD15, prompt="a fox", to_prompt="an owl", strength_from=0.3)

@@ -109,3 +109,17 @@ def test_two_loras_of_one_model_cannot_share_a_name(tmp_path: Path) -> None:
         encoding="utf-8")
     with pytest.raises(ConfigError, match=r"loras\[1\].name: 'a' is used by two LoRAs"):
         load_config(tmp_path / "easel.toml", environ={})
+
+
+def test_the_models_own_steps_and_guidance_win_over_its_fused_loras_recipe_in_every_request() -> None:
+    """README: ``model.steps``/``guidance`` still win. They did in the preset, and were lost again when
+    the request took the fused recipe's values as its defaults."""
+    own = ModelConfig(source="org/sdxl", family="sdxl", steps=4, guidance=1.5, loras=(
+        LoraConfig("hyper", "ByteDance/Hyper-SD", weight=1.0, fuse=True, recipe=HYPER),
+        LoraConfig("soft", "loras/soft.safetensors", recipe=LoraRecipe(steps=12, guidance=3.0)),
+    ))
+    info = describe_model(own, preset_for(own, "sdxl"))
+    job = imagine(info)
+    assert (job.steps, job.guidance, job.scheduler, job.spacing) == (4, 1.5, "ddim", "trailing")
+    picked = imagine(info, loras=[("soft", 1.0)])  # a picked LoRA's recipe is still the request's default
+    assert (picked.steps, picked.guidance) == (12, 3.0)

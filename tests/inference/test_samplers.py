@@ -3,6 +3,7 @@ GPU thread's pipeline call (inference/generate.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from pathlib import Path
 from typing import Any
@@ -187,3 +188,33 @@ def test_the_members_spacing_and_eta_win_over_a_loras_recipe() -> None:
     assert (job.scheduler, job.spacing, job.eta) == ("ddim", "trailing", 0.9)
     with pytest.raises(JobError, match="`eta` does nothing with the euler sampler"):
         build_imagine("j", 1, info, prompt="a fox", loras=[("hyper", 1.0)], scheduler="euler", eta=0.5)
+
+
+def test_an_eta_the_models_own_sampler_cannot_take_fails_the_job_instead_of_vanishing(tiny_model_dir: Path) -> None:
+    """Validation checks eta against the model's sampler once it has seen the model loaded; a job
+    validated before that (or restored) must not silently lose it at run time."""
+    from inference.prepare import prepare
+
+    model = load_model(ModelConfig(source=str(tiny_model_dir), name="tiny"), DeviceConfig(device="cpu"))
+    job = t2i(eta=0.5, width=64, height=64, steps=2, model="tiny")
+    with pytest.raises(JobError, match="takes no eta"):
+        run_diffusion_batch(model, [prepare(job)], lambda *_: True)
+
+
+async def test_validation_knows_a_models_sampler_after_it_was_unloaded(tiny_config) -> None:  # type: ignore[no-untyped-def]
+    """Only one model stays resident on a GPU: a model loaded once and unloaded since is still
+    validated with what its own configs said (family, sampler), not guessed from its name."""
+    from inference.engine import Engine
+    from inference.executor import GpuExecutor
+
+    executor = GpuExecutor(tiny_config)
+    engine = Engine(tiny_config, executor)
+    try:
+        await asyncio.wrap_future(executor.submit(executor.model, ""))
+        executor._models.clear()  # as when another model took the GPU
+        info = engine.model_info("")
+        assert info.scheduler_class and info.preset.family == "sd15"
+        with pytest.raises(JobError, match="eta"):
+            build_imagine("j", 1, info, prompt="a cat", eta=0.5)
+    finally:
+        executor.shutdown()
