@@ -51,7 +51,7 @@ from cogs.utils.text import (
 )
 from inference.imaging import encode_png, fit_for_upload, make_grid, read_parameters, thumbnail_png
 from inference.imaging.animation import fit_stored
-from inference.jobs import AnimeJob, DiffusionJob, Job, MorphJob, job_from_params
+from inference.jobs import AnimeJob, DiffusionJob, InpaintJob, Job, MorphJob, job_from_params
 from studio import JobCancelled, JobDone, JobProgress, JobQueued, JobStarted, StudioEvent
 
 if TYPE_CHECKING:
@@ -90,6 +90,8 @@ def caption(job: Job, seeds: list[int], seconds: float | None, note: str = "") -
         tail = (f"seed `{', '.join(map(str, seeds)) or job.seed}` \u00b7 {job.steps} steps \u00b7 "
                 f"{job.width}x{job.height} \u00b7 {took}job `{job.job_id}`")
     lines = [head, tail]
+    if isinstance(job, InpaintJob) and job.note:  # how a zoom-out or pan canvas was made
+        lines.append(f"\u2139\ufe0f {quote(job.note, 300)}")
     if note:
         lines.append(f"\u2139\ufe0f {quote(note, 300)}")
     return "\n".join(lines)

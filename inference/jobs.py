@@ -116,6 +116,8 @@ class InpaintJob(DiffusionJob):
     init_image: str = ""
     mask_image: str = ""
     strength: float = 1.0
+    # A line shown with the result, e.g. how a zoom-out canvas was made (inference/outpaint_options.py).
+    note: str = ""
     kind: JobKind = field(init=False, default=JobKind.PAINT)
 
 

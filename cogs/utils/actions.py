@@ -155,6 +155,7 @@ def can_manage(interaction: discord.Interaction) -> bool:
     return bool(perms.manage_messages or perms.manage_guild)
 
 
+OUTPAINT_ACTIONS = ("z15", "z2", "pl", "pr", "pu", "pd")  # zoom out and pan: cogs/utils/outpaint.py
 UNCHARGED = ("c", "x")  # Cancel and Delete start no work: a member over the rate limit can still stop their job
 
 
@@ -175,6 +176,10 @@ async def on_button(bot: EaselBot, interaction: discord.Interaction, action: str
             await origin.in_time(morph_result(bot, origin, job_id, index or 0))
         elif action == "u":
             await upscale(bot, interaction, job_id, index or 0)
+        elif action in OUTPAINT_ACTIONS:
+            from cogs.utils.outpaint import outpaint_result  # it builds on this module
+
+            await origin.in_time(outpaint_result(bot, origin, job_id, index or 0, action))
         elif action == "x":
             await delete_result(bot, interaction, job_id)
         elif action == "c":

@@ -23,7 +23,12 @@ ACTIONS = {
     "x": "delete the message",
     "c": "cancel the job",
     "redo": "run again with the very same settings",
+    "z15": "zoom out 1.5x: grow the canvas and paint the new border",
+    "z2": "zoom out 2x",
+    "pl": "pan left: add half the width on the left", "pr": "pan right", "pu": "pan up", "pd": "pan down",
 }
+ZOOM_ROW, PAN_ROW = 3, 4  # rows of their own, below the other buttons
+PAN_ARROWS = {"left": "\u2b05\ufe0f", "right": "\u27a1\ufe0f", "up": "\u2b06\ufe0f", "down": "\u2b07\ufe0f"}
 
 
 def custom_id(action: str, job_id: str, index: int | None = None) -> str:
@@ -31,7 +36,7 @@ def custom_id(action: str, job_id: str, index: int | None = None) -> str:
 
 
 class EaselButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
-                  template=r"easel:(?P<action>u|v|r|a|m|x|c|redo):(?P<job>[0-9a-f]{4,32})(?::(?P<index>[0-9]))?"):
+                  template=r"easel:(?P<action>u|v|r|a|m|x|c|redo|z15|z2|pl|pr|pu|pd):(?P<job>[0-9a-f]{4,32})(?::(?P<index>[0-9]))?"):
     def __init__(self, action: str, job_id: str, index: int | None = None, *, label: str | None = None,
                  emoji: str | None = None, style: discord.ButtonStyle = discord.ButtonStyle.secondary,
                  row: int | None = None) -> None:
@@ -55,7 +60,7 @@ class EaselButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
 
 
 def result_view(job_id: str, count: int, *, kind: str) -> discord.ui.View:
-    """U1-U4 / V1-V4 for grids (Vary and Morph for one image), then reroll, anime and delete. An
+    """U1-U4 / V1-V4 for grids (Vary, Morph, Zoom out and Pan for one image), then reroll, anime and delete. An
     animation (a morph) gets reroll and delete only."""
     view = discord.ui.View(timeout=None)
     if count > 1:
@@ -66,6 +71,7 @@ def result_view(job_id: str, count: int, *, kind: str) -> discord.ui.View:
     elif kind not in ("anime", "morph"):
         view.add_item(EaselButton("v", job_id, 0, label="Vary", emoji="\U0001f3a8", row=0))
         view.add_item(morph_button(job_id, 0, row=0))
+        add_outpaint_buttons(view, job_id, 0)
     if kind != "anime":
         view.add_item(EaselButton("r", job_id, label="Reroll", emoji="\U0001f501", row=2))
     if kind not in ("anime", "morph"):
@@ -80,7 +86,16 @@ def single_view(job_id: str, index: int) -> discord.ui.View:
     view.add_item(EaselButton("v", job_id, index, label="Vary", emoji="\U0001f3a8"))
     view.add_item(EaselButton("a", job_id, index, label="Anime", emoji="\U0001f338"))
     view.add_item(morph_button(job_id, index))
+    add_outpaint_buttons(view, job_id, index)
     return view
+
+
+def add_outpaint_buttons(view: discord.ui.View, job_id: str, index: int) -> None:
+    """Zoom out 1.5x / 2x in one row and the four Pan arrows in the next (cogs/utils/outpaint.py)."""
+    view.add_item(EaselButton("z15", job_id, index, label="Zoom out 1.5x", emoji="\U0001f50d", row=ZOOM_ROW))
+    view.add_item(EaselButton("z2", job_id, index, label="Zoom out 2x", emoji="\U0001f50e", row=ZOOM_ROW))
+    for side, emoji in PAN_ARROWS.items():  # labels of their own: screen readers and tests tell them apart
+        view.add_item(EaselButton(f"p{side[0]}", job_id, index, label=f"Pan {side}", emoji=emoji, row=PAN_ROW))
 
 
 def morph_button(job_id: str, index: int, *, row: int | None = None) -> EaselButton:

@@ -6,6 +6,7 @@ import pytest
 import pytest_asyncio
 
 from inference.imaging import read_parameters
+from inference.imaging.outpaint import band_width, plan_zoom
 from inference.imaging.pngmeta import parse_parameters
 from tests.e2e.client import Member, pings
 from tests.e2e.conftest import Easel
@@ -84,7 +85,20 @@ async def test_u2_posts_the_second_image_alone(server: FakeDiscord, alice: Membe
     cell = decode(result_attachment(grid)["data"]).crop((64, 0, 128, 64))
     assert decode(result_attachment(message)["data"]).tobytes() == cell.tobytes()
     assert "image 2" in message["content"] and "seed `501`" in message["content"]
-    assert set(buttons(message)) == {"Vary", "Anime", "Morph"}
+    assert set(buttons(message)) == {"Vary", "Anime", "Morph", "Zoom out 1.5x", "Zoom out 2x", "Pan left", "Pan right",
+                                     "Pan up", "Pan down"}
+
+
+async def test_zoom_out_2x_grows_a_result_around_its_untouched_pixels(server: FakeDiscord, alice: Member) -> None:
+    source = await result_of(server, await alice.slash("imagine", prompt="a harbour at dawn", seed=31))
+    click = await alice.click(source, buttons(source)["Zoom out 2x"])
+    message = await result_of(server, click)
+    zoomed, original = decode(result_attachment(message)["data"]), decode(result_attachment(source)["data"])
+    assert zoomed.size == (128, 128) and "Zoomed out 2x." in message["content"] and "seed `31`" in message["content"]
+    band = band_width(plan_zoom((64, 64), 2.0, 256))
+    assert zoomed.crop((32 + band, 32 + band, 96 - band, 96 - band)).tobytes() == \
+        original.crop((band, band, 64 - band, 64 - band)).tobytes()
+    assert kind_of(message) == "paint" and "Pan left" in buttons(message)
 
 
 async def test_v1_makes_a_variation_of_the_first_image(server: FakeDiscord, bob: Member, grid: dict) -> None:
