@@ -73,11 +73,11 @@ async def save_results(studio: Studio, results: list[J.JobResult]) -> list[Studi
                                        for im, seed in zip(result.images, result.seeds, strict=False)]))
 
     # A text result (/describe) stores no image: its texts go into the job log with the job.
-    texts = {job.job_id: result.texts for job, result, _ in finished if job.kind is J.JobKind.DESCRIBE}
-    stills = [i for i, (job, _, _) in enumerate(finished) if job.kind is not J.JobKind.MORPH and job.job_id not in texts]
+    text_results = {job.job_id: result.texts for job, result, _ in finished if job.kind is J.JobKind.DESCRIBE}
+    stills = [i for i, (job, _, _) in enumerate(finished) if job.kind is not J.JobKind.MORPH and job.job_id not in text_results]
     written = await studio.png_writer.write(
         [(finished[i][0].job_id, list(zip(finished[i][1].images, finished[i][2], strict=True))) for i in stills])
-    stored_files: list[list[StoredFile] | None] = [[] if job.job_id in texts else None for job, _, _ in finished]
+    stored_files: list[list[StoredFile] | None] = [[] if job.job_id in text_results else None for job, _, _ in finished]
     for i, files in zip(stills, written, strict=True):
         stored_files[i] = files
     for i, (job, result, texts) in enumerate(finished):
@@ -105,7 +105,7 @@ async def save_results(studio: Studio, results: list[J.JobResult]) -> list[Studi
     try:  # images, then the jobs as finished: one trip to SQLite's thread
         rows = await write_while_locked(partial(
             studio.database.record_results, records, [e.job_id for e in events if isinstance(e, JobDone)],
-            claim=claim, texts={k: v for k, v in texts.items() if any(e.job_id == k for e in events)}), what)
+            claim=claim, texts={k: v for k, v in text_results.items() if any(e.job_id == k for e in events)}), what)
     except JobsMissing as err:  # a job left the log while it ran (its member was forgotten): drop it alone
         gone = set(err.job_ids)
         for job_id in sorted(gone):
@@ -114,7 +114,7 @@ async def save_results(studio: Studio, results: list[J.JobResult]) -> list[Studi
         events = [e for e in events if e.job_id not in gone]
         rows = await write_while_locked(partial(
             studio.database.record_results, records, [e.job_id for e in events if isinstance(e, JobDone)],
-            claim=claim, texts={k: v for k, v in texts.items() if any(e.job_id == k for e in events)}), what)
+            claim=claim, texts={k: v for k, v in text_results.items() if any(e.job_id == k for e in events)}), what)
     recorded: list[StudioEvent] = []
     for event in events:
         if isinstance(event, JobDone):
