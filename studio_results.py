@@ -105,7 +105,7 @@ async def save_results(studio: Studio, results: list[J.JobResult]) -> list[Studi
     try:  # images, then the jobs as finished: one trip to SQLite's thread
         rows = await write_while_locked(partial(
             studio.database.record_results, records, [e.job_id for e in events if isinstance(e, JobDone)],
-            claim=claim, texts={k: v for k, v in text_results.items() if any(e.job_id == k for e in events)}), what)
+            claim=claim, **_texts_of(text_results, events)), what)
     except JobsMissing as err:  # a job left the log while it ran (its member was forgotten): drop it alone
         gone = set(err.job_ids)
         for job_id in sorted(gone):
@@ -114,7 +114,7 @@ async def save_results(studio: Studio, results: list[J.JobResult]) -> list[Studi
         events = [e for e in events if e.job_id not in gone]
         rows = await write_while_locked(partial(
             studio.database.record_results, records, [e.job_id for e in events if isinstance(e, JobDone)],
-            claim=claim, texts={k: v for k, v in text_results.items() if any(e.job_id == k for e in events)}), what)
+            claim=claim, **_texts_of(text_results, events)), what)
     recorded: list[StudioEvent] = []
     for event in events:
         if isinstance(event, JobDone):
@@ -127,6 +127,13 @@ async def save_results(studio: Studio, results: list[J.JobResult]) -> list[Studi
                     r.as_row() for r in records if r.job_id == event.job_id))
         recorded.append(event)
     return recorded
+
+
+def _texts_of(text_results: dict[str, tuple[str, ...]], events: list[StudioEvent]) -> dict[str, Any]:
+    """``record_results``' ``texts`` keyword for the text results still to record (none: no keyword)."""
+    ids = {e.job_id for e in events}
+    texts = {job_id: lines for job_id, lines in text_results.items() if job_id in ids}
+    return {"texts": texts} if texts else {}
 
 
 async def store_animation(studio: Studio, job: J.Job, result: J.JobResult, text: str

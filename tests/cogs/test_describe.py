@@ -132,12 +132,3 @@ async def test_no_describe_model_configured_is_a_friendly_private_message(simcor
     await eventually(lambda: True)
     assert (await simcord_bot.studio.database.jobs.history(user_id=w.alice.id)).total == 0
 
-
-async def test_remote_backend_refuses_describe_privately(simcord_env, simcord_bot, monkeypatch) -> None:
-    from inference.remote.executor import DESCRIBE_UNSUPPORTED
-
-    monkeypatch.setattr(simcord_bot.studio, "unsupported",
-                        lambda kind: DESCRIBE_UNSUPPORTED if str(kind) == "describe" else None)
-    w = make_world(simcord_env)
-    result = await w.alice.slash(w.channel, "describe", image=("cat.png", png((64, 48))))
-    assert refusal(result) == DESCRIBE_UNSUPPORTED
