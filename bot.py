@@ -285,8 +285,7 @@ class EaselBot(commands.Bot):
                 await self.studio.start()
                 # Missing AnimeGAN2 weights are fetched once, on a thread of their own (start-up goes on).
                 self.studio.anime_weights.fetch_in_background()
-                if self.config.describe.download:  # so is /describe's captioning model, from the hub
-                    self.studio.captions.fetch_in_background()
+                self.studio.captions.fetch_in_background()  # and /describe's model (describe.download)
             for name in self.extensions_to_load:
                 await self.load_extension(name)
         if self.config.discord.sync_commands:

@@ -122,9 +122,9 @@ class CaptionSource:
         return None
 
     def fetch_in_background(self) -> bool:
-        """:meth:`fetch` on a daemon thread when a hub model is configured and missing. False when
-        there is nothing to do or a run started here is still going."""
-        if not self.configured or self.is_local or (self._background is not None and self._background.is_alive()):
+        """:meth:`fetch` on a daemon thread when a hub model is configured (and downloads are on).
+        False when there is nothing to do or a run started here is still going."""
+        if not self.download or not self.configured or self.is_local or (self._background is not None and self._background.is_alive()):
             return False
 
         def run() -> None:

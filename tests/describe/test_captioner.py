@@ -74,3 +74,11 @@ def test_the_executor_runs_a_describe_job(tiny_config: Config, tiny_blip_dir: Pa
         assert isinstance(failed, Failed) and failed.message == NOT_CONFIGURED
     finally:
         executor.shutdown()
+
+
+def test_fetching_a_hub_model_never_happens_with_downloads_off_and_says_why(tmp_path: Path) -> None:
+    hub = CaptionSource("Salesforce/blip-image-captioning-base", base_dir=tmp_path, cache_dir=str(tmp_path / "hf"),
+                        download=False)
+    assert "describe.download is off" in (hub.fetch() or "")
+    assert hub.fetch_in_background() is False
+    assert CaptionSource(str(tmp_path)).fetch_in_background() is False  # a local folder is never fetched
