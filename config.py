@@ -178,7 +178,7 @@ class AnimeConfig:
 
 @dataclass(frozen=True)
 class DescribeConfig:
-    """/describe: an image-captioning model (transformers; BLIP family) that suggests prompts."""
+    """/describe: an image-captioning model (transformers: BLIP or Florence-2) that suggests prompts."""
 
     # A hub id (Salesforce/blip-image-captioning-base) or a local folder; "" = /describe is off.
     source: str = ""

@@ -19,15 +19,23 @@ from inference.jobs import DescribeJob, Failed, Finished, job_from_params
 from inference.prepare import prepare
 
 
+def test_the_families_use_their_own_prompts(tiny_blip_dir: Path, tiny_florence_dir: Path) -> None:
+    from inference.describe.captioner import FLORENCE_TASKS, PREFIXES
+
+    assert load_captioner(tiny_blip_dir, torch.device("cpu")).prompts == PREFIXES
+    assert load_captioner(tiny_florence_dir, torch.device("cpu")).prompts == FLORENCE_TASKS
+
+
 def test_cleaning_trims_dedupes_and_caps_suggestions() -> None:
     raw = ["  a cat  on a   mat. ", "A cat on a mat", "", " , ", "a very long caption indeed", "x" * 30, "a dog"]
     assert clean(raw, limit=4, max_chars=12) == ["a cat on a", "a very long", "x" * 12, "a dog"]
     assert clean(raw, limit=2, max_chars=100) == ["a cat on a mat", "a very long caption indeed"]
 
 
+@pytest.mark.parametrize("family", ["blip", "florence"])
 @pytest.mark.parametrize("count", [1, 2, 4])
-def test_the_tiny_blip_gives_distinct_clean_suggestions(tiny_blip_dir: Path, count: int) -> None:
-    captioner = load_captioner(tiny_blip_dir, torch.device("cpu"))
+def test_a_tiny_model_gives_distinct_clean_suggestions(request: pytest.FixtureRequest, family: str, count: int) -> None:
+    captioner = load_captioner(request.getfixturevalue(f"tiny_{family}_dir"), torch.device("cpu"))
     found = captioner.suggest(Image.new("RGB", (48, 40), (200, 40, 40)), count, max_chars=60)
     assert 1 <= len(found) <= count
     assert len({t.lower() for t in found}) == len(found)
@@ -35,10 +43,10 @@ def test_the_tiny_blip_gives_distinct_clean_suggestions(tiny_blip_dir: Path, cou
 
 
 def test_a_model_that_is_not_blip_is_refused_clearly(tmp_path: Path) -> None:
-    (tmp_path / "config.json").write_text('{"model_type": "florence2"}')
-    with pytest.raises(DescribeUnavailable, match="not a BLIP captioning model") as err:
+    (tmp_path / "config.json").write_text('{"model_type": "llava"}')
+    with pytest.raises(DescribeUnavailable, match="not a BLIP or Florence-2 captioning model") as err:
         load_captioner(tmp_path, torch.device("cpu"))
-    assert "florence2" in err.value.detail
+    assert "llava" in err.value.detail
 
 
 def test_sources_that_are_missing_or_not_set_say_so(tmp_path: Path) -> None:
