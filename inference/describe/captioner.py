@@ -94,8 +94,12 @@ def load_captioner(folder: Path, device: torch.device, *, source: str = "") -> C
     family = config.get("model_type")
     if family == "blip":
         classes, prompts = ("BlipForConditionalGeneration", "BlipProcessor"), PREFIXES
-    elif family == "florence2":
+    elif family == "florence2" and not config.get("auto_map"):
         classes, prompts = ("Florence2ForConditionalGeneration", "AutoProcessor"), FLORENCE_TASKS
+    elif family == "florence2":  # microsoft/Florence-2-*: the remote-code layout, which easel never runs
+        raise DescribeUnavailable(UNSUPPORTED, f"describe.source {name}: a Florence-2 checkpoint in the remote-code "
+                                               "layout; use transformers' native one (florence-community/Florence-2-base "
+                                               "or -large)")
     else:
         raise DescribeUnavailable(UNSUPPORTED, f"describe.source {name}: model_type {family!r} is not supported "
                                                "(BLIP or Florence-2 only)")

@@ -28,7 +28,7 @@ NOT_READY = ("/describe is not ready yet: its captioning model has not been down
              "minutes; if it stays this way, an admin can run `python bot.py --check`.")
 LOG_AGAIN_AFTER_S = 600.0
 # What a snapshot needs (weights, configs, tokenizer, processor); not other formats' weights.
-PATTERNS = ("*.json", "*.safetensors", "*.txt", "*.model", "*.py")
+PATTERNS = ("*.json", "*.safetensors", "*.txt", "*.model")  # never remote code
 
 
 class DescribeUnavailable(JobError):

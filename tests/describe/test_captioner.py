@@ -19,6 +19,13 @@ from inference.jobs import DescribeJob, Failed, Finished, job_from_params
 from inference.prepare import prepare
 
 
+def test_a_florence_checkpoint_in_the_remote_code_layout_is_refused_clearly(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text('{"model_type": "florence2", "auto_map": {"AutoConfig": "x.Config"}}')
+    with pytest.raises(DescribeUnavailable) as err:
+        load_captioner(tmp_path, torch.device("cpu"))
+    assert "florence-community/Florence-2-base" in err.value.detail
+
+
 def test_the_families_use_their_own_prompts(tiny_blip_dir: Path, tiny_florence_dir: Path) -> None:
     from inference.describe.captioner import FLORENCE_TASKS, PREFIXES
 
