@@ -51,8 +51,7 @@ async def test_imagine_2_makes_an_image_from_suggestion_2_for_whoever_clicks(sim
     message = await describe(w)
     row = await simcord_bot.studio.database.jobs.by_message(message.id)
     texts = await suggestions(simcord_bot, row.job_id)
-    if len(texts) < 2:
-        pytest.skip("the random model wrote fewer than two distinct captions")
+    assert len(texts) >= 2  # BLIP's conditional prefixes make them distinct
     made = await final(await w.bob.click(message, custom_id=f"easel:i:{row.job_id}:1"))
     new = await simcord_bot.studio.database.jobs.by_message(made.id)
     assert new.kind == "imagine" and new.user_id == w.bob.id and new.params["prompt"] == texts[1]

@@ -44,8 +44,7 @@ async def test_describe_then_imagine_2_after_a_restart(easel_bot: Easel) -> None
     assert 1 <= len(texts) <= 4 and len(set(texts)) == len(texts)
     assert [label for label in buttons(answer) if label.startswith("Imagine")] == [
         f"Imagine {i + 1}" for i in range(len(texts))]
-    if len(texts) < 2:
-        pytest.skip("the random model wrote fewer than two distinct captions")
+    assert len(texts) >= 2  # BLIP's conditional prefixes make them distinct
     await easel_bot.process.stop()
     await easel_bot.start()
     made = await result_of(server, await bob.click(answer, buttons(answer)["Imagine 2"]))
