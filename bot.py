@@ -115,6 +115,18 @@ def _check_remote(config: Config) -> int:
     return 0
 
 
+def _print_describe(config: Config) -> None:
+    """/describe is optional: its model is fetched (describe.download) and reported, never required."""
+    from inference.describe import CaptionSource
+
+    source = CaptionSource.from_config(config)
+    if not source.configured:
+        print("  describe: off (describe.source is not set)")
+        return
+    problem = source.fetch()
+    print(f"  describe: {source.source} ready" if problem is None else f"  describe: not ready; {problem}")
+
+
 def _print_anime_and_token(config: Config) -> None:
     """The anime filter is optional: styles without weights are reported (where the file goes, how to
     get it) but do not fail the check. The token is reported, never shown and never required here."""
@@ -132,6 +144,7 @@ def _print_anime_and_token(config: Config) -> None:
             print("  anime  : not set up; /anime is refused until the weights are in place:")
         for problem in anime.problems:
             print(f"           {problem}")
+    _print_describe(config)
     if read_secret("DISCORD_TOKEN"):
         print("  token  : present (not shown)")
     else:
@@ -228,6 +241,7 @@ EXTENSIONS = (
     "cogs.paint",
     "cogs.anime",
     "cogs.morph",
+    "cogs.describe",
     "cogs.components",
     "cogs.reactions",
     "cogs.context_menus",
@@ -271,6 +285,7 @@ class EaselBot(commands.Bot):
                 await self.studio.start()
                 # Missing AnimeGAN2 weights are fetched once, on a thread of their own (start-up goes on).
                 self.studio.anime_weights.fetch_in_background()
+                self.studio.captions.fetch_in_background()  # and /describe's model (describe.download)
             for name in self.extensions_to_load:
                 await self.load_extension(name)
         if self.config.discord.sync_commands:

@@ -177,6 +177,19 @@ class AnimeConfig:
 
 
 @dataclass(frozen=True)
+class DescribeConfig:
+    """/describe: an image-captioning model (transformers: BLIP or Florence-2) that suggests prompts."""
+
+    # A hub id (Salesforce/blip-image-captioning-base) or a local folder; "" = /describe is off.
+    source: str = ""
+    device: str = "auto"
+    suggestions: int = 4  # 1-4 prompt suggestions per image
+    # Download a hub model once: in the background at start-up and by --check (never for a job).
+    download: bool = True
+    cache_dir: str = ""  # "" = the Hugging Face cache (HF_HOME)
+
+
+@dataclass(frozen=True)
 class DiscordConfig:
     progress_interval_s: float = 1.5
     nsfw_words: tuple[str, ...] = ()
@@ -242,6 +255,7 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     anime: AnimeConfig = field(default_factory=AnimeConfig)
+    describe: DescribeConfig = field(default_factory=DescribeConfig)
     discord: DiscordConfig = field(default_factory=DiscordConfig)
     remote: RemoteConfig = field(default_factory=RemoteConfig)
     styles: tuple[StyleConfig, ...] = DEFAULT_STYLES

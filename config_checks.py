@@ -59,6 +59,8 @@ def check_config(cfg: Config) -> None:
     need(cfg.device.dtype in DTYPES, f"device.dtype: {cfg.device.dtype!r} is not one of {', '.join(DTYPES)}")
     need(cfg.device.threads >= 0, "device.threads: must be 0 (torch's default) or more")
     need(cfg.anime.device in DEVICES, f"anime.device: {cfg.anime.device!r} is not one of {', '.join(DEVICES)}")
+    need(cfg.describe.device in DEVICES, f"describe.device: {cfg.describe.device!r} is not one of {', '.join(DEVICES)}")
+    need(1 <= cfg.describe.suggestions <= 4, f"describe.suggestions: {cfg.describe.suggestions} must be between 1 and 4")
     q = cfg.queue
     need(1 <= q.per_user <= 1000, f"queue.per_user: {q.per_user} must be between 1 and 1000")
     need(q.per_user <= q.total <= 100_000, f"queue.total: {q.total} must be at least queue.per_user and at most 100000")

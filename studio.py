@@ -28,6 +28,7 @@ from config import Config
 from inference import jobs as J
 from inference.anime.weights import WeightStore
 from inference.backends import build_executor
+from inference.describe import CaptionSource
 from inference.engine import Engine
 from inference.prompt_words import has_nsfw_word
 from inference.samplers import sampler_names
@@ -75,6 +76,7 @@ class Studio:
         # the anime jobs on the GPU thread, so each file is checked, and each problem logged, once.
         self.anime_weights = WeightStore.from_config(config)
         self.engine = engine or Engine(config, build_executor(config, anime_weights=self.anime_weights))
+        self.captions = CaptionSource.from_config(config)  # /describe's model: on disk only, fetched apart
         self.db: Database | None = None
         self.outputs = OutputStore(config.path(config.storage.outputs))
         self.png_writer = PngWriter(self.outputs, use_process=config.storage.png_process)
@@ -220,14 +222,16 @@ class Studio:
 
     def refusal(self, job: J.Job) -> str | None:
         """Why ``job`` cannot be accepted (member-facing), or None: the backend cannot serve its kind
-        or one of its options, or the weights of its anime style are not in place (the path and fix
-        go to the log)."""
+        or one of its options, or the weights of its anime style (or /describe's captioning model)
+        are not in place (the path and fix go to the log)."""
         reason = self.unsupported(job.kind)
         options = getattr(self.engine.executor, "unsupported_options", None)  # the remote backend's
         if reason is None and options is not None:
             reason = options(job)
         if reason is None and isinstance(job, J.AnimeJob):
             reason = self.anime_weights.refusal(job.style)
+        if reason is None and isinstance(job, J.DescribeJob):
+            reason = self.captions.refusal()
         return reason
 
     @staticmethod

@@ -72,10 +72,12 @@ async def save_results(studio: Studio, results: list[J.JobResult]) -> list[Studi
         finished.append((job, result, [parameters_text(job, seed, im.width, im.height, sampler, eta)
                                        for im, seed in zip(result.images, result.seeds, strict=False)]))
 
-    stills = [i for i, (job, _, _) in enumerate(finished) if job.kind is not J.JobKind.MORPH]
+    # A text result (/describe) stores no image: its texts go into the job log with the job.
+    text_results = {job.job_id: result.texts for job, result, _ in finished if job.kind is J.JobKind.DESCRIBE}
+    stills = [i for i, (job, _, _) in enumerate(finished) if job.kind is not J.JobKind.MORPH and job.job_id not in text_results]
     written = await studio.png_writer.write(
         [(finished[i][0].job_id, list(zip(finished[i][1].images, finished[i][2], strict=True))) for i in stills])
-    stored_files: list[list[StoredFile] | None] = [None] * len(finished)
+    stored_files: list[list[StoredFile] | None] = [[] if job.job_id in text_results else None for job, _, _ in finished]
     for i, files in zip(stills, written, strict=True):
         stored_files[i] = files
     for i, (job, result, texts) in enumerate(finished):
@@ -103,7 +105,7 @@ async def save_results(studio: Studio, results: list[J.JobResult]) -> list[Studi
     try:  # images, then the jobs as finished: one trip to SQLite's thread
         rows = await write_while_locked(partial(
             studio.database.record_results, records, [e.job_id for e in events if isinstance(e, JobDone)],
-            claim=claim), what)
+            claim=claim, **_texts_of(text_results, events)), what)
     except JobsMissing as err:  # a job left the log while it ran (its member was forgotten): drop it alone
         gone = set(err.job_ids)
         for job_id in sorted(gone):
@@ -112,7 +114,7 @@ async def save_results(studio: Studio, results: list[J.JobResult]) -> list[Studi
         events = [e for e in events if e.job_id not in gone]
         rows = await write_while_locked(partial(
             studio.database.record_results, records, [e.job_id for e in events if isinstance(e, JobDone)],
-            claim=claim), what)
+            claim=claim, **_texts_of(text_results, events)), what)
     recorded: list[StudioEvent] = []
     for event in events:
         if isinstance(event, JobDone):
@@ -125,6 +127,13 @@ async def save_results(studio: Studio, results: list[J.JobResult]) -> list[Studi
                     r.as_row() for r in records if r.job_id == event.job_id))
         recorded.append(event)
     return recorded
+
+
+def _texts_of(text_results: dict[str, tuple[str, ...]], events: list[StudioEvent]) -> dict[str, Any]:
+    """``record_results``' ``texts`` keyword for the text results still to record (none: no keyword)."""
+    ids = {e.job_id for e in events}
+    texts = {job_id: lines for job_id, lines in text_results.items() if job_id in ids}
+    return {"texts": texts} if texts else {}
 
 
 async def store_animation(studio: Studio, job: J.Job, result: J.JobResult, text: str

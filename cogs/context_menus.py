@@ -1,4 +1,4 @@
-"""Apps > Vary image / Anime / Paint... / Show parameters, on any message with an image."""
+"""Apps > Vary image / Anime / Describe / Paint... / Show parameters, on any message with an image."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from cogs.paint import paint_request
-from cogs.utils import actions, gate
+from cogs.utils import actions, describing, gate
 from cogs.utils.inputs import image_attachment, pending_of_message, read_attachment
 from cogs.utils.launch import too_fast
 from cogs.utils.origin import InteractionOrigin
@@ -55,6 +55,7 @@ class ContextMenus(commands.Cog):
         self.menus = [
             app_commands.ContextMenu(name="Vary image", callback=self.vary),
             app_commands.ContextMenu(name="Anime", callback=self.anime),
+            app_commands.ContextMenu(name="Describe", callback=self.describe),
             app_commands.ContextMenu(name="Paint...", callback=self.paint),
             app_commands.ContextMenu(name="Show parameters", callback=self.parameters),
         ]
@@ -84,6 +85,8 @@ class ContextMenus(commands.Cog):
             return
         if what == "anime":
             await actions.anime_file(self.bot, origin, source.path, inputs=(source,), source=flags)
+        elif what == "describe":
+            await describing.describe_file(self.bot, origin, source.path, inputs=(source,), source=flags)
         else:
             await actions.vary_file(self.bot, origin, source.path, source.size, inputs=(source,), source=flags)
 
@@ -92,6 +95,9 @@ class ContextMenus(commands.Cog):
 
     async def anime(self, interaction: discord.Interaction, message: discord.Message) -> None:
         await self._run(interaction, message, "anime")
+
+    async def describe(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        await self._run(interaction, message, "describe")
 
     async def paint(self, interaction: discord.Interaction, message: discord.Message) -> None:
         if image_attachment(message) is None and not await self.bot.studio.database.images.by_message(message.id):

@@ -36,7 +36,7 @@ import discord
 from discord.ext import commands
 from PIL import Image
 
-from cogs.utils import gate, posting, postlog
+from cogs.utils import describing, gate, posting, postlog
 from cogs.utils.buttons import result_view
 from cogs.utils.origin import ChannelStatus, Origin, StatusGone, StatusMessage, renewed
 from cogs.utils.redelivery import RetryLoop
@@ -346,12 +346,15 @@ class Delivery(commands.Cog):
                       done: JobDone | None) -> tuple[str, list[discord.File], discord.ui.View]:
         if row.error:
             return failure_text(row.error, row.job_id), [], discord.ui.View()
+        seconds = done.seconds if done else (row.finished_at - row.started_at if row.finished_at and row.started_at
+                                             else None)
+        if row.kind == "describe":  # text only: the suggestions, gated (cogs/utils/describing.py)
+            content, view = await describing.render(self.bot, row, await self._channel(row.channel_id), seconds)
+            return content, [], view
         job = job_from_params(row.job_id, row.user_id, row.params)
         images = sorted(images, key=lambda r: r.idx)
         if not images:
             return gone_text(row.job_id), [], discord.ui.View()
-        seconds = done.seconds if done else (row.finished_at - row.started_at if row.finished_at and row.started_at
-                                             else None)
         content = caption(job, [im.seed for im in images], seconds, done.note if done else "")
         flags, how = gate.Flags.of(images), gate.Treatment.PLAIN
         if flags:  # the NSFW gate, with the server's policy in force now (also after a restart)

@@ -352,7 +352,8 @@ class Engine(QueueView):
                 outcomes = [Failed(p.job.job_id, internal_error_message()) for p in prepared]
             finished = [o for o in outcomes if isinstance(o, Finished)]
             if finished:
-                per_image = sum(o.result.seconds for o in finished) / sum(len(o.result.images) for o in finished)
+                # a text result (/describe) counts as one image of work
+                per_image = sum(o.result.seconds for o in finished) / sum(len(o.result.images) or 1 for o in finished)
                 self.policy.record(prepared[0].job, len(prepared), per_image)
             for p, outcome in zip(prepared, outcomes, strict=True):
                 self._finish(p.job, outcome)

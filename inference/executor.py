@@ -34,6 +34,7 @@ import torch
 from config import Config, ModelConfig
 from inference.busy import BusyStats
 from inference.call_overhead import trim_call_overhead
+from inference.describe.runner import DescribeRunner
 from inference.devices import cpu_threads, free_memory, is_out_of_memory
 from inference.generate import effective_steps, ensure_sdpa, latent_preview, run_diffusion_batch
 from inference.jobs import (
@@ -99,6 +100,7 @@ class GpuExecutor:
         self._facts: dict[str, tuple[Any, Any, str]] = {}  # model name -> facts found loading it (kept after unloading)
         self._anime_factory = anime_factory
         self._anime: Any = None
+        self._describe = DescribeRunner(config)  # loads its captioning model on first use
         self._cancelled: set[str] = set()
         self._lock = threading.Lock()
         self.preview_interval_s = preview_interval_s
@@ -332,7 +334,8 @@ class GpuExecutor:
         return [outcomes[p.job.job_id] for p in batch]
 
     def _run_live(self, live: list[PreparedJob], emit: Emit) -> list[Outcome]:
-        runners = {JobKind.ANIME: self._run_anime_jobs, JobKind.MORPH: self._run_morphs}
+        runners = {JobKind.ANIME: self._run_anime_jobs, JobKind.MORPH: self._run_morphs,
+                   JobKind.DESCRIBE: self._describe.run}
         try:
             return runners.get(live[0].job.kind, self._run_diffusion)(live, emit)
         except JobError as exc:

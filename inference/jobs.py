@@ -19,6 +19,7 @@ class JobKind(StrEnum):
     PAINT = "paint"
     ANIME = "anime"
     MORPH = "morph"
+    DESCRIBE = "describe"
 
 
 class JobError(ValueError):
@@ -130,6 +131,17 @@ class AnimeJob(Job):
 
 
 @dataclass(frozen=True)
+class DescribeJob(Job):
+    """Prompt suggestions for an image (inference/describe/). Its result is text: ``count``
+    suggestions at most, stored in the job log with the job (``JobResult.texts``), no image."""
+
+    init_image: str = ""
+    count: int = 4
+    max_chars: int = 1000
+    kind: JobKind = field(init=False, default=JobKind.DESCRIBE)
+
+
+@dataclass(frozen=True)
 class MorphJob(DiffusionJob):
     """An animation: ``frames`` images made with ONE seed (inference/morph.py).
 
@@ -163,6 +175,7 @@ JOB_TYPES: dict[JobKind, type[Job]] = {
     JobKind.PAINT: InpaintJob,
     JobKind.ANIME: AnimeJob,
     JobKind.MORPH: MorphJob,
+    JobKind.DESCRIBE: DescribeJob,
 }
 
 
@@ -189,6 +202,7 @@ class JobResult:
     seconds: float
     note: str = ""
     nsfw: tuple[bool, ...] = ()
+    texts: tuple[str, ...] = ()  # a text result (/describe's suggestions) instead of images
 
 
 @dataclass(frozen=True)

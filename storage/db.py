@@ -8,7 +8,7 @@ import logging
 import math
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,13 +82,17 @@ class Database:
         await self._conn.close()
 
     async def record_results(self, images: Sequence[NewImage], job_ids: Sequence[str], *,
-                             claim: bool = False) -> dict[str, JobRow]:
+                             claim: bool = False, texts: Mapping[str, Sequence[str]] | None = None
+                             ) -> dict[str, JobRow]:
         """Record finished jobs' images (``Images.add_many``), then the jobs as finished
         (``JobLog.finish_statement``: done, or with ``claim`` claimed for posting) in one trip to SQLite's
         thread; the jobs are recorded finished only once their images are. Returns the jobs' rows
         by id (one that left the log meanwhile is left out). Raises JobsMissing (a LookupError),
-        recording nothing, when one of the images' jobs is not in the log."""
+        recording nothing, when one of the images' jobs is not in the log. ``texts``: text results
+        by job (``JobLog.texts_statement``), written before the jobs are recorded finished."""
         statements: list[tuple[str, Any, bool]] = []
+        for job_id, lines in (texts or {}).items():
+            statements.append((*self.jobs.texts_statement(job_id, lines), False))
         if images:
             statements.append((*insert_statement(images), False))
         if job_ids:

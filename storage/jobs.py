@@ -166,6 +166,13 @@ class JobLog:
                 f" WHERE job_id IN ({marks}) AND status != 'delivered' RETURNING *",
                 ["delivering" if claim else "done", "done" if claim else None, self._clock(), *job_ids])
 
+    @staticmethod
+    def texts_statement(job_id: str, texts: Sequence[str]) -> tuple[str, list[Any]]:
+        """The statement that stores a text result (/describe's suggestions) with its job, in its
+        parameters under ``result``: it lives and dies with the job row (retention, /forget)."""
+        return ("UPDATE jobs SET params = json_set(params, '$.result', json(?)) WHERE job_id = ?",
+                [json.dumps(list(texts)), job_id])
+
     # ------------------------------------------------------------------ start-up and delivery
 
     async def recover(self) -> list[JobRow]:

@@ -56,6 +56,22 @@ def tiny_kandinsky_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_blip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight BLIP captioning model folder (/describe), built once per session."""
+    from tests.fixtures.tiny_blip import ensure_tiny_blip
+
+    return ensure_tiny_blip(tmp_path_factory.mktemp("models") / "tiny-blip")
+
+
+@pytest.fixture(scope="session")
+def tiny_florence_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight Florence-2 captioning model folder (/describe), built once per session."""
+    from tests.fixtures.tiny_florence import ensure_tiny_florence
+
+    return ensure_tiny_florence(tmp_path_factory.mktemp("models") / "tiny-florence")
+
+
+@pytest.fixture(scope="session")
 def tiny_config(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """A Config serving the tiny model on the CPU, with 64-128 px sizes and a temp database."""
     from config import load_config

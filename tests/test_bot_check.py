@@ -78,3 +78,12 @@ def test_check_fetches_missing_anime_weights_and_reports_them(tiny_config: Confi
     assert any(p.startswith("AnimeGAN2 style celeba_distill: its weights could not be downloaded") for p in report.problems)
     assert check_anime(config, WeightStore.from_config(config)).ready == ("paprika",)  # found on disk: no request
     assert file_server.hits["/paprika.pt"] == 1
+
+
+@pytest.mark.timeout(300)
+def test_check_reports_the_describe_model(tmp_path: Path, tiny_model_dir: Path, tiny_blip_dir: Path) -> None:
+    done = run_check(tmp_path, EASEL_MODEL__SOURCE=str(tiny_model_dir), EASEL_DESCRIBE__SOURCE=str(tiny_blip_dir))
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert f"  describe: {tiny_blip_dir} ready" in done.stdout
+    off = run_check(tmp_path, EASEL_MODEL__SOURCE=str(tiny_model_dir))
+    assert "  describe: off (describe.source is not set)" in off.stdout

@@ -65,6 +65,8 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
         ("[storage]\npng_process = 3\n", {}, "storage.png_process: expected true or false"),
         ("[discord]\ndelivery_retry_s = 600\ndelivery_retry_max_s = 60\n", {}, "discord.delivery_retry_s"),
         ("[discord]\ndelivery_attempts = 0\n", {}, "discord.delivery_attempts"),
+        ("[describe]\nsuggestions = 5\n", {}, "describe.suggestions: 5 must be between 1 and 4"),
+        ("[describe]\ndevice = 'tpu'\n", {}, "describe.device: 'tpu' is not one of"),
     ],
 )
 def test_bad_values_name_the_key_and_the_reason(tmp_path: Path, text: str, env: dict[str, str], expected: str) -> None:

@@ -174,6 +174,10 @@ async def on_button(bot: EaselBot, interaction: discord.Interaction, action: str
             await anime_result(bot, origin, job_id, index or 0)
         elif action == "m":
             await origin.in_time(morph_result(bot, origin, job_id, index or 0))
+        elif action == "i":
+            from cogs.utils.describing import imagine_suggestion
+
+            await imagine_suggestion(bot, origin, job_id, index or 0)
         elif action == "u":
             await upscale(bot, interaction, job_id, index or 0)
         elif action in OUTPAINT_ACTIONS:

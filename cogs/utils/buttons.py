@@ -20,6 +20,7 @@ ACTIONS = {
     "r": "same settings, new seed",
     "a": "AnimeGAN2 filter",
     "m": "morph: a strength-sweep animation of that image with its prompt and seed",
+    "i": "/imagine with that suggestion of a /describe answer",
     "x": "delete the message",
     "c": "cancel the job",
     "redo": "run again with the very same settings",
@@ -36,7 +37,7 @@ def custom_id(action: str, job_id: str, index: int | None = None) -> str:
 
 
 class EaselButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
-                  template=r"easel:(?P<action>u|v|r|a|m|x|c|redo|z15|z2|pl|pr|pu|pd):(?P<job>[0-9a-f]{4,32})(?::(?P<index>[0-9]))?"):
+                  template=r"easel:(?P<action>u|v|r|a|m|i|x|c|redo|z15|z2|pl|pr|pu|pd):(?P<job>[0-9a-f]{4,32})(?::(?P<index>[0-9]))?"):
     def __init__(self, action: str, job_id: str, index: int | None = None, *, label: str | None = None,
                  emoji: str | None = None, style: discord.ButtonStyle = discord.ButtonStyle.secondary,
                  row: int | None = None) -> None:

@@ -56,6 +56,7 @@ SCHEMA: dict[str, dict[str, tuple[int, bool]]] = {
     "morph": {"image": (ATTACHMENT, False), "prompt": (STRING, False), "to_prompt": (STRING, False),
               "frames": (INTEGER, False), "from": (NUMBER, False), "to": (NUMBER, False), "seed": (INTEGER, False),
               "model": (STRING, False)},
+    "describe": {"image": (ATTACHMENT, True)},
     "history": {"search": (STRING, False), "kind": (STRING, False), "server": (BOOLEAN, False)},
     "forget": {},
     "queue": {},
@@ -66,7 +67,7 @@ EASEL_SUBCOMMANDS = {
     "status": {},
     "anime": {},
 }
-MENUS = {"Vary image", "Anime", "Paint...", "Show parameters"}
+MENUS = {"Vary image", "Anime", "Describe", "Paint...", "Show parameters"}
 
 
 @pytest.fixture(scope="module")

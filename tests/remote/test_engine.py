@@ -345,3 +345,16 @@ async def test_a_morph_is_refused_with_a_clear_message_and_never_sent(engine: tu
     outcome = await rec.outcome("m1")  # a morph queued before the backend changed
     assert isinstance(outcome, Failed) and outcome.message == MORPH_UNSUPPORTED
     assert api.seen == []
+
+
+async def test_a_describe_job_is_refused_with_a_clear_message_and_never_sent(
+        engine: tuple[Engine, Recorder], api: FakeInferenceAPI, tmp_path: Path) -> None:
+    from inference.jobs import DescribeJob
+    from inference.remote.executor import DESCRIBE_UNSUPPORTED
+
+    eng, rec = engine
+    assert eng.executor.unsupported(JobKind.DESCRIBE) == DESCRIBE_UNSUPPORTED  # type: ignore[attr-defined]
+    eng.submit(DescribeJob(job_id="d1", owner=1, init_image=save_png(tmp_path / "i.png", (1, 2, 3))))
+    outcome = await rec.outcome("d1")  # queued before the backend changed
+    assert isinstance(outcome, Failed) and outcome.message == DESCRIBE_UNSUPPORTED
+    assert api.seen == []

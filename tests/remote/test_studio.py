@@ -149,3 +149,11 @@ async def test_a_morph_is_refused_before_it_is_queued(studio: tuple[Studio, Even
 
     st, _ = studio
     assert st.refusal(MorphJob(job_id="m1", owner=1, prompt="a", to_prompt="b", model="sdxl-turbo")) == MORPH_UNSUPPORTED
+
+
+async def test_describe_is_refused_before_it_is_queued(studio: tuple[Studio, Events]) -> None:
+    from inference.jobs import DescribeJob
+    from inference.remote.executor import DESCRIBE_UNSUPPORTED
+
+    st, _ = studio
+    assert st.refusal(DescribeJob(job_id="d1", owner=1, init_image="/x.png")) == DESCRIBE_UNSUPPORTED
