@@ -1,4 +1,4 @@
-"""Apps > Vary image / Anime / Paint... / Show parameters, on any message with an image."""
+"""Apps > Vary image / Anime / Upscale / Paint... / Show parameters, on any message with an image."""
 
 from __future__ import annotations
 
@@ -55,6 +55,7 @@ class ContextMenus(commands.Cog):
         self.menus = [
             app_commands.ContextMenu(name="Vary image", callback=self.vary),
             app_commands.ContextMenu(name="Anime", callback=self.anime),
+            app_commands.ContextMenu(name="Upscale", callback=self.upscale),
             app_commands.ContextMenu(name="Paint...", callback=self.paint),
             app_commands.ContextMenu(name="Show parameters", callback=self.parameters),
         ]
@@ -70,6 +71,10 @@ class ContextMenus(commands.Cog):
     async def _run(self, interaction: discord.Interaction, message: discord.Message, what: str) -> None:
         """Refusals come before deferring (ephemeral); a slow download defers in time."""
         origin = InteractionOrigin(interaction, request_message_id=message.id)
+        refusal = actions.upscale_refusal(self.bot) if what == "upscale" else None
+        if refusal:  # before downloading anything
+            await origin.error(refusal)
+            return
         if await too_fast(self.bot, origin):
             return
         try:
@@ -84,6 +89,11 @@ class ContextMenus(commands.Cog):
             return
         if what == "anime":
             await actions.anime_file(self.bot, origin, source.path, inputs=(source,), source=flags)
+        elif what == "upscale":  # subtle: the upscaler alone
+            try:
+                await actions.upscale_file(self.bot, origin, source.path, source.size, inputs=(source,), source=flags)
+            except JobError as exc:
+                await origin.error(str(exc))
         else:
             await actions.vary_file(self.bot, origin, source.path, source.size, inputs=(source,), source=flags)
 
@@ -92,6 +102,9 @@ class ContextMenus(commands.Cog):
 
     async def anime(self, interaction: discord.Interaction, message: discord.Message) -> None:
         await self._run(interaction, message, "anime")
+
+    async def upscale(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        await self._run(interaction, message, "upscale")
 
     async def paint(self, interaction: discord.Interaction, message: discord.Message) -> None:
         if image_attachment(message) is None and not await self.bot.studio.database.images.by_message(message.id):
