@@ -84,7 +84,7 @@ async def test_u2_posts_the_second_image_alone(server: FakeDiscord, alice: Membe
     cell = decode(result_attachment(grid)["data"]).crop((64, 0, 128, 64))
     assert decode(result_attachment(message)["data"]).tobytes() == cell.tobytes()
     assert "image 2" in message["content"] and "seed `501`" in message["content"]
-    assert set(buttons(message)) == {"Vary", "Anime", "Morph"}
+    assert set(buttons(message)) == {"Vary", "Anime", "Morph", "Upscale (subtle)", "Upscale (creative)"}
 
 
 async def test_v1_makes_a_variation_of_the_first_image(server: FakeDiscord, bob: Member, grid: dict) -> None:
