@@ -3,8 +3,9 @@
 ``python bench/upscale.py``: a 4x of a 512 px image (seconds, median of 3), then, each in a fresh
 child process, the peak memory at 256, 512 and 1024 px inputs. Memory is the process's peak RSS
 (``ru_maxrss``) above its RSS just before the upscale (the model loaded), in MiB, next to the size
-of the output buffers the tiler must hold (float32 sum + weights: they grow with the output by
-design); what stays flat with tiling is the rest, the model's working memory per tile.
+of the output buffers the tiler must hold (float32 RGB sum + weight, and the uint8 result: they grow
+with the output by design); what stays flat with tiling is the rest (``working_mib``), the model's
+working memory per tile.
 Prints JSON last.
 """
 
@@ -62,7 +63,7 @@ def one(side: int) -> dict[str, float]:
         seconds = time.perf_counter() - started
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
         assert out is not None and out.size == (side * 4, side * 4)
-        buffers = (side * 4) ** 2 * 4 * 4 / 2**20
+        buffers = (side * 4) ** 2 * (4 * 4 + 3) / 2**20  # float32 RGB sum + weight, and the uint8 result
         return {"side": side, "seconds": round(seconds, 2), "peak_rss_above_start_mib": round(peak - before, 1),
                 "output_buffers_mib": round(buffers, 1), "working_mib": round(peak - before - buffers, 1)}
 
