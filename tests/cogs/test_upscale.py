@@ -5,10 +5,13 @@ source the channel withholds (the upscaler never runs)."""
 from __future__ import annotations
 
 import dataclasses
+import io
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from config import Config, UpscalerConfig
 from inference.upscale import NOT_SET_UP
@@ -49,7 +52,13 @@ async def test_subtle_upscale_of_a_picked_grid_cell_doubles_it(simcord_env, simc
     assert row.params["kind"] == "upscale" and row.params["upscaler"] == "tiny-esrgan"
 
 
-async def test_creative_upscale_refines_with_the_sources_prompt_and_seed(simcord_env, simcord_bot) -> None:
+async def test_creative_upscale_refines_with_the_sources_prompt_and_seed(simcord_env, simcord_bot,
+                                                                        monkeypatch) -> None:
+    from diffusers import AutoencoderKL
+
+    tiled: list[bool] = []
+    real = AutoencoderKL.enable_tiling
+    monkeypatch.setattr(AutoencoderKL, "enable_tiling", lambda self, *a, **k: (tiled.append(True), real(self, *a, **k)))
     w = make_world(simcord_env)
     source = await final(await w.alice.slash(w.channel, "imagine", prompt="a red fox", steps=2, seed=5))
     done = await final(await w.alice.click(source, custom_id=button(source, "easel:uc:")))
@@ -57,6 +66,21 @@ async def test_creative_upscale_refines_with_the_sources_prompt_and_seed(simcord
     assert (await image_of(done)).size == (small.width * 2, small.height * 2)
     params = (await job_of(simcord_bot, done)).params
     assert (params["mode"], params["prompt"], params["seed"], params["strength"]) == ("creative", "a red fox", 5, 0.3)
+    assert tiled  # 128 px is beyond the tiny model's native 64 px: its VAE was tiled for that call
+
+
+async def test_an_upscale_over_the_upload_limit_is_fitted_and_says_so(simcord_env, monkeypatch) -> None:
+    from cogs.utils.origin import InteractionOrigin
+
+    monkeypatch.setattr(InteractionOrigin, "upload_limit", property(lambda self: 6000))
+    w = make_world(simcord_env)
+    noise = Image.fromarray((np.random.RandomState(3).rand(48, 48, 3) * 255).astype("uint8"))
+    buf = io.BytesIO()
+    noise.save(buf, format="PNG")
+    done = await final(await w.alice.slash(w.channel, "upscale", image=("noise.png", buf.getvalue())))
+    attachment = done.attachments[0]
+    assert attachment.size <= 6000 and not attachment.filename.endswith(".png")
+    assert "Re-encoded to fit" in done.content
 
 
 async def test_slash_upscale_of_an_upload_with_factor_and_mode(simcord_env) -> None:
@@ -104,3 +128,10 @@ async def test_the_remote_backend_refuses_upscales_privately(simcord_env, simcor
     monkeypatch.setattr(simcord_bot.studio, "unsupported", lambda kind: UPSCALE_UNSUPPORTED)
     w = make_world(simcord_env)
     assert refusal(await w.alice.slash(w.channel, "upscale", image=("cat.png", png((40, 32))))) == UPSCALE_UNSUPPORTED
+
+
+async def test_a_creative_upscale_beyond_the_models_largest_size_is_clamped_and_says_so(simcord_env) -> None:
+    w = make_world(simcord_env)
+    done = await final(await w.alice.slash(w.channel, "upscale", image=("big.png", png((96, 64))), mode="creative"))
+    assert (await image_of(done)).size == (128, 80)  # 192x128 asked; the tiny model takes 128 px at most
+    assert "the largest size tiny takes" in done.content
