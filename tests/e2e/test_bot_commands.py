@@ -55,6 +55,7 @@ SCHEMA: dict[str, dict[str, tuple[int, bool]]] = {
     "anime": {"image": (ATTACHMENT, True), "style": (STRING, False), "whole_image": (BOOLEAN, False)},
     "morph": {"image": (ATTACHMENT, False), "prompt": (STRING, False), "to_prompt": (STRING, False),
               "frames": (INTEGER, False), "from": (NUMBER, False), "to": (NUMBER, False), "seed": (INTEGER, False)},
+    "upscale": {"image": (ATTACHMENT, True), "factor": (INTEGER, False), "mode": (STRING, False)},
     "history": {"search": (STRING, False), "kind": (STRING, False), "server": (BOOLEAN, False)},
     "forget": {},
     "queue": {},
@@ -65,7 +66,7 @@ EASEL_SUBCOMMANDS = {
     "status": {},
     "anime": {},
 }
-MENUS = {"Vary image", "Anime", "Paint...", "Show parameters"}
+MENUS = {"Vary image", "Anime", "Upscale", "Paint...", "Show parameters"}
 
 
 @pytest.fixture(scope="module")
