@@ -85,7 +85,7 @@ def caption(job: Job, seeds: list[int], seconds: float | None, note: str = "") -
     elif isinstance(job, MorphJob):
         return morph_caption(job, took, note)
     elif isinstance(job, UpscaleJob):
-        head = f"\U0001f50d Upscaled {job.factor}x ({job.mode}) for {by}"
+        head = f"\U0001f5bc\ufe0f Upscaled {job.factor}x ({job.mode}) for {by}"
         if job.prompt:
             head += f": {prompt_heading(job.prompt)}"
         tail = f"upscaler `{job.upscaler}` \u00b7 {took}job `{job.job_id}`"

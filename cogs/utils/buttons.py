@@ -87,12 +87,12 @@ def single_view(job_id: str, index: int) -> discord.ui.View:
     return view
 
 
-UPSCALE_ROW = 3  # a row of their own, under the result's other buttons
+UPSCALE_ROW = 1  # a row of their own: row 1 holds V1-V4 under grids only, which get no upscale buttons
 
 
 def add_upscale_buttons(view: discord.ui.View, job_id: str, index: int) -> None:
     """Upscale (subtle) and Upscale (creative) for one image (inference/upscale/)."""
-    view.add_item(EaselButton("us", job_id, index, label="Upscale (subtle)", emoji="\U0001f50d", row=UPSCALE_ROW))
+    view.add_item(EaselButton("us", job_id, index, label="Upscale (subtle)", emoji="\U0001f5bc\ufe0f", row=UPSCALE_ROW))
     view.add_item(EaselButton("uc", job_id, index, label="Upscale (creative)", emoji="\u2728", row=UPSCALE_ROW))
 
 
