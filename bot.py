@@ -145,6 +145,14 @@ def _print_anime_and_token(config: Config) -> None:
         for problem in anime.problems:
             print(f"           {problem}")
     _print_describe(config)
+    if config.upscalers:
+        from inference.upscale import UpscalerWeights
+
+        outcome = UpscalerWeights.from_config(config).fetch_missing()
+        ready = [name for name, problem in outcome.items() if problem is None]
+        print(f"  upscale: {', '.join(ready) or 'none'} ready")
+        for problem in (p for p in outcome.values() if p is not None):
+            print(f"           {problem}")
     if read_secret("DISCORD_TOKEN"):
         print("  token  : present (not shown)")
     else:
@@ -242,6 +250,7 @@ EXTENSIONS = (
     "cogs.anime",
     "cogs.morph",
     "cogs.describe",
+    "cogs.upscale",
     "cogs.components",
     "cogs.reactions",
     "cogs.context_menus",
@@ -286,6 +295,8 @@ class EaselBot(commands.Bot):
                 # Missing AnimeGAN2 weights are fetched once, on a thread of their own (start-up goes on).
                 self.studio.anime_weights.fetch_in_background()
                 self.studio.captions.fetch_in_background()  # and /describe's model (describe.download)
+                if self.config.upscalers:  # and those of the [[upscalers]] given by URL
+                    self.studio.upscaler_weights.fetch_in_background()
             for name in self.extensions_to_load:
                 await self.load_extension(name)
         if self.config.discord.sync_commands:

@@ -234,6 +234,20 @@ class StyleConfig:
     negative: str = ""
 
 
+@dataclass(frozen=True)
+class UpscalerConfig:
+    """An upscaler model (``[[upscalers]]`` in easel.toml), loaded with spandrel (inference/upscale/).
+
+    ``source``: a local ``.pth``/``.safetensors`` file, or an http(s) URL fetched once into
+    ``cache/upscalers`` (inference/weights.py); ``sha256``: the file's digest (checked when given);
+    ``scale``: how much the model enlarges (its architecture says too; they must agree)."""
+
+    name: str
+    source: str
+    sha256: str = ""
+    scale: int = 4
+
+
 # Used when easel.toml has no [[styles]]; any [[styles]] list replaces all of them (styles = [] for none).
 DEFAULT_STYLES: tuple[StyleConfig, ...] = (
     StyleConfig("photo", "a photo of {prompt}, natural light, 35mm, sharp focus", "painting, drawing, cartoon, 3d render"),
@@ -259,6 +273,7 @@ class Config:
     discord: DiscordConfig = field(default_factory=DiscordConfig)
     remote: RemoteConfig = field(default_factory=RemoteConfig)
     styles: tuple[StyleConfig, ...] = DEFAULT_STYLES
+    upscalers: tuple[UpscalerConfig, ...] = ()
     backend: str = "local"
     base_dir: Path = Path(".")
 
@@ -388,7 +403,7 @@ def source_path(source: str, base_dir: Path) -> Path:
 
 def missing_path(source: str, base_dir: Path) -> str:
     """"no such folder: /abs/path" (or file), for a local model source that is not there."""
-    what = "file" if source.endswith((".safetensors", ".ckpt")) else "folder"
+    what = "file" if source.endswith((".safetensors", ".ckpt", ".pth", ".pt")) else "folder"
     where = "" if Path(source).expanduser().is_absolute() else " (relative paths start at the folder of easel.toml)"
     return f"no such {what}: {source_path(source, base_dir)}{where}"
 

@@ -20,6 +20,7 @@ from config import (
     ModelConfig,
     RemoteConfig,
     StyleConfig,
+    UpscalerConfig,
     _looks_local,
     missing_path,
 )
@@ -80,6 +81,7 @@ def check_config(cfg: Config) -> None:
     need(cfg.backend in BACKENDS, f"backend: {cfg.backend!r} is not one of {', '.join(BACKENDS)}")
     _check_remote(cfg.remote, len(cfg.all_models) if cfg.backend == "remote" else 1)
     _check_styles(cfg.styles)
+    _check_upscalers(cfg, cfg.upscalers)
     # Both folders are created at start-up (and the database's file); only a file in the way stops that.
     for key, folder in (("storage.database", cfg.path(cfg.storage.database).parent),
                         ("storage.outputs", cfg.path(cfg.storage.outputs))):
@@ -197,3 +199,34 @@ def _check_remote_model(cfg: Config, m: ModelConfig, key: str) -> None:
     if m.safety_checker:
         raise ConfigError(f"{key}.safety_checker: the local NSFW classifier cannot check remote images; set it "
                           "to false with backend = \"remote\" (discord.nsfw_words still applies)")
+
+
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+UPSCALER_SUFFIXES = (".pth", ".pt", ".safetensors")
+
+
+def _check_upscalers(cfg: Config, upscalers: tuple[UpscalerConfig, ...]) -> None:
+    """``[[upscalers]]``: unique names, a file that exists or an http(s) URL of a ``.pth``/
+    ``.safetensors`` file, a well-formed sha256, a scale of 1-8."""
+    names: set[str] = set()
+    for i, u in enumerate(upscalers):
+        key = f"upscalers[{i}]"
+        if not STYLE_NAME.fullmatch(u.name):
+            raise ConfigError(f"{key}.name: {u.name!r} must be 1-40 letters, digits, spaces, _ or -")
+        if u.name.lower() in names:
+            raise ConfigError(f"{key}.name: {u.name!r} is used by two upscalers")
+        names.add(u.name.lower())
+        if not 1 <= u.scale <= 8:
+            raise ConfigError(f"{key}.scale: {u.scale} must be between 1 and 8")
+        if u.sha256 and not _SHA256.fullmatch(u.sha256.strip()):
+            raise ConfigError(f"{key}.sha256: must be 64 hexadecimal digits")
+        source = u.source.strip()
+        path = source.split("?")[0].lower()
+        if not path.endswith(UPSCALER_SUFFIXES):
+            raise ConfigError(f"{key}.source: must be a .pth or .safetensors file or an URL of one, got {source!r}")
+        if source.startswith(("http://", "https://")):
+            continue
+        if "://" in source:
+            raise ConfigError(f"{key}.source: only http(s) URLs or local files, got {source!r}")
+        if not cfg.path(source).is_file():
+            raise ConfigError(f"{key}.source: {missing_path(source, cfg.base_dir)}")

@@ -32,6 +32,7 @@ from inference.describe import CaptionSource
 from inference.engine import Engine
 from inference.prompt_words import has_nsfw_word
 from inference.samplers import sampler_names
+from inference.upscale import UpscalerWeights
 from inference.validation import ModelInfo
 from storage import Database, OutputStore, write_while_locked
 from storage.png_writer import PngWriter
@@ -75,7 +76,9 @@ class Studio:
         # On disk only (downloads run on a thread of their own); one store for the refusals here and
         # the anime jobs on the GPU thread, so each file is checked, and each problem logged, once.
         self.anime_weights = WeightStore.from_config(config)
-        self.engine = engine or Engine(config, build_executor(config, anime_weights=self.anime_weights))
+        self.upscaler_weights = UpscalerWeights.from_config(config)
+        self.engine = engine or Engine(config, build_executor(config, anime_weights=self.anime_weights,
+                                                              upscaler_weights=self.upscaler_weights))
         self.captions = CaptionSource.from_config(config)  # /describe's model: on disk only, fetched apart
         self.db: Database | None = None
         self.outputs = OutputStore(config.path(config.storage.outputs))
@@ -232,6 +235,8 @@ class Studio:
             reason = self.anime_weights.refusal(job.style)
         if reason is None and isinstance(job, J.DescribeJob):
             reason = self.captions.refusal()
+        if reason is None and isinstance(job, J.UpscaleJob):
+            reason = self.upscaler_weights.refusal(job.upscaler)
         return reason
 
     @staticmethod

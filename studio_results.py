@@ -46,6 +46,10 @@ def parameters_text(job: J.Job, seed: int, width: int, height: int, sampler_labe
             extra["Morph to prompt"] = p["to_prompt"]
         else:
             extra["Morph strengths"] = f"{p['strength_from']:g}-{p['strength_to']:g}"
+    if job.kind is J.JobKind.UPSCALE:
+        extra.update({"Upscaler": p["upscaler"], "Upscale factor": p["factor"], "Upscale mode": p["mode"]})
+        if p["mode"] != "creative":
+            p.pop("strength")
     if "strength" in p:
         extra["Denoising strength"] = p["strength"]
     if p.get("loras"):

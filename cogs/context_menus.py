@@ -1,4 +1,7 @@
-"""Apps > Vary image / Anime / Describe / Paint... / Show parameters, on any message with an image."""
+"""Apps > Vary image / Anime / Describe / Paint... / Show parameters, on any message with an image.
+
+Discord gives a bot five message menus, and these are they: an upscale of any picture is /upscale
+(our results carry Upscale buttons)."""
 
 from __future__ import annotations
 

@@ -51,7 +51,7 @@ from cogs.utils.text import (
 )
 from inference.imaging import encode_png, fit_for_upload, make_grid, read_parameters, thumbnail_png
 from inference.imaging.animation import fit_stored
-from inference.jobs import AnimeJob, DiffusionJob, InpaintJob, Job, MorphJob, job_from_params
+from inference.jobs import AnimeJob, DiffusionJob, InpaintJob, Job, MorphJob, UpscaleJob, job_from_params
 from studio import JobCancelled, JobDone, JobProgress, JobQueued, JobStarted, StudioEvent
 
 if TYPE_CHECKING:
@@ -84,6 +84,11 @@ def caption(job: Job, seeds: list[int], seconds: float | None, note: str = "") -
         tail = f"{took}job `{job.job_id}`"
     elif isinstance(job, MorphJob):
         return morph_caption(job, took, note)
+    elif isinstance(job, UpscaleJob):
+        head = f"\U0001f5bc\ufe0f Upscaled {job.factor}x ({job.mode}) for {by}"
+        if job.prompt:
+            head += f": {prompt_heading(job.prompt)}"
+        tail = f"upscaler `{job.upscaler}` \u00b7 {took}job `{job.job_id}`"
     else:
         assert isinstance(job, DiffusionJob)
         head = f"{prompt_heading(job.prompt)} for {by}"

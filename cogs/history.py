@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from storage import HistoryPage
 
 PAGE = 5
-KINDS = ("imagine", "vary", "paint", "anime", "morph", "describe")
+KINDS = ("imagine", "vary", "paint", "anime", "morph", "upscale", "describe")
 
 
 def render(page: HistoryPage, offset: int, title: str) -> discord.Embed:

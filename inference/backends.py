@@ -10,11 +10,15 @@ from config import Config
 from inference.anime.weights import WeightStore
 from inference.executor import GpuExecutor, default_anime_factory
 from inference.remote import RemoteExecutor
+from inference.upscale.runner import default_upscale_factory
+from inference.upscale.weights import UpscalerWeights
 
 
-def build_executor(config: Config, *, anime_weights: WeightStore | None = None) -> GpuExecutor | RemoteExecutor:
-    """``anime_weights``: the store the studio checks requests against (else one of its own)."""
+def build_executor(config: Config, *, anime_weights: WeightStore | None = None,
+                   upscaler_weights: UpscalerWeights | None = None) -> GpuExecutor | RemoteExecutor:
+    """``anime_weights``, ``upscaler_weights``: the stores the studio checks requests against (else
+    ones of their own). The remote backend refuses upscales (they need the local model)."""
     anime = default_anime_factory(config, anime_weights)
     if config.backend == "remote":
         return RemoteExecutor(config, anime_factory=anime)
-    return GpuExecutor(config, anime_factory=anime)
+    return GpuExecutor(config, anime_factory=anime, upscale_factory=default_upscale_factory(config, upscaler_weights))

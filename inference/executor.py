@@ -92,7 +92,7 @@ class GpuExecutor:
     """Runs batches on a single worker thread; models load lazily on that thread and stay resident."""
 
     def __init__(self, config: Config, *, anime_factory: Callable[[], Any] | None = None,
-                 preview_interval_s: float = 1.5, progress_interval_s: float = PROGRESS_EVERY_S) -> None:
+                 upscale_factory: Callable[[], Any] | None = None, preview_interval_s: float = 1.5, progress_interval_s: float = PROGRESS_EVERY_S) -> None:
         self.config = config
         self.placement = thread_placement(config)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="easel-gpu", initializer=self._enter_thread)
@@ -101,6 +101,8 @@ class GpuExecutor:
         self._anime_factory = anime_factory
         self._anime: Any = None
         self._describe = DescribeRunner(config)  # loads its captioning model on first use
+        self._upscale_factory = upscale_factory
+        self._upscaler: Any = None  # inference/upscale/runner.py's UpscaleRunner, built on first use
         self._cancelled: set[str] = set()
         self._lock = threading.Lock()
         self.preview_interval_s = preview_interval_s
@@ -335,7 +337,8 @@ class GpuExecutor:
 
     def _run_live(self, live: list[PreparedJob], emit: Emit) -> list[Outcome]:
         runners = {JobKind.ANIME: self._run_anime_jobs, JobKind.MORPH: self._run_morphs,
-                   JobKind.DESCRIBE: self._describe.run}
+                   JobKind.DESCRIBE: self._describe.run,
+                   JobKind.UPSCALE: self._run_upscales}
         try:
             return runners.get(live[0].job.kind, self._run_diffusion)(live, emit)
         except JobError as exc:
@@ -419,6 +422,19 @@ class GpuExecutor:
                                batch=self.config.queue.max_batch)
             cancelled = self._take_cancelled(jid)
             outcomes.append(Cancelled(jid) if cancelled or result is None else Finished(jid, result))
+        return outcomes
+
+    def _run_upscales(self, live: list[PreparedJob], emit: Emit) -> list[Outcome]:
+        """Upscales run one at a time (inference/upscale/runner.py), each cancellable between tiles."""
+        if self._upscaler is None:
+            if self._upscale_factory is None:
+                raise JobError("Upscaling is not set up on this bot.")
+            self._upscaler = self._upscale_factory()
+        outcomes: list[Outcome] = []
+        for prepared in live:
+            jid = prepared.job.job_id
+            outcome = self._upscaler.run(prepared, emit, lambda jid=jid: not self._is_cancelled(jid), self.model)
+            outcomes.append(Cancelled(jid) if self._take_cancelled(jid) else outcome)
         return outcomes
 
     def _run_anime_jobs(self, live: list[PreparedJob], emit: Emit) -> list[Outcome]:

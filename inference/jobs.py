@@ -20,6 +20,7 @@ class JobKind(StrEnum):
     ANIME = "anime"
     MORPH = "morph"
     DESCRIBE = "describe"
+    UPSCALE = "upscale"
 
 
 class JobError(ValueError):
@@ -169,6 +170,31 @@ class MorphJob(DiffusionJob):
         return (self.seed,) * self.frames
 
 
+@dataclass(frozen=True)
+class UpscaleJob(Job):
+    """Enlarge ``init_image`` ``factor`` times with the ``upscaler`` model (inference/upscale/).
+
+    ``mode`` "subtle": the upscaler alone. "creative" (hires fix): the upscaled image is then
+    refined by image-to-image at ``strength`` with the source's ``prompt``, ``seed`` and ``model``
+    (and its sampler settings), at a size the model can take."""
+
+    init_image: str = ""
+    upscaler: str = ""
+    factor: int = 2
+    mode: str = "subtle"
+    prompt: str = ""
+    negative_prompt: str = ""
+    seed: int = 0
+    model: str = ""
+    steps: int = 4
+    guidance: float = 0.0
+    scheduler: str = ""
+    spacing: str = ""
+    eta: float = -1.0
+    strength: float = 0.3
+    kind: JobKind = field(init=False, default=JobKind.UPSCALE)
+
+
 JOB_TYPES: dict[JobKind, type[Job]] = {
     JobKind.IMAGINE: TextToImageJob,
     JobKind.VARY: ImageToImageJob,
@@ -176,6 +202,7 @@ JOB_TYPES: dict[JobKind, type[Job]] = {
     JobKind.ANIME: AnimeJob,
     JobKind.MORPH: MorphJob,
     JobKind.DESCRIBE: DescribeJob,
+    JobKind.UPSCALE: UpscaleJob,
 }
 
 

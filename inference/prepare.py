@@ -11,7 +11,16 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-from inference.jobs import AnimeJob, DescribeJob, ImageToImageJob, InpaintJob, Job, JobError, MorphJob
+from inference.jobs import (
+    AnimeJob,
+    DescribeJob,
+    ImageToImageJob,
+    InpaintJob,
+    Job,
+    JobError,
+    MorphJob,
+    UpscaleJob,
+)
 
 
 @dataclass(frozen=True)
@@ -32,12 +41,12 @@ def _open(path: str, what: str) -> Image.Image:
 
 def needs_preparing(job: Job) -> bool:
     """Whether :func:`prepare` has files to read for this job (text-to-image jobs have none)."""
-    return isinstance(job, AnimeJob | DescribeJob | ImageToImageJob | InpaintJob) or (isinstance(job, MorphJob) and job.init_image is not None)
+    return isinstance(job, AnimeJob | DescribeJob | ImageToImageJob | InpaintJob | UpscaleJob) or (isinstance(job, MorphJob) and job.init_image is not None)
 
 
 def prepare(job: Job) -> PreparedJob:
     """Decode and size a job's input images (files stored by the job log)."""
-    if isinstance(job, AnimeJob | DescribeJob):
+    if isinstance(job, AnimeJob | DescribeJob | UpscaleJob):
         return PreparedJob(job, init_image=_open(job.init_image, "source image").convert("RGB"))
     if isinstance(job, ImageToImageJob | InpaintJob) or (isinstance(job, MorphJob) and job.init_image is not None):
         size = (job.width, job.height)

@@ -133,3 +133,11 @@ def file_server() -> Iterator[FileServer]:
     """A file server on loopback (weights downloads in tests never leave the machine)."""
     with serving() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def tiny_upscaler(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight 2x ESRGAN as a local ``.pth`` file (tests/fixtures/tiny_upscalers.py)."""
+    from tests.fixtures.tiny_upscalers import tiny_esrgan
+
+    return tiny_esrgan(tmp_path_factory.mktemp("upscalers") / "tiny-esrgan-2x.pth", scale=2)

@@ -21,8 +21,10 @@ from cogs.utils.options import model_for_source
 from cogs.utils.origin import InteractionOrigin, Origin
 from cogs.utils.text import NO_MENTIONS, prompt_heading
 from inference.imaging import ImageInputError, fit_for_upload
-from inference.jobs import DiffusionJob, Job, JobError, MorphJob, job_from_params
+from inference.jobs import DiffusionJob, Job, JobError, JobKind, MorphJob, job_from_params
 from inference.morph_options import build_morph
+from inference.upscale import NOT_SET_UP as UPSCALE_NOT_SET_UP
+from inference.upscale.options import build_upscale
 from inference.validation import MAX_SEED, Draft, build_anime, build_vary
 
 if TYPE_CHECKING:
@@ -138,6 +140,42 @@ async def anime_result(bot: EaselBot, origin: Origin, job_id: str, index: int) -
     return await anime_file(bot, origin, str(path), source=Flags.of(images.values()))
 
 
+def upscale_refusal(bot: EaselBot) -> str | None:
+    """Why no upscale can run here at all (none configured, or the remote backend), before any download."""
+    if not bot.config.upscalers:
+        return UPSCALE_NOT_SET_UP
+    return bot.studio.unsupported(JobKind.UPSCALE)
+
+
+async def upscale_file(bot: EaselBot, origin: Origin, path: str, size: tuple[int, int], *, factor: int | None = None,
+                       mode: str | None = None, source_job: Job | None = None, seed: int | None = None,
+                       inputs: tuple[PendingInput, ...] = (), source: Flags = NO_FLAGS) -> str | None:
+    """Upscale the image at ``path`` (inference/upscale/). ``source_job``: the job that made it (a
+    creative upscale takes its prompt, seed and model); ``source``: its NSFW flags, which the result
+    inherits (a source withheld here is refused by launch() before anything runs)."""
+    refusal = upscale_refusal(bot)
+    if refusal:
+        raise JobError(refusal)
+    made_by = source_job if isinstance(source_job, DiffusionJob) else None
+    info = bot.studio.model_info("") if mode == "creative" and made_by is None else None
+    return await launch(bot, origin, lambda jid: build_upscale(
+        jid, origin.user.id, bot.config.upscalers, init_image=path, source_size=size, factor=factor, mode=mode,
+        source=made_by, seed=seed, model=info), inputs=inputs, source=source)
+
+
+async def upscale_result(bot: EaselBot, origin: Origin, job_id: str, index: int, mode: str) -> str | None:
+    """Upscale (subtle/creative) under a result or a picked cell: that image, with its own seed."""
+    refusal = upscale_refusal(bot)
+    if refusal:
+        raise JobError(refusal)
+    job = original_job(await job_row(bot, job_id))
+    path, images = await result_image(bot, job_id, index)
+    image = await decode(await bot.studio.outputs.read(path), bot.config.limits)
+    seed = images[index].seed if index in images else None
+    return await upscale_file(bot, origin, str(path), image.size, mode=mode, source_job=job, seed=seed,
+                              source=Flags.of(images.values()))
+
+
 async def from_message(bot: EaselBot, origin: Origin, message: discord.Message, what: str) -> str | None:
     """Vary or anime the image of any message (our results come from disk and name their own file)."""
     source, _job = await pending_of_message(bot.studio, message, bot.config.limits)
@@ -178,6 +216,9 @@ async def on_button(bot: EaselBot, interaction: discord.Interaction, action: str
             from cogs.utils.describing import imagine_suggestion
 
             await imagine_suggestion(bot, origin, job_id, index or 0)
+        elif action in ("us", "uc"):
+            await origin.in_time(upscale_result(bot, origin, job_id, index or 0,
+                                                "subtle" if action == "us" else "creative"))
         elif action == "u":
             await upscale(bot, interaction, job_id, index or 0)
         elif action in OUTPAINT_ACTIONS:

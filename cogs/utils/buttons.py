@@ -19,6 +19,8 @@ ACTIONS = {
     "v": "variations of that image",
     "r": "same settings, new seed",
     "a": "AnimeGAN2 filter",
+    "us": "upscale (subtle): that image enlarged by the upscaler alone",
+    "uc": "upscale (creative): enlarged, then refined by image-to-image with its prompt and seed",
     "m": "morph: a strength-sweep animation of that image with its prompt and seed",
     "i": "/imagine with that suggestion of a /describe answer",
     "x": "delete the message",
@@ -37,7 +39,7 @@ def custom_id(action: str, job_id: str, index: int | None = None) -> str:
 
 
 class EaselButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
-                  template=r"easel:(?P<action>u|v|r|a|m|i|x|c|redo|z15|z2|pl|pr|pu|pd):(?P<job>[0-9a-f]{4,32})(?::(?P<index>[0-9]))?"):
+                  template=r"easel:(?P<action>us|uc|u|v|r|a|m|i|x|c|redo|z15|z2|pl|pr|pu|pd):(?P<job>[0-9a-f]{4,32})(?::(?P<index>[0-9]))?"):
     def __init__(self, action: str, job_id: str, index: int | None = None, *, label: str | None = None,
                  emoji: str | None = None, style: discord.ButtonStyle = discord.ButtonStyle.secondary,
                  row: int | None = None) -> None:
@@ -69,13 +71,14 @@ def result_view(job_id: str, count: int, *, kind: str) -> discord.ui.View:
             view.add_item(EaselButton("u", job_id, i, label=f"U{i + 1}", row=0))
         for i in range(count):
             view.add_item(EaselButton("v", job_id, i, label=f"V{i + 1}", row=1))
-    elif kind not in ("anime", "morph"):
+    elif kind not in ("anime", "morph", "upscale"):
         view.add_item(EaselButton("v", job_id, 0, label="Vary", emoji="\U0001f3a8", row=0))
         view.add_item(morph_button(job_id, 0, row=0))
         add_outpaint_buttons(view, job_id, 0)
-    if kind != "anime":
+        add_upscale_buttons(view, job_id, 0)
+    if kind not in ("anime", "upscale"):
         view.add_item(EaselButton("r", job_id, label="Reroll", emoji="\U0001f501", row=2))
-    if kind not in ("anime", "morph"):
+    if kind not in ("anime", "morph", "upscale"):
         view.add_item(EaselButton("a", job_id, 0, label="Anime", emoji="\U0001f338", row=2))
     view.add_item(EaselButton("x", job_id, label="Delete", emoji="\u274c", style=discord.ButtonStyle.danger, row=2))
     return view
@@ -88,6 +91,7 @@ def single_view(job_id: str, index: int) -> discord.ui.View:
     view.add_item(EaselButton("a", job_id, index, label="Anime", emoji="\U0001f338"))
     view.add_item(morph_button(job_id, index))
     add_outpaint_buttons(view, job_id, index)
+    add_upscale_buttons(view, job_id, index)
     return view
 
 
@@ -97,6 +101,15 @@ def add_outpaint_buttons(view: discord.ui.View, job_id: str, index: int) -> None
     view.add_item(EaselButton("z2", job_id, index, label="Zoom out 2x", emoji="\U0001f50e", row=ZOOM_ROW))
     for side, emoji in PAN_ARROWS.items():  # labels of their own: screen readers and tests tell them apart
         view.add_item(EaselButton(f"p{side[0]}", job_id, index, label=f"Pan {side}", emoji=emoji, row=PAN_ROW))
+
+
+UPSCALE_ROW = 1  # a row of their own: row 1 holds V1-V4 under grids only, which get no upscale buttons
+
+
+def add_upscale_buttons(view: discord.ui.View, job_id: str, index: int) -> None:
+    """Upscale (subtle) and Upscale (creative) for one image (inference/upscale/)."""
+    view.add_item(EaselButton("us", job_id, index, label="Upscale (subtle)", emoji="\U0001f5bc\ufe0f", row=UPSCALE_ROW))
+    view.add_item(EaselButton("uc", job_id, index, label="Upscale (creative)", emoji="\u2728", row=UPSCALE_ROW))
 
 
 def morph_button(job_id: str, index: int, *, row: int | None = None) -> EaselButton:

@@ -59,6 +59,8 @@ log = logging.getLogger(__name__)
 MORPH_UNSUPPORTED = ("Morph animations (/morph, 🎞️) are not available on this bot: it makes its images through the "
                      "Hugging Face Inference API, which cannot keep one seed's noise across frames. /imagine and /vary "
                      "still work.")
+UPSCALE_UNSUPPORTED = ("Upscaling (/upscale and the Upscale buttons) is not available on this bot: it makes its "
+                       "images through the Hugging Face Inference API, which runs no upscaler models.")
 
 DESCRIBE_UNSUPPORTED = ("/describe is not available on this bot: it makes its images through the Hugging Face "
                         "Inference API and runs no captioning model of its own. /imagine still works.")
@@ -141,7 +143,8 @@ class RemoteExecutor:
             return self._run_local(batch, emit)
         done: Future[list[Outcome]] = Future()
         done.set_running_or_notify_cancel()  # an awaiting task being cancelled must not cancel the outcomes
-        refused = {JobKind.MORPH: MORPH_UNSUPPORTED, JobKind.DESCRIBE: DESCRIBE_UNSUPPORTED}
+        refused = {JobKind.MORPH: MORPH_UNSUPPORTED, JobKind.DESCRIBE: DESCRIBE_UNSUPPORTED,
+                   JobKind.UPSCALE: UPSCALE_UNSUPPORTED}
         if batch and batch[0].job.kind in refused:  # queued before the switch to this backend: never sent
             done.set_result([Failed(p.job.job_id, refused[batch[0].job.kind]) for p in batch])
             return done
@@ -225,6 +228,8 @@ class RemoteExecutor:
             return MORPH_UNSUPPORTED
         if kind is JobKind.DESCRIBE:
             return DESCRIBE_UNSUPPORTED
+        if kind is JobKind.UPSCALE:
+            return UPSCALE_UNSUPPORTED
         return self.client.unsupported(kind)
 
     def unsupported_options(self, job: Job) -> str | None:

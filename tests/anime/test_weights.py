@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from inference import weights as weights_module  # the shared fetching module
 from inference.anime import STYLES, AnimeStylizer, AnimeUnavailable, Generator, WeightStore
-from inference.anime import weights as weights_module
 from inference.anime.weights import NOT_SET_UP, UPSTREAM
 from inference.jobs import JobError
 from tests.fixtures.loopback import FileServer, closed_port_url

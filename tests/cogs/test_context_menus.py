@@ -125,3 +125,12 @@ async def test_show_parameters_of_a_message_without_an_image_says_so(simcord_env
     w = make_world(simcord_env)
     text = await w.alice.send(w.channel, "just words")
     assert refusal(await w.bob.context_menu(w.channel, "Show parameters", text)) == "That message has no image."
+
+
+async def test_the_bot_registers_no_more_message_menus_than_discord_allows(simcord_env, simcord_bot) -> None:
+    """Discord takes at most five message commands per bot: a sixth makes the command sync, and so
+    the bot's start, fail."""
+    import discord
+
+    menus = simcord_bot.tree.get_commands(type=discord.AppCommandType.message)
+    assert 0 < len(menus) <= 5, [m.name for m in menus]

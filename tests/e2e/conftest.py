@@ -27,7 +27,7 @@ BOT_SCRIPT = Path(__file__).resolve().parents[2] / "bot.py"
 NSFW_WORD = "nsfwword"
 LOGIN_TIMEOUT_S = 120.0
 
-Settings = dict[str, dict[str, Any]]
+Settings = dict[str, Any]  # section -> table, or a list of tables for an array section ([[upscalers]])
 
 
 @pytest.fixture
@@ -65,8 +65,13 @@ def toml_value(value: Any) -> str:
 
 
 def render_toml(settings: Settings) -> str:
-    return "\n".join(f"[{section}]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in table.items())
-                     for section, table in settings.items())
+    """Sections as tables; a section given as a list of tables (``upscalers``) as ``[[section]]`` entries."""
+    def table(header: str, values: dict[str, Any]) -> str:
+        return f"{header}\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in values.items())
+
+    return "\n".join(table(f"[{section}]", body) if isinstance(body, dict)
+                     else "\n".join(table(f"[[{section}]]", entry) for entry in body)
+                     for section, body in settings.items())
 
 
 def default_settings(model_dir: Path, anime_weights: Path) -> Settings:
@@ -162,7 +167,7 @@ async def easel_bot(easel_server: FakeDiscord, easel_settings: Settings, tiny_mo
     work = tmp_path_factory.mktemp("easel-e2e")
     settings = default_settings(tiny_model_dir, anime_weights)
     for section, table in easel_settings.items():
-        settings[section] = {**settings.get(section, {}), **table}
+        settings[section] = {**settings.get(section, {}), **table} if isinstance(table, dict) else table
     config_path = work / "easel.toml"
     config_path.write_text(render_toml(settings), encoding="utf-8")
     easel = Easel(easel_server, work, config_path)

@@ -57,6 +57,7 @@ SCHEMA: dict[str, dict[str, tuple[int, bool]]] = {
               "frames": (INTEGER, False), "from": (NUMBER, False), "to": (NUMBER, False), "seed": (INTEGER, False),
               "model": (STRING, False)},
     "describe": {"image": (ATTACHMENT, True)},
+    "upscale": {"image": (ATTACHMENT, True), "factor": (INTEGER, False), "mode": (STRING, False)},
     "history": {"search": (STRING, False), "kind": (STRING, False), "server": (BOOLEAN, False)},
     "forget": {},
     "queue": {},
@@ -67,7 +68,7 @@ EASEL_SUBCOMMANDS = {
     "status": {},
     "anime": {},
 }
-MENUS = {"Vary image", "Anime", "Describe", "Paint...", "Show parameters"}
+MENUS = {"Vary image", "Anime", "Describe", "Paint...", "Show parameters"}  # Discord allows five
 
 
 @pytest.fixture(scope="module")
