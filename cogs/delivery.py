@@ -37,7 +37,7 @@ from discord.ext import commands
 from PIL import Image
 
 from cogs.utils import describing, gate, posting, postlog
-from cogs.utils.buttons import result_view
+from cogs.utils.buttons import offers_for, result_view
 from cogs.utils.origin import ChannelStatus, Origin, StatusGone, StatusMessage, renewed
 from cogs.utils.redelivery import RetryLoop
 from cogs.utils.text import (
@@ -383,7 +383,8 @@ class Delivery(commands.Cog):
         if not filename.endswith(".png"):
             content += "\n\u2139\ufe0f Re-encoded to fit Discord's upload limit; the original PNG is kept by the bot."
         files = [gate.image_file(fitted, filename, how)]
-        return fit_message(content), files, result_view(row.job_id, len(images), kind=str(job.kind))
+        offers = offers_for(self.bot, getattr(job, "model", ""))
+        return fit_message(content), files, result_view(row.job_id, len(images), kind=str(job.kind), offers=offers)
 
     async def _render_animation(self, row: JobRow, path: Path, content: str, how: gate.Treatment,
                                 t: Tracked | None) -> tuple[str, list[discord.File], discord.ui.View]:

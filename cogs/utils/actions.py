@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import discord
 
 from cogs.utils import gate
-from cogs.utils.buttons import single_view
+from cogs.utils.buttons import offers_for, single_view
 from cogs.utils.gate import NO_FLAGS, Flags
 from cogs.utils.inputs import PendingInput, decode, pending_of_message
 from cogs.utils.launch import launch, too_fast
@@ -256,7 +256,8 @@ async def upscale(bot: EaselBot, interaction: discord.Interaction, job_id: str, 
         seed = images[index].seed if index in images else 0
         await interaction.edit_original_response(
             content=f"{prompt_heading(prompt)} \u00b7 image {index + 1} \u00b7 seed `{seed}` \u00b7 job `{job_id}`",
-            attachments=[gate.image_file(data, filename, how)], view=single_view(job_id, index),
+            attachments=[gate.image_file(data, filename, how)],
+            view=single_view(job_id, index, offers_for(bot, str(row.params.get("model", "")))),
             allowed_mentions=NO_MENTIONS)
     except (JobError, ImageInputError):
         raise

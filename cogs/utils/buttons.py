@@ -7,6 +7,7 @@ result posted last month still works after any number of restarts.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -62,7 +63,40 @@ class EaselButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
         await actions.on_button(bot, interaction, self.action, self.job_id, self.index)
 
 
-def result_view(job_id: str, count: int, *, kind: str) -> discord.ui.View:
+@dataclass(frozen=True)
+class Offers:
+    """Which follow-ups can run for a result, so that no button is shown that could only refuse:
+    Morph needs a model that morphs (not Kandinsky) and the local backend; Zoom out and Pan need
+    inpainting (not the remote backend, Kandinsky only with its inpainting decoder); Upscale needs
+    an ``[[upscalers]]`` entry and the local backend."""
+
+    morph: bool = True
+    outpaint: bool = True
+    upscale: bool = True
+
+
+def offers_for(bot: EaselBot, model: str) -> Offers:
+    """The :class:`Offers` for a result made with ``model`` (a model no longer configured: the default's)."""
+    from inference.jobs import JobError, JobKind
+    from inference.presets import KANDINSKY
+
+    studio = bot.studio
+    try:
+        info = studio.model_info(model if model in studio.model_names() else "")
+    except JobError:
+        return Offers(morph=False, outpaint=False, upscale=False)
+    kandinsky = info.preset.family == KANDINSKY
+    return Offers(
+        morph=not kandinsky and studio.unsupported(JobKind.MORPH) is None,
+        outpaint=(not kandinsky or info.inpaint_model) and studio.unsupported(JobKind.PAINT) is None,
+        upscale=bool(bot.config.upscalers) and studio.unsupported(JobKind.UPSCALE) is None,
+    )
+
+
+ALL = Offers()
+
+
+def result_view(job_id: str, count: int, *, kind: str, offers: Offers = ALL) -> discord.ui.View:
     """U1-U4 / V1-V4 for grids (Vary, Morph, Zoom out and Pan for one image), then reroll, anime and delete. An
     animation (a morph) gets reroll and delete only."""
     view = discord.ui.View(timeout=None)
@@ -73,9 +107,7 @@ def result_view(job_id: str, count: int, *, kind: str) -> discord.ui.View:
             view.add_item(EaselButton("v", job_id, i, label=f"V{i + 1}", row=1))
     elif kind not in ("anime", "morph", "upscale"):
         view.add_item(EaselButton("v", job_id, 0, label="Vary", emoji="\U0001f3a8", row=0))
-        view.add_item(morph_button(job_id, 0, row=0))
-        add_outpaint_buttons(view, job_id, 0)
-        add_upscale_buttons(view, job_id, 0)
+        add_one_image_buttons(view, job_id, 0, offers, morph_row=0)
     if kind not in ("anime", "upscale"):
         view.add_item(EaselButton("r", job_id, label="Reroll", emoji="\U0001f501", row=2))
     if kind not in ("anime", "morph", "upscale"):
@@ -84,15 +116,24 @@ def result_view(job_id: str, count: int, *, kind: str) -> discord.ui.View:
     return view
 
 
-def single_view(job_id: str, index: int) -> discord.ui.View:
+def single_view(job_id: str, index: int, offers: Offers = ALL) -> discord.ui.View:
     """Under one image picked from a grid (U button)."""
     view = discord.ui.View(timeout=None)
     view.add_item(EaselButton("v", job_id, index, label="Vary", emoji="\U0001f3a8"))
     view.add_item(EaselButton("a", job_id, index, label="Anime", emoji="\U0001f338"))
-    view.add_item(morph_button(job_id, index))
-    add_outpaint_buttons(view, job_id, index)
-    add_upscale_buttons(view, job_id, index)
+    add_one_image_buttons(view, job_id, index, offers)
     return view
+
+
+def add_one_image_buttons(view: discord.ui.View, job_id: str, index: int, offers: Offers,
+                          morph_row: int | None = None) -> None:
+    """Morph, Zoom out and Pan, Upscale: under one image, where they can run (:class:`Offers`)."""
+    if offers.morph:
+        view.add_item(morph_button(job_id, index, row=morph_row))
+    if offers.outpaint:
+        add_outpaint_buttons(view, job_id, index)
+    if offers.upscale:
+        add_upscale_buttons(view, job_id, index)
 
 
 def add_outpaint_buttons(view: discord.ui.View, job_id: str, index: int) -> None:

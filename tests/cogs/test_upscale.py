@@ -103,10 +103,14 @@ async def test_a_source_the_channel_withholds_is_refused_and_the_upscaler_never_
 
 
 async def test_with_no_upscaler_configured_every_way_in_answers_privately(simcord_env, simcord_bot) -> None:
-    simcord_bot.config = dataclasses.replace(simcord_bot.config, upscalers=())
+    """Results then carry no Upscale buttons; one posted while an upscaler was configured, and
+    /upscale, answer privately."""
     w = make_world(simcord_env)
-    source = await final(await w.alice.slash(w.channel, "imagine", prompt="a cat", steps=2))
-    for result in (await w.alice.click(source, custom_id=button(source, "easel:uc:")),
+    earlier = await final(await w.alice.slash(w.channel, "imagine", prompt="a cat", steps=2))
+    simcord_bot.config = dataclasses.replace(simcord_bot.config, upscalers=())
+    later = await final(await w.alice.slash(w.channel, "imagine", prompt="a dog", steps=2))
+    assert not any(i.startswith(("easel:us:", "easel:uc:")) for i in button_ids(later))
+    for result in (await w.alice.click(earlier, custom_id=button(earlier, "easel:uc:")),
                    await w.alice.slash(w.channel, "upscale", image=("cat.png", png((40, 32))))):
         assert refusal(result) == NOT_SET_UP
 

@@ -11,7 +11,7 @@ import pytest
 from config import Config, ModelConfig
 from inference.imaging.outpaint import band_width, plan_zoom
 from inference.outpaint_options import NO_INPAINT
-from tests.cogs.helpers import final, image_of, make_world, refusal
+from tests.cogs.helpers import button_ids, final, image_of, make_world, refusal
 from tests.cogs.test_zoom import ZOOM_2X, border_was_painted, button, pixels
 
 
@@ -24,13 +24,20 @@ def bot_config(bot_config: Config, tiny_kandinsky_dir: Path) -> Config:
     return dataclasses.replace(bot_config, model=plain, models=(painter,))
 
 
-async def test_zoom_out_on_a_kandinsky_model_without_its_inpainting_decoder_is_refused_privately(
-        simcord_env, simcord_bot) -> None:
+async def test_a_kandinsky_result_without_its_inpainting_decoder_offers_no_zoom_pan_or_morph(
+        simcord_env, simcord_bot, monkeypatch) -> None:
+    """No button that could only refuse; one posted before (another configuration) is refused privately."""
     w = make_world(simcord_env)
     source = await final(await w.alice.slash(w.channel, "imagine", prompt="a lighthouse", seed=3))
-    clicked = await w.alice.click(source, custom_id=button(source, ZOOM_2X))
+    assert not any(i.startswith(("easel:z15:", "easel:z2:", "easel:pl:", "easel:m:")) for i in button_ids(source))
+    studio = simcord_bot.studio
+    as_configured = studio.model_info
+    with monkeypatch.context() as m:  # a result posted while the model had its inpainting decoder
+        m.setattr(studio, "model_info", lambda name="": dataclasses.replace(as_configured(name), inpaint_model=True))
+        stale = await final(await w.alice.slash(w.channel, "imagine", prompt="a lighthouse", seed=4))
+    clicked = await w.alice.click(stale, custom_id=button(stale, ZOOM_2X))
     assert refusal(clicked) == NO_INPAINT
-    assert (await simcord_bot.studio.database.jobs.history(user_id=w.alice.id)).total == 1
+    assert (await simcord_bot.studio.database.jobs.history(user_id=w.alice.id)).total == 2
 
 
 async def test_zoom_out_on_a_kandinsky_model_with_its_inpainting_decoder_keeps_the_original(simcord_env,
