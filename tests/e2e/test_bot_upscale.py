@@ -38,3 +38,18 @@ async def test_subtle_upscale_of_a_picked_grid_cell(server: FakeDiscord) -> None
     params = parse_parameters(read_parameters(attachment["data"]))
     assert (params["easel kind"], params["Upscaler"], params["Upscale mode"]) == ("upscale", "tiny-esrgan", "subtle")
     assert "Upscaled 2x (subtle)" in done["content"]
+
+
+async def test_creative_upscale_of_a_single_result_refines_it_with_its_prompt_and_seed(server: FakeDiscord) -> None:
+    bob = Member(server, "bob")
+    single = await result_of(server, await bob.slash("imagine", prompt="a harbour at night", seed=12))
+    small = decode(result_attachment(single)["data"])
+    done = await result_of(server, await bob.click(single, buttons(single)["Upscale (creative)"]))
+    attachment = result_attachment(done)
+    image = decode(attachment["data"])
+    assert image.size == (small.width * 2, small.height * 2)
+    params = parse_parameters(read_parameters(attachment["data"]))
+    assert (params["easel kind"], params["Upscale mode"], params["Seed"]) == ("upscale", "creative", "12")
+    assert params["prompt"] == "a harbour at night"
+    subtle_alike = small.resize(image.size)
+    assert image.tobytes() != subtle_alike.tobytes()  # refined, not only enlarged
