@@ -38,7 +38,6 @@ from inference.describe.runner import DescribeRunner
 from inference.devices import cpu_threads, free_memory, is_out_of_memory
 from inference.generate import effective_steps, ensure_sdpa, latent_preview, run_diffusion_batch
 from inference.jobs import (
-    AnimeJob,
     Cancelled,
     DiffusionJob,
     Failed,
@@ -46,13 +45,12 @@ from inference.jobs import (
     JobError,
     JobEvent,
     JobKind,
-    JobResult,
     MorphJob,
     Progress,
     Started,
 )
+from inference.kind_runners import KindRunners, default_anime_factory  # noqa: F401 - callers import it from here
 from inference.loader import LoadedModel, load_model
-from inference.morph import run_morph
 from inference.placement import thread_placement
 from inference.prepare import PreparedJob
 from inference.relay import Relay
@@ -88,7 +86,7 @@ class _Running:
     last_preview: float = 0.0
 
 
-class GpuExecutor:
+class GpuExecutor(KindRunners):
     """Runs batches on a single worker thread; models load lazily on that thread and stay resident."""
 
     def __init__(self, config: Config, *, anime_factory: Callable[[], Any] | None = None,
@@ -407,63 +405,3 @@ class GpuExecutor:
             outcomes.extend(self._run_live([prepared], emit))
         return outcomes
 
-    def _run_morphs(self, live: list[PreparedJob], emit: Emit) -> list[Outcome]:
-        """Morphs never share a call with other jobs (inference/morph.py batches their frames)."""
-        outcomes: list[Outcome] = []
-        previews = self.config.device.previews
-        for prepared in live:
-            jid = prepared.job.job_id
-
-            def on_frame(done: int, total: int, image: Any, jid: str = jid) -> None:
-                emit(Progress(jid, done, total, image if previews and done < total else None))
-
-            result = run_morph(self.model(getattr(prepared.job, "model", "")), prepared,
-                               lambda jid=jid: not self._is_cancelled(jid), on_frame,
-                               batch=self.config.queue.max_batch)
-            cancelled = self._take_cancelled(jid)
-            outcomes.append(Cancelled(jid) if cancelled or result is None else Finished(jid, result))
-        return outcomes
-
-    def _run_upscales(self, live: list[PreparedJob], emit: Emit) -> list[Outcome]:
-        """Upscales run one at a time (inference/upscale/runner.py), each cancellable between tiles."""
-        if self._upscaler is None:
-            if self._upscale_factory is None:
-                raise JobError("Upscaling is not set up on this bot.")
-            self._upscaler = self._upscale_factory()
-        outcomes: list[Outcome] = []
-        for prepared in live:
-            jid = prepared.job.job_id
-            outcome = self._upscaler.run(prepared, emit, lambda jid=jid: not self._is_cancelled(jid), self.model)
-            outcomes.append(Cancelled(jid) if self._take_cancelled(jid) else outcome)
-        return outcomes
-
-    def _run_anime_jobs(self, live: list[PreparedJob], emit: Emit) -> list[Outcome]:
-        return [self._run_anime(p, emit) for p in live]
-
-    def _run_anime(self, prepared: PreparedJob, emit: Emit) -> Outcome:
-        job = prepared.job
-        assert isinstance(job, AnimeJob) and prepared.init_image is not None
-        if self._anime is None:
-            if self._anime_factory is None:
-                raise JobError("The anime filter is not set up on this bot.")
-            self._anime = self._anime_factory()
-        started = time.perf_counter()
-        emit(Progress(job.job_id, 0, 1, None))
-        out = self._anime.stylize(prepared.init_image, job.style, whole_image=job.whole_image)
-        emit(Progress(job.job_id, 1, 1, None))
-        return Finished(job.job_id, JobResult(job.job_id, (out.image,), (0,), time.perf_counter() - started,
-                                              note=out.note))
-
-
-def default_anime_factory(config: Config, store: Any = None) -> Callable[[], Any]:
-    """Build the AnimeGAN2 stylizer on first use (it reads weights from disk; downloads happen
-    elsewhere), with ``store`` (a WeightStore shared with the studio) or one of its own."""
-
-    def build() -> Any:
-        from inference.anime import AnimeStylizer, WeightStore
-        from inference.devices import resolve_device
-
-        own = store if store is not None else WeightStore.from_config(config)
-        return AnimeStylizer(own, device=str(resolve_device(config.anime.device)))
-
-    return build

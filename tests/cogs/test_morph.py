@@ -84,15 +84,15 @@ async def test_a_morph_inherits_the_flags_of_the_result_it_animates(simcord_env,
 
 async def test_one_frame_flagged_by_the_checker_flags_the_whole_animation(simcord_env, simcord_bot,
                                                                           monkeypatch) -> None:
-    from inference import executor as executor_module
+    from inference import kind_runners
 
-    real = executor_module.run_morph
+    real = kind_runners.run_morph
 
     def second_frame_flagged(*args: Any, **kwargs: Any) -> Any:
         result = real(*args, **kwargs)
         return dataclasses.replace(result, nsfw=tuple(i == 1 for i in range(len(result.images))))
 
-    monkeypatch.setattr(executor_module, "run_morph", second_frame_flagged)
+    monkeypatch.setattr(kind_runners, "run_morph", second_frame_flagged)
     w = make_world(simcord_env)
     await policy(simcord_bot, w, "off")  # "off" never turns off the safety checker
     result = await w.alice.slash(w.channel, "morph", image=("src.png", png((64, 64))), frames=3)
