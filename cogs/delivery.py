@@ -74,6 +74,7 @@ class Tracked:
     dirty: bool = False
     updater: asyncio.Task[None] | None = None
     gone: bool = False  # the status message can no longer be edited: the result gets a new one
+    kind: str = ""  # the job's kind: what its progress line says it is doing
 
 
 def caption(job: Job, seeds: list[int], seconds: float | None, note: str = "") -> str:
@@ -171,8 +172,8 @@ class Delivery(commands.Cog):
 
     # ------------------------------------------------------------------ tracking
 
-    def expect(self, job_id: str, *, previews: gate.Treatment = gate.Treatment.PLAIN) -> None:
-        self.tracked[job_id] = Tracked(job_id, previews=previews)
+    def expect(self, job_id: str, *, previews: gate.Treatment = gate.Treatment.PLAIN, kind: str = "") -> None:
+        self.tracked[job_id] = Tracked(job_id, previews=previews, kind=kind)
 
     def drop(self, job_id: str) -> None:
         self.tracked.pop(job_id, None)
@@ -212,9 +213,9 @@ class Delivery(commands.Cog):
             if isinstance(event, JobQueued):
                 t.text = queued_text(event.job_id, event.position, event.total, event.eta_s)
             elif isinstance(event, JobStarted):
-                t.text = progress_text(event.job_id, 0, 1)
+                t.text = progress_text(event.job_id, 0, 1, t.kind)
             else:
-                t.text = progress_text(event.job_id, event.step, event.total_steps)
+                t.text = progress_text(event.job_id, event.step, event.total_steps, t.kind)
                 if event.preview is not None and self.bot.config.device.previews:
                     t.preview = event.preview  # keep the last preview until a newer one comes
             t.dirty = True

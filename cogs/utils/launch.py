@@ -201,7 +201,7 @@ async def _commit(bot: EaselBot, origin: Origin, job: Job, inputs: Sequence[Pend
     delivery = bot.delivery
     try:
         await origin.acknowledge()
-        delivery.expect(job.job_id, previews=previews)
+        delivery.expect(job.job_id, previews=previews, kind=str(job.kind))
         try:
             return await bot.studio.submit(job, origin.context(), reservation=reservation, suppliers=suppliers)
         except BaseException:

@@ -41,8 +41,13 @@ def queued_text(job_id: str, position: int, total: int, eta_s: float, notes: tup
     return fit_message("\n".join([head, *(f"\u2139\ufe0f {quote(n, 400)}" for n in notes)]))
 
 
-def progress_text(job_id: str, step: int, total_steps: int) -> str:
+# What the status line says while a job runs, by job kind (the rest paint).
+DOING = {"describe": "\U0001f50d Describing", "upscale": "\U0001f5bc\ufe0f Upscaling"}
+PAINTING = "\U0001f3a8 Painting"
+
+
+def progress_text(job_id: str, step: int, total_steps: int, kind: str = "") -> str:
     total_steps = max(1, total_steps)
     filled = round(10 * min(step, total_steps) / total_steps)
     bar = "\u2588" * filled + "\u2591" * (10 - filled)
-    return f"\U0001f3a8 Painting `{bar}` {step}/{total_steps} \u00b7 job `{job_id}`"
+    return f"{DOING.get(kind, PAINTING)} `{bar}` {step}/{total_steps} \u00b7 job `{job_id}`"

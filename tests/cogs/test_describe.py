@@ -131,3 +131,21 @@ async def test_no_describe_model_configured_is_a_friendly_private_message(simcor
     await eventually(lambda: True)
     assert (await simcord_bot.studio.database.jobs.history(user_id=w.alice.id)).total == 0
 
+
+
+async def test_its_status_line_says_describing_not_painting(simcord_env, simcord_bot, monkeypatch) -> None:
+    from cogs.utils.text import progress_text
+
+    kinds: list[str] = []
+    expect = simcord_bot.delivery.expect
+
+    def recording(job_id: str, **kwargs: Any) -> None:
+        kinds.append(kwargs.get("kind", ""))
+        expect(job_id, **kwargs)
+
+    monkeypatch.setattr(simcord_bot.delivery, "expect", recording)
+    await describe(make_world(simcord_env))
+    assert kinds == ["describe"]
+    assert progress_text("j", 1, 2, "describe").startswith("\U0001f50d Describing")
+    assert progress_text("j", 1, 2, "upscale").startswith("\U0001f5bc\ufe0f Upscaling")
+    assert progress_text("j", 1, 2, "imagine").startswith("\U0001f3a8 Painting")
