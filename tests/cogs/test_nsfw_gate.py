@@ -378,9 +378,9 @@ async def test_launch_decides_how_previews_are_shown(simcord_env, simcord_bot, m
     seen: list[Treatment] = []
     real_expect = simcord_bot.delivery.expect
 
-    def expect(job_id: str, *, previews: Treatment = Treatment.PLAIN) -> None:
+    def expect(job_id: str, *, previews: Treatment = Treatment.PLAIN, kind: str = "") -> None:
         seen.append(previews)
-        real_expect(job_id, previews=previews)
+        real_expect(job_id, previews=previews, kind=kind)
 
     monkeypatch.setattr(simcord_bot.delivery, "expect", expect)
     await policy(simcord_bot, w, "spoiler")
