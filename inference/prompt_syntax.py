@@ -57,7 +57,11 @@ def parse_weighted(text: str) -> list[Segment]:
                 out[-1] = (out[-1][0] + fragment, weight)
             else:
                 out.append((fragment, weight))
-        merged.append([(t.strip(), w) for t, w in out if t.strip()] if len(segments) > 1 else out)
+        if len(segments) > 1 and out:  # the spaces around BREAK belong to neither chunk
+            out[0] = (out[0][0].lstrip(), out[0][1])
+            out[-1] = (out[-1][0].rstrip(), out[-1][1])
+            out = [(t, w) for t, w in out if t]
+        merged.append(out)
     return merged
 
 
