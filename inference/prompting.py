@@ -42,18 +42,19 @@ def prompt_embeddings(pipe: Any, prompts: Sequence[str], negatives: Sequence[str
     except PromptSyntaxError as exc:  # validation refuses these first; a job from the log may not have been
         raise JobError(str(exc)) from exc
     n = len(prompts)
+    device = str(pipe._execution_device)  # where diffusers runs the encoders (with CPU offload too)
     if not sdxl:
         embeds = _encode(Compel(tokenizer=pipe.tokenizer, text_encoder=pipe.text_encoder,
-                                truncate_long_prompts=False), parsed)
+                                truncate_long_prompts=False, device=device), parsed)
         out = {"prompt_embeds": embeds[:n]}
         if negatives is not None:
             out["negative_prompt_embeds"] = embeds[n:]
         return out
     kind = ReturnedEmbeddingsType.PENULTIMATE_HIDDEN_STATES_NON_NORMALIZED
     first = Compel(tokenizer=pipe.tokenizer, text_encoder=pipe.text_encoder, returned_embeddings_type=kind,
-                   truncate_long_prompts=False)
+                   truncate_long_prompts=False, device=device)
     second = Compel(tokenizer=pipe.tokenizer_2, text_encoder=pipe.text_encoder_2, returned_embeddings_type=kind,
-                    truncate_long_prompts=False, requires_pooled=True)
+                    truncate_long_prompts=False, requires_pooled=True, device=device)
     left, right = _encode(first, parsed), _encode(second, parsed)
     if left.shape[1] != right.shape[1]:  # the two tokenizers split a text differently: pad the shorter
         longer = max(left.shape[1], right.shape[1])

@@ -130,3 +130,25 @@ def test_an_old_job_with_unbalanced_brackets_fails_with_the_private_message(tiny
 
     with pytest.raises(JobError, match="never closed"):
         run_diffusion_batch(load(tiny_model_dir), [prepare(job("a (red fox"))], lambda *_: True)
+
+
+@pytest.mark.parametrize("family", ["sd", "sdxl"])
+def test_vary_and_paint_take_weighted_long_prompts(family: str, tiny_model_dir: Path, tiny_sdxl_dir: Path) -> None:
+    from PIL import Image
+
+    from inference.jobs import ImageToImageJob, InpaintJob
+    from inference.prepare import PreparedJob
+
+    model = load(tiny_sdxl_dir, "xl") if family == "sdxl" else load(tiny_model_dir)
+    source = Image.new("RGB", (64, 64), (10, 120, 200))
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (32, 0, 64, 64))
+    common = {"owner": 1, "prompt": "a (red:1.3) fox BREAK " + LONG, "negative_prompt": "[blurry]", "width": 64,
+              "height": 64, "steps": 3, "guidance": 5.0, "seed": 2, "model": model.name, "strength": 0.8}
+    vary = PreparedJob(ImageToImageJob(job_id="v", init_image="unused.png", **common), init_image=source,
+                       mask_image=None)
+    paint = PreparedJob(InpaintJob(job_id="p", init_image="unused.png", mask_image="unused.png", **common),
+                        init_image=source, mask_image=mask)
+    for prepared in (vary, paint):
+        out = run_diffusion_batch(model, [prepared], lambda *_: True)
+        assert out is not None and out[0].images[0].size == (64, 64)
