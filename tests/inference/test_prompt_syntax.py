@@ -58,3 +58,17 @@ def test_an_escaped_bracket_is_accepted() -> None:
 
 def test_kandinsky_takes_brackets_as_plain_text() -> None:
     assert build_imagine("j", 1, KANDINSKY, prompt="a (red fox").job.prompt == "a (red fox"
+
+
+def test_a_morph_takes_brackets_as_plain_text_and_keeps_the_cut_note(tiny_model_dir) -> None:
+    from transformers import CLIPTokenizer
+
+    from inference.morph_options import build_morph
+    from tests.fixtures.tiny_models import WORDS
+
+    info = ModelInfo("sd15", PRESETS["sd15"], CLIPTokenizer.from_pretrained(str(tiny_model_dir / "tokenizer")))
+    long = " ".join(list(WORDS) * 3)
+    draft = build_morph("m", 1, info, prompt="a (red fox " + long, to_prompt="an owl", frames=4)
+    assert draft.job.prompt.startswith("a (red fox")
+    assert any("reads only the first 75" in note for note in draft.notes)
+    assert build_imagine("j", 1, info, prompt="a red fox " + long).notes == ()
