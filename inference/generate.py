@@ -78,14 +78,12 @@ def run_diffusion_batch(
             if prepared.mask_image is not None:
                 masks.append(prepared.mask_image)
     kwargs: dict[str, Any] = {
-        "prompt": prompts,
         "num_inference_steps": first.steps,
         "guidance_scale": first.guidance,
         "generator": generators,
         "callback_on_step_end_tensor_inputs": ["latents"],
     }
-    if any(negatives):
-        kwargs["negative_prompt"] = negatives
+    kwargs.update(_prompt_kwargs(model, pipe, prompts, negatives if any(negatives) else None))
     eta = call_eta(first.scheduler, first.eta, type(pipe.scheduler).__name__)
     if eta is not None:  # as diffusers' prepare_extra_step_kwargs: only to a step that takes it
         kwargs["eta"] = eta
@@ -137,6 +135,17 @@ def run_diffusion_batch(
         ))
         cursor += n
     return results
+
+
+def _prompt_kwargs(model: LoadedModel, pipe: Any, prompts: list[str], negatives: list[str] | None) -> dict[str, Any]:
+    """The prompts as text, as always; as compel embeddings only where one has weighting syntax,
+    ``BREAK`` or more than CLIP's 77 tokens (inference/prompting.py)."""
+    from inference.prompting import needs_embeddings, prompt_embeddings
+
+    if needs_embeddings(pipe.tokenizer, prompts + (negatives or [])):
+        with torch.inference_mode():
+            return prompt_embeddings(pipe, prompts, negatives, sdxl=getattr(pipe, "text_encoder_2", None) is not None)
+    return {"prompt": prompts} | ({"negative_prompt": negatives} if negatives is not None else {})
 
 
 def keep_unmasked(prepared: PreparedJob, images: Sequence[Image.Image]) -> list[Image.Image]:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from inference.prompt_syntax import needs_weighting
+
 
 class JobKind(StrEnum):
     IMAGINE = "imagine"
@@ -87,9 +89,11 @@ class DiffusionJob(Job):
     def batch_key(self) -> tuple[Any, ...] | None:
         # Whether there is a negative prompt is part of it: in a batch where one job has one, the
         # others' empty ones are encoded as "", which SDXL (zeros for an absent negative) draws differently.
+        # Weighting syntax too: a batch with such a prompt is encoded by compel (inference/prompting.py),
+        # so a plain job in it would no longer get exactly the pixels it gets alone.
         return (self.kind, self.model, self.width, self.height, self.steps, self.guidance,
                 self.scheduler, self.spacing, self.eta, self.loras, getattr(self, "strength", None),
-                bool(self.negative_prompt))
+                bool(self.negative_prompt), needs_weighting(self.prompt) or needs_weighting(self.negative_prompt))
 
     @property
     def image_count(self) -> int:

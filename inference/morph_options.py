@@ -55,7 +55,7 @@ def build_morph(job_id: str, owner: int, info: ModelInfo, *, init_image: str | N
     params, notes = _common(info, prompt=prompt, negative=negative, steps=steps, guidance=guidance, seed=seed,
                             count=1, scheduler=scheduler, spacing=spacing, eta=eta, loras=loras,
                             max_prompt_chars=max_prompt_chars,
-                            prompt_required=init_image is None)
+                            prompt_required=init_image is None, weighted=False)  # morphs take plain text
     preset = info.preset
     if init_image is None:  # a prompt morph: the two prompts' text-to-image at the model's size
         if strength_from is not None or strength_to is not None:

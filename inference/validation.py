@@ -25,6 +25,7 @@ from inference.jobs import (
 )
 from inference.kandinsky_samplers import INPAINT_STRENGTH, NO_INPAINT, kandinsky_sampler_error
 from inference.presets import ASPECTS, KANDINSKY, ModelPreset
+from inference.prompt_syntax import syntax_error
 from inference.samplers import SAMPLERS, SPACINGS, class_of, ignores_spacing, step_takes_eta
 from inference.styles import apply_style, find_style
 
@@ -245,7 +246,10 @@ def _common(info: ModelInfo, *, prompt: str | None, negative: str | None = None,
             scheduler: str | None = None, spacing: str | None = None, eta: float | None = None,
             loras: list[tuple[str, float]] | None = None, style: str | None = None,
             styles: Sequence[StyleConfig] = (), max_prompt_chars: int = 1000,
-            prompt_required: bool = True) -> tuple[dict[str, Any], list[str]]:
+            prompt_required: bool = True, weighted: bool = True) -> tuple[dict[str, Any], list[str]]:
+    """The parameters every diffusion command shares, and notes for the member. ``weighted``: the
+    prompts are read with weighting syntax and in full (SD/SDXL, inference/prompting.py); else
+    (Kandinsky, morphs) as plain text that CLIP cuts at 77 tokens, which the notes say."""
     p = info.preset
     text = clean_text(prompt, limit=max_prompt_chars, required=prompt_required)
     neg = clean_text(negative, limit=max_prompt_chars, what="negative prompt", required=False)
@@ -280,6 +284,11 @@ def _common(info: ModelInfo, *, prompt: str | None, negative: str | None = None,
             raise JobError(refusal)
         if eta is not None:  # its decoder pipeline has no eta argument: it would be dropped unseen
             raise JobError("Kandinsky 2.2 models take no eta: leave it out.")
+    if weighted and p.family != KANDINSKY:
+        for what, value in (("prompt", text), ("negative prompt", neg)):
+            if reason := syntax_error(value):
+                raise JobError(reason.replace("The prompt", f"The {what}", 1))
+        return params, []
     notes = [n for n in (token_note(info.tokenizer, text), token_note(info.tokenizer, neg, "negative prompt")) if n]
     return params, notes
 

@@ -21,6 +21,7 @@ from PIL import Image
 from config import RemoteConfig, read_secret
 from inference.jobs import DiffusionJob, ImageToImageJob, Job, JobKind, TextToImageJob
 from inference.prepare import PreparedJob
+from inference.prompt_syntax import needs_weighting
 from inference.remote.errors import NOT_AN_IMAGE, Context, RemoteUnsupported, Retry, classify
 from inference.remote.retry import RetryPolicy, call_with_retries
 from inference.samplers import SAMPLERS
@@ -83,6 +84,9 @@ class RemoteClient:
         spacing or eta at all: refused rather than silently dropped."""
         if not isinstance(job, DiffusionJob):
             return None
+        if needs_weighting(job.prompt) or needs_weighting(job.negative_prompt):  # it would read them as words
+            return (f"Prompt weighting (`(word:1.3)`, `((word))`, `[word]`, `BREAK`) {NO_OPTION} Write the prompt "
+                    "without it.")
         if job.spacing:
             return f"Timestep spacing (`spacing`) {NO_OPTION} Leave it out."
         if job.eta >= 0:

@@ -33,6 +33,8 @@ def vary(**kw: Any) -> ImageToImageJob:
         (t2i("j", scheduler="ddim", eta=0.5), "`eta` is not available on this bot"),
         (vary(scheduler="euler"), "Choosing a sampler (`scheduler`) works only with /imagine on this bot"),
         (t2i("j", scheduler="dpmpp_2m_karras"), "The dpmpp_2m_karras sampler is not available on this bot"),
+        (t2i("j", prompt="a (red:1.5) fox"), "Prompt weighting (`(word:1.3)`"),
+        (t2i("j", negative_prompt="blurry BREAK dark"), "Prompt weighting (`(word:1.3)`"),
     ],
 )
 async def test_options_the_api_cannot_take_are_refused_before_queueing(config: Config, make_executor: Any,
