@@ -12,7 +12,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from cogs.paint import paint_request
-from cogs.utils import actions, describing, gate
+from cogs.utils import actions, gate
 from cogs.utils.inputs import image_attachment, pending_of_message, read_attachment
 from cogs.utils.launch import too_fast
 from cogs.utils.origin import InteractionOrigin
@@ -86,12 +86,7 @@ class ContextMenus(commands.Cog):
         except (JobError, ImageInputError) as exc:
             await origin.error(str(exc))
             return
-        if what == "anime":
-            await actions.anime_file(self.bot, origin, source.path, inputs=(source,), source=flags)
-        elif what == "describe":
-            await describing.describe_file(self.bot, origin, source.path, inputs=(source,), source=flags)
-        else:
-            await actions.vary_file(self.bot, origin, source.path, source.size, inputs=(source,), source=flags)
+        await actions.on_image(self.bot, origin, source, what, flags)
 
     async def vary(self, interaction: discord.Interaction, message: discord.Message) -> None:
         await self._run(interaction, message, "vary")

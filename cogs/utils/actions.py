@@ -14,6 +14,7 @@ import discord
 
 from cogs.utils import gate
 from cogs.utils.buttons import offers_for, single_view
+from cogs.utils.describing import describe_file
 from cogs.utils.gate import NO_FLAGS, Flags
 from cogs.utils.inputs import PendingInput, decode, pending_of_message
 from cogs.utils.launch import launch, too_fast
@@ -179,9 +180,15 @@ async def upscale_result(bot: EaselBot, origin: Origin, job_id: str, index: int,
 async def from_message(bot: EaselBot, origin: Origin, message: discord.Message, what: str) -> str | None:
     """Vary or anime the image of any message (our results come from disk and name their own file)."""
     source, _job = await pending_of_message(bot.studio, message, bot.config.limits)
-    flags = await gate.message_flags(bot, message)
+    return await on_image(bot, origin, source, what, await gate.message_flags(bot, message))
+
+
+async def on_image(bot: EaselBot, origin: Origin, source: PendingInput, what: str, flags: Flags) -> str | None:
+    """Anime, describe or vary a message's image (``source``, stored once accepted; ``flags``: its NSFW flags)."""
     if what == "anime":
         return await anime_file(bot, origin, source.path, inputs=(source,), source=flags)
+    if what == "describe":
+        return await describe_file(bot, origin, source.path, inputs=(source,), source=flags)
     return await vary_file(bot, origin, source.path, source.size, inputs=(source,), source=flags)
 
 
