@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
@@ -22,7 +22,6 @@ from inference.jobs import (
     Cancelled,
     Finished,
     ImageToImageJob,
-    JobEvent,
     JobKind,
     JobResult,
     Progress,
@@ -33,9 +32,10 @@ from inference.prepare import PreparedJob
 from inference.upscale.loading import UpscalerModels
 from inference.upscale.tiling import OVERLAP, TILE, tile_starts, upscale_tiled
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from inference.executor import Emit
 
-Emit = Callable[[JobEvent], None]
+log = logging.getLogger(__name__)
 
 
 def fit_to_model(size: tuple[int, int], max_side: int) -> tuple[int, int]:
