@@ -60,6 +60,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--config", help="path to easel.toml (default: ./easel.toml, or $EASEL_CONFIG)")
     parser.add_argument("--check", action="store_true",
                         help="check the config and the model, make one small image, exit (no Discord)")
+    parser.add_argument("--worker", action="store_true",
+                        help="run as a GPU worker of a cluster ([cluster] redis_url; no Discord token)")
     parser.add_argument("--log-level", default=os.environ.get("EASEL_LOG_LEVEL", "INFO"))
     return parser.parse_args(argv)
 
@@ -157,6 +159,19 @@ def _print_anime_and_token(config: Config) -> None:
         print("  token  : present (not shown)")
     else:
         print("  token  : not set; running the bot needs DISCORD_TOKEN (see README, 'Getting a bot token')")
+
+
+def worker(config_path: str | None) -> int:
+    """``--worker``: serve a cluster's jobs on this machine's GPU (inference/cluster/worker.py)."""
+    from config import ConfigError, load_config
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    from inference.cluster.worker import run_worker
+
+    return run_worker(config)
 
 
 def run(config_path: str | None) -> int:
@@ -257,6 +272,8 @@ EXTENSIONS = (
     "cogs.history",
     "cogs.queue",
     "cogs.admin",
+    "cogs.prefs",
+    "cogs.metrics",
 )
 
 
@@ -351,6 +368,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.log_level)
     if args.check:
         return check(args.config)
+    if args.worker:
+        return worker(args.config)
     return run(args.config)
 
 

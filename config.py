@@ -18,6 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from config_adapters import EmbeddingConfig, IpAdapterConfig, LoraConfig, LoraRecipe
+from config_controlnets import ControlNetConfig
+from config_sources import _looks_local as _looks_local
+from config_sources import is_local_source as is_local_source
+from config_sources import missing_path as missing_path
+from config_sources import read_secret
+from config_sources import source_path as source_path
+
 MODEL_FAMILIES = ("auto", "sd15", "sd21", "sd-turbo", "sdxl", "sdxl-turbo", "kandinsky22")
 DEVICES = ("auto", "cuda", "mps", "cpu")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -34,47 +42,6 @@ SPACINGS = ("trailing", "leading", "linspace")
 
 
 @dataclass(frozen=True)
-class LoraRecipe:
-    """The settings a LoRA was made for (a speed LoRA wants its own steps and sampler).
-
-    Unset values (0, -1, "") leave the model's defaults alone. They are defaults only: what a member
-    sets explicitly wins (inference/validation.py)."""
-
-    steps: int = 0
-    guidance: float = -1.0
-    scheduler: str = ""
-    spacing: str = ""  # "" = the sampler's own timestep spacing
-    eta: float = -1.0  # TCD's gamma (stochasticity); -1 = the sampler's default
-
-    def over(self, other: LoraRecipe) -> LoraRecipe:
-        """This recipe's values, falling back to ``other``'s where this one leaves them unset."""
-        return LoraRecipe(
-            steps=self.steps or other.steps,
-            guidance=self.guidance if self.guidance >= 0 else other.guidance,
-            scheduler=self.scheduler or other.scheduler,
-            spacing=self.spacing or other.spacing,
-            eta=self.eta if self.eta >= 0 else other.eta,
-        )
-
-
-@dataclass(frozen=True)
-class LoraConfig:
-    """One ``[[model.loras]]`` entry.
-
-    ``source`` is a LoRA file, a folder holding LoRA files, or a hub repo; ``weight_name`` picks one
-    file of a folder or repo that holds several (Hyper-SD ships a dozen in one repo). ``fuse`` merges
-    the LoRA into the model's weights at load time at ``weight``: always on, never offered to members,
-    and no per-request LoRA switching can undo it."""
-
-    name: str
-    source: str
-    weight: float = 0.8
-    weight_name: str = ""
-    fuse: bool = False
-    recipe: LoraRecipe = field(default_factory=LoraRecipe)
-
-
-@dataclass(frozen=True)
 class ModelConfig:
     """One diffusion model: a hub id, a local diffusers folder or a single ``.safetensors`` file."""
 
@@ -85,6 +52,7 @@ class ModelConfig:
     scheduler: str = ""
     safety_checker: bool = False
     loras: tuple[LoraConfig, ...] = ()
+    embeddings: tuple[EmbeddingConfig, ...] = ()
     # For a single .safetensors file: a diffusers folder or hub id holding the matching configs
     # (needed offline; online, diffusers finds them by itself).
     single_file_config: str = ""
@@ -93,6 +61,9 @@ class ModelConfig:
     vae: str = ""
     # Kandinsky 2.2: the prior's folder or hub id (source is the decoder); empty = the community prior for a hub decoder.
     prior_source: str = ""
+    ip_adapter: IpAdapterConfig = field(default_factory=IpAdapterConfig)
+    # ControlNets for /imagine's control picture, one per mode (config_controlnets.py).
+    controlnets: tuple[ControlNetConfig, ...] = ()
     # Overrides of the family preset; 0 keeps the preset's value.
     steps: int = 0
     guidance: float = -1.0
@@ -128,9 +99,17 @@ class DeviceConfig:
     compile: bool = False
     previews: bool = True
     threads: int = 0
+    # Models kept loaded: the one in use on the device, the others parked in CPU RAM
+    # (inference/residency.py). 0 = one on an accelerator, all on a CPU host.
+    resident_models: int = 0
     # Linux: the GPU thread gets core(s) of its own and the rest of the bot the others, when the
     # machine has a core to spare (inference/placement.py).
     pin_threads: bool = True
+    # The fast path (inference/fast_path.py): one product for q/k/v in every attention layer;
+    # torch.compile's mode and shape handling (auto | static | dynamic).
+    fuse_qkv: bool = False
+    compile_mode: str = "reduce-overhead"
+    compile_dynamic: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -139,6 +118,8 @@ class QueueConfig:
     total: int = 50
     max_batch: int = 4
     batch_wait_ms: int = 5
+    # Times a job due next may be passed over for jobs of the model already on the GPU (0 = never).
+    affinity_skips: int = 2
 
 
 @dataclass(frozen=True)
@@ -261,6 +242,36 @@ DEFAULT_STYLES: tuple[StyleConfig, ...] = (
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """Prometheus metrics and /healthz over HTTP (cogs/metrics.py); off while ``port`` is 0."""
+
+    port: int = 0
+    host: str = "127.0.0.1"  # loopback: put a reverse proxy or the scraper on this machine
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Workers on other machines through Redis Streams (inference/cluster/). Off while ``redis_url`` is "".
+
+    The bot (with a ``redis_url``) dispatches its jobs to workers instead of its own GPU; a worker
+    (``python bot.py --worker``) reads the same section, with its own [model]/[[models]]/[device]."""
+
+    redis_url: str = ""  # redis://host:6379/0, or rediss:// for TLS
+    password_env: str = "EASEL_REDIS_PASSWORD"  # the environment variable holding Redis's password, if any
+    prefix: str = "easel"  # of every Redis key, so several bots can share one server
+    worker_name: str = ""  # "" = host name and process id (the bot's local worker: host name + "-local")
+    slots: int = 1  # batches a worker runs at once (the bot hands out one more per worker, prefetched)
+    heartbeat_s: float = 2.0  # how often a worker says it is alive
+    lease_s: float = 30.0  # a job unacknowledged this long by a silent worker runs on another
+    max_attempts: int = 3  # runs of one job on workers that stopped, before it fails
+    no_worker_timeout_s: float = 600.0  # a job no live worker can run fails after this long
+    max_entry_mb: float = 64.0  # largest job or result entry (input images, result PNGs)
+    local_worker: bool = False  # the bot's own GPU serves as one more worker (inference/cluster/local.py)
+    max_pixels: int = 0  # a worker's largest image (width x height) it makes; 0 = the bot's limits only
+    in_flight: int = 32  # batches the bot takes from its fair queue for the cluster at once (>= workers x (slots + 1))
+
+
+@dataclass(frozen=True)
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     models: tuple[ModelConfig, ...] = ()
@@ -272,6 +283,8 @@ class Config:
     describe: DescribeConfig = field(default_factory=DescribeConfig)
     discord: DiscordConfig = field(default_factory=DiscordConfig)
     remote: RemoteConfig = field(default_factory=RemoteConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     styles: tuple[StyleConfig, ...] = DEFAULT_STYLES
     upscalers: tuple[UpscalerConfig, ...] = ()
     backend: str = "local"
@@ -378,36 +391,6 @@ def _apply_env(data: dict[str, Any], environ: typing.Mapping[str, str]) -> None:
         node[parts[-1]] = value
 
 
-def _looks_local(source: str, base_dir: Path | None = None) -> bool:
-    """A source is a local path if it is absolute, relative with ./, names a file, is not shaped like
-    ``org/name``, or is ``folder/name`` whose first folder exists in ``base_dir`` (``models/sd15``)."""
-    if (source.startswith(("/", "./", "../", "~")) or source.endswith((".safetensors", ".ckpt"))
-            or source.count("/") != 1 or "\\" in source):
-        return True
-    if base_dir is None:
-        return False
-    first = Path(source.split("/")[0]).expanduser()
-    return (first if first.is_absolute() else base_dir / first).is_dir()
-
-
-def is_local_source(source: str, base_dir: Path | None = None) -> bool:
-    """Public wrapper used by the loader and ``--check`` to tell a path from a hub id."""
-    return _looks_local(source, base_dir)
-
-
-def source_path(source: str, base_dir: Path) -> Path:
-    """``source`` read as a path: absolute, relative paths starting at ``base_dir`` (the config's folder)."""
-    path = Path(source).expanduser()
-    return (path if path.is_absolute() else base_dir / path).resolve()
-
-
-def missing_path(source: str, base_dir: Path) -> str:
-    """"no such folder: /abs/path" (or file), for a local model source that is not there."""
-    what = "file" if source.endswith((".safetensors", ".ckpt", ".pth", ".pt")) else "folder"
-    where = "" if Path(source).expanduser().is_absolute() else " (relative paths start at the folder of easel.toml)"
-    return f"no such {what}: {source_path(source, base_dir)}{where}"
-
-
 def load_config(path: str | Path | None = None, environ: typing.Mapping[str, str] | None = None) -> Config:
     """Read, override and validate. ``path=None`` means ``easel.toml`` if present, else defaults."""
     environ = os.environ if environ is None else environ
@@ -431,19 +414,6 @@ def load_config(path: str | Path | None = None, environ: typing.Mapping[str, str
 
     check_config(cfg)
     return cfg
-
-
-def read_secret(name: str, environ: typing.Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")) -> str:
-    """``name`` from the environment, else from a ``.env`` file (``dotenv=None``: environment only);
-    "" when neither has it. Used for the Discord token and the remote backend's access token."""
-    environ = os.environ if environ is None else environ
-    value = environ.get(name, "").strip()
-    if not value and dotenv is not None and dotenv.exists():
-        for line in dotenv.read_text(encoding="utf-8").splitlines():
-            key, sep, rest = line.partition("=")
-            if sep and key.strip().removeprefix("export ").strip() == name:
-                value = rest.strip().strip("'\"")
-    return value
 
 
 def read_token(environ: typing.Mapping[str, str] | None = None, dotenv: Path = Path(".env")) -> str:

@@ -24,6 +24,10 @@ from config import (
     _looks_local,
     missing_path,
 )
+from config_cluster import check_cluster
+from config_controlnets import check_controlnets
+from config_embeddings import check_embeddings
+from config_ip_adapter import check_ip_adapter
 
 _PROVIDER = re.compile(r"[a-z0-9][a-z0-9-]*")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -51,14 +55,22 @@ def check_config(cfg: Config) -> None:
         need(0 <= m.steps <= 200 and 0 <= m.max_steps <= 500, f"{key}.steps/max_steps: out of range")
         need(m.guidance == -1.0 or 0 <= m.guidance <= 30, f"{key}.guidance: {m.guidance} must be between 0 and 30")
         _check_loras(cfg, m, key)
+        check_controlnets(cfg, m, key)
+        check_embeddings(cfg, m, key)
         if cfg.backend == "remote":
             _check_remote_model(cfg, m, key)
         elif _looks_local(m.source, cfg.base_dir) and not cfg.path(m.source).exists():
             raise ConfigError(f"{key}.source: {missing_path(m.source, cfg.base_dir)}")
         _check_vae(cfg, m, key)
+        check_ip_adapter(cfg, m, key)
     need(cfg.device.device in DEVICES, f"device.device: {cfg.device.device!r} is not one of {', '.join(DEVICES)}")
     need(cfg.device.dtype in DTYPES, f"device.dtype: {cfg.device.dtype!r} is not one of {', '.join(DTYPES)}")
+    need(0 <= cfg.metrics.port <= 65535, "metrics.port: must be 0 (off) or a TCP port (1-65535)")
+    need(bool(cfg.metrics.host.strip()), "metrics.host: must be an address to listen on, e.g. 127.0.0.1")
     need(cfg.device.threads >= 0, "device.threads: must be 0 (torch's default) or more")
+    need(cfg.device.resident_models >= 0,
+         "device.resident_models: must be 0 (one model on a GPU, all on a CPU host) or more")
+    _check_fast_path(cfg)
     need(cfg.anime.device in DEVICES, f"anime.device: {cfg.anime.device!r} is not one of {', '.join(DEVICES)}")
     need(cfg.describe.device in DEVICES, f"describe.device: {cfg.describe.device!r} is not one of {', '.join(DEVICES)}")
     need(1 <= cfg.describe.suggestions <= 4, f"describe.suggestions: {cfg.describe.suggestions} must be between 1 and 4")
@@ -67,6 +79,7 @@ def check_config(cfg: Config) -> None:
     need(q.per_user <= q.total <= 100_000, f"queue.total: {q.total} must be at least queue.per_user and at most 100000")
     need(1 <= q.max_batch <= 16, f"queue.max_batch: {q.max_batch} must be between 1 and 16")
     need(0 <= q.batch_wait_ms <= 1000, f"queue.batch_wait_ms: {q.batch_wait_ms} must be between 0 and 1000")
+    need(0 <= q.affinity_skips <= 10, f"queue.affinity_skips: {q.affinity_skips} must be between 0 (off) and 10")
     need(cfg.storage.retention_days >= 0, "storage.retention_days: must be 0 (keep forever) or more")
     need(0 < cfg.limits.max_upload_mb <= 500, "limits.max_upload_mb: must be above 0 and at most 500")
     need(cfg.limits.max_input_pixels >= 64 * 64, "limits.max_input_pixels: must be at least 4096")
@@ -81,6 +94,7 @@ def check_config(cfg: Config) -> None:
     need(cfg.backend in BACKENDS, f"backend: {cfg.backend!r} is not one of {', '.join(BACKENDS)}")
     _check_remote(cfg.remote, len(cfg.all_models) if cfg.backend == "remote" else 1)
     _check_styles(cfg.styles)
+    check_cluster(cfg.cluster)
     _check_upscalers(cfg, cfg.upscalers)
     # Both folders are created at start-up (and the database's file); only a file in the way stops that.
     for key, folder in (("storage.database", cfg.path(cfg.storage.database).parent),
@@ -93,6 +107,26 @@ def _check_vae(cfg: Config, m: ModelConfig, key: str) -> None:
     """A local ``vae`` must be there (a hub id is checked when the model loads)."""
     if m.vae and cfg.backend != "remote" and _looks_local(m.vae, cfg.base_dir) and not cfg.path(m.vae).exists():
         raise ConfigError(f"{key}.vae: {missing_path(m.vae, cfg.base_dir)}")
+
+
+# torch.compile's modes and easel's names for its shape handling (inference/fast_path.py).
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+COMPILE_DYNAMIC = ("auto", "static", "dynamic")
+
+
+def _check_fast_path(cfg: Config) -> None:
+    """``device.compile_mode``/``compile_dynamic`` values; ``fuse_qkv`` next to switchable LoRAs, whose
+    adapter layers a fused projection would bypass (fused LoRAs are part of the weights: fine)."""
+    d = cfg.device
+    if d.compile_mode not in COMPILE_MODES:
+        raise ConfigError(f"device.compile_mode: {d.compile_mode!r} is not one of {', '.join(COMPILE_MODES)}")
+    if d.compile_dynamic not in COMPILE_DYNAMIC:
+        raise ConfigError(f"device.compile_dynamic: {d.compile_dynamic!r} is not one of {', '.join(COMPILE_DYNAMIC)}")
+    switchable = [(m.display_name, lo.name) for m in cfg.all_models for lo in m.loras if not lo.fuse]
+    if d.fuse_qkv and switchable:
+        model, lora = switchable[0]
+        raise ConfigError(f"device.fuse_qkv: fused attention projections would skip the switchable LoRA {lora!r} of "
+                          f"model {model!r}; set fuse = true on its [[model.loras]] entry, or fuse_qkv = false")
 
 
 def _check_loras(cfg: Config, m: ModelConfig, key: str) -> None:

@@ -20,6 +20,7 @@ import asyncio
 import dataclasses
 import logging
 import secrets
+import time
 from collections.abc import Callable, Coroutine, Mapping
 from functools import partial
 from typing import Any
@@ -30,7 +31,7 @@ from inference.anime.weights import WeightStore
 from inference.backends import build_executor
 from inference.describe import CaptionSource
 from inference.engine import Engine
-from inference.prompt_words import has_nsfw_word
+from inference.prompt_words import has_nsfw_word, word_list_digest
 from inference.samplers import sampler_names
 from inference.upscale import UpscalerWeights
 from inference.validation import ModelInfo
@@ -50,6 +51,7 @@ from studio_events import (
     StudioEvent,
 )
 from studio_results import parameters_text, save_results
+from studio_waiting import WaitingNotes
 
 __all__ = [
     "JobCancelled", "JobDone", "JobFailed", "JobProgress", "JobQueued", "JobStarted", "Listener",
@@ -100,6 +102,7 @@ class Studio:
         # for it, and JobDone carries their rows, which saves it a trip to the job log per result.
         self.claim_for_posting = False
         self.engine.add_listener(self._on_engine_event)
+        self.waiting_notes = WaitingNotes(config, self.engine, self._publish)  # "no worker holds its model"
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -123,6 +126,7 @@ class Studio:
         if jobs:
             log.info("requeued %d unfinished job(s) from the job log", len(jobs))
         self._retention = asyncio.create_task(self._prune_forever(), name="easel-retention")
+        self.waiting_notes.start()
         self._started.set()
         for callback in self._on_started:
             callback()
@@ -131,17 +135,22 @@ class Studio:
     async def flag_prompt_words(self) -> None:
         """At start-up, before any result is posted: the word flag on stored images whose prompt has
         a ``discord.nsfw_words`` word (recorded before images carried the flag, or before the word
-        was added). Flags are only ever set: a word taken off the list leaves them as shown."""
+        was added). Flags are only ever set: a word taken off the list leaves them as shown. Once
+        per word list: the list checked last is remembered, and the same list is not checked again."""
         words = self.config.discord.nsfw_words
-        if words:
-            flagged = await self.database.images.backfill_word_flags(partial(has_nsfw_word, words=words))
-            if flagged:
-                log.info("flagged %d stored image(s) whose prompt has a discord.nsfw_words word", flagged)
+        images, digest = self.database.images, word_list_digest(words)
+        if await images.word_scan_digest() == digest:  # checked against this list already: jobs since were flagged
+            return
+        # No words is a list too: remembered, so results made under it are checked when words come back.
+        flagged = await images.backfill_word_flags(partial(has_nsfw_word, words=words)) if words else 0
+        await images.remember_word_scan(digest, time.time())
+        if flagged:
+            log.info("flagged %d stored image(s) whose prompt has a discord.nsfw_words word", flagged)
 
     def _word_flagged(self, job: J.Job) -> J.Job:
         """A recovered job queued before jobs carried the word flag gets it from its prompt here,
         once (launch() sets it on every new job), so its results are recorded flagged."""
-        if not job.nsfw_word and isinstance(job, J.DiffusionJob) and any(has_nsfw_word(
+        if not job.nsfw_word and isinstance(job, J.DiffusionJob | J.UpscaleJob) and any(has_nsfw_word(
                 text, self.config.discord.nsfw_words) for text in (job.prompt, getattr(job, "to_prompt", ""))):
             return dataclasses.replace(job, nsfw_word=True)
         return job
@@ -177,6 +186,7 @@ class Studio:
     async def close(self) -> None:
         if self._retention is not None:
             self._retention.cancel()
+        await self.waiting_notes.stop()
         await self.engine.stop()
         if self._pending:  # the last results; a write still waiting for a locked job log is let go
             _, late = await asyncio.wait(set(self._pending), timeout=CLOSE_WAIT_S)
@@ -217,6 +227,10 @@ class Studio:
 
     def lora_names(self, model: str = "") -> list[str]:
         return list(self.model_info(model).loras)
+
+    def embedding_tokens(self, model: str = "") -> list[str]:
+        """The words members write in a prompt to use the model's textual inversions ([[model.embeddings]])."""
+        return [emb.word for emb in self.engine.executor.model_config(model).embeddings]
 
     def unsupported(self, kind: J.JobKind) -> str | None:
         """Why the configured backend cannot serve this kind of job (member-facing), or None."""
@@ -293,7 +307,7 @@ class Studio:
 
     def _on_engine_event(self, event: J.JobEvent) -> None:
         if isinstance(event, J.Queued):
-            self._publish(JobQueued(event.job_id, event.position, event.total, event.eta_s))
+            self._publish(self.waiting_notes.queued(event, self._jobs.get(event.job_id)))
         elif isinstance(event, J.Progress):
             progress = JobProgress(event.job_id, event.step, event.total_steps, event.preview)
             if event.job_id in self._announcing:  # a JobStarted after it would show an empty bar again
@@ -373,6 +387,11 @@ class Studio:
     def _forget(self, job_id: str) -> None:
         self._jobs.pop(job_id, None)
         self._contexts.pop(job_id, None)
+
+    def requested_at(self, job_id: str) -> float | None:
+        """When a queued or running job was asked for (wall clock), if this process took the request."""
+        ctx = self._contexts.get(job_id)
+        return ctx.requested_at if ctx is not None else None
 
     async def job(self, job_id: str) -> J.Job | None:
         """The job (kept in memory while it is queued or running, else read back from the log)."""

@@ -49,6 +49,7 @@ class JobQueued(StudioEvent):
     position: int
     total: int
     eta_s: float
+    notes: tuple[str, ...] = ()  # shown under the position (studio_waiting.py: no worker holds its model)
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,8 @@ class JobDone(StudioEvent):
     # its row and images as recorded, so the poster needs no trip to the job log before posting.
     row: JobRow | None = None
     image_rows: tuple[ImageRow, ...] = ()
+    # Pictures shown with the result (JobResult.extras) as stored: ``(label, path)``, in order.
+    extras: tuple[tuple[str, Path], ...] = ()
 
 
 @dataclass(frozen=True)

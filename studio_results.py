@@ -8,6 +8,7 @@ import asyncio
 import dataclasses
 import logging
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from inference import jobs as J
@@ -58,6 +59,12 @@ def parameters_text(job: J.Job, seed: int, width: int, height: int, sampler_labe
         extra["Eta"] = eta
     if p.get("style"):
         extra["Style"] = p["style"]
+    if p.get("style_image"):  # /imagine's style_ref (IP-Adapter): its strength
+        extra["Style reference"] = p["style_strength"]
+    if p.get("tile"):
+        extra["Tiling"] = True  # as Automatic1111 writes it
+    if p.get("control_mode"):  # ControlNet jobs only: a plain job's text stays as it was
+        extra.update({"ControlNet": p["control_mode"], "Control strength": p["control_strength"]})
     return format_parameters(prompt=p["prompt"], negative_prompt=p["negative_prompt"], steps=p["steps"],
                              sampler=sampler_label, guidance=p["guidance"], seed=seed, width=width, height=height,
                              model=p["model"], extra=extra)
@@ -84,6 +91,8 @@ async def save_results(studio: Studio, results: list[J.JobResult]) -> list[Studi
     stored_files: list[list[StoredFile] | None] = [[] if job.job_id in text_results else None for job, _, _ in finished]
     for i, files in zip(stills, written, strict=True):
         stored_files[i] = files
+    extras = await store_extras(studio, [(job.job_id, result) for (job, result, _), files in
+                                         zip(finished, stored_files, strict=True) if files is not None])
     for i, (job, result, texts) in enumerate(finished):
         if job.kind is J.JobKind.MORPH:  # one animated file, recorded as the job's one image
             finished[i], stored_files[i] = await store_animation(studio, job, result, texts[0])
@@ -103,13 +112,14 @@ async def save_results(studio: Studio, results: list[J.JobResult]) -> list[Studi
             records.append(NewImage(job.job_id, index, seed, stored.path, image.width, image.height,
                                     stored.sha256, stored.size, nsfw, job.nsfw_word))
             saved.append(SavedImage(index, seed, stored.path, image.width, image.height, nsfw))
-        events.append(JobDone(job.job_id, job, tuple(saved), tuple(job_texts), result.seconds, result.note))
+        events.append(JobDone(job.job_id, job, tuple(saved), tuple(job_texts), result.seconds, result.note,
+                              extras=extras.get(job.job_id, ())))
     claim = studio.claim_for_posting
     what = f"the result(s) of job(s) {', '.join(e.job_id for e in events)}"
     try:  # images, then the jobs as finished: one trip to SQLite's thread
         rows = await write_while_locked(partial(
             studio.database.record_results, records, [e.job_id for e in events if isinstance(e, JobDone)],
-            claim=claim, **_texts_of(text_results, events)), what)
+            claim=claim, **_texts_of(text_results, events), **_extras_of(extras, events)), what)
     except JobsMissing as err:  # a job left the log while it ran (its member was forgotten): drop it alone
         gone = set(err.job_ids)
         for job_id in sorted(gone):
@@ -118,7 +128,7 @@ async def save_results(studio: Studio, results: list[J.JobResult]) -> list[Studi
         events = [e for e in events if e.job_id not in gone]
         rows = await write_while_locked(partial(
             studio.database.record_results, records, [e.job_id for e in events if isinstance(e, JobDone)],
-            claim=claim, **_texts_of(text_results, events)), what)
+            claim=claim, **_texts_of(text_results, events), **_extras_of(extras, events)), what)
     recorded: list[StudioEvent] = []
     for event in events:
         if isinstance(event, JobDone):
@@ -138,6 +148,27 @@ def _texts_of(text_results: dict[str, tuple[str, ...]], events: list[StudioEvent
     ids = {e.job_id for e in events}
     texts = {job_id: lines for job_id, lines in text_results.items() if job_id in ids}
     return {"texts": texts} if texts else {}
+
+
+def _extras_of(extras: dict[str, tuple[tuple[str, Path], ...]], events: list[StudioEvent]) -> dict[str, Any]:
+    """``record_results``' ``extras`` keyword for the jobs still to record (none: no keyword)."""
+    ids = {e.job_id for e in events if isinstance(e, JobDone)}
+    chosen = {job_id: pictures for job_id, pictures in extras.items() if job_id in ids}
+    return {"extras": chosen} if chosen else {}
+
+
+async def store_extras(studio: Studio, results: list[tuple[str, J.JobResult]]
+                       ) -> dict[str, tuple[tuple[str, Path], ...]]:
+    """The pictures shown with results (``JobResult.extras``: a tile's 2x2 preview, a ControlNet
+    map) stored as PNGs by the PNG writer: ``(label, path)`` by job. A job whose extras could not be
+    stored is posted without them (the writer logs why): they are not its result."""
+    wanted = [(job_id, result.extras) for job_id, result in results if result.extras]
+    if not wanted:
+        return {}
+    written = await studio.png_writer.write(
+        [(f"{job_id} (pictures shown with it)", [(image, None) for _, image in pictures]) for job_id, pictures in wanted])
+    return {job_id: tuple((label, stored.path) for (label, _), stored in zip(pictures, files, strict=True))
+            for (job_id, pictures), files in zip(wanted, written, strict=True) if files is not None}
 
 
 async def store_animation(studio: Studio, job: J.Job, result: J.JobResult, text: str

@@ -34,24 +34,23 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 from discord.ext import commands
-from PIL import Image
 
 from cogs.utils import describing, gate, posting, postlog
 from cogs.utils.buttons import offers_for, result_view
+from cogs.utils.extras import extra_files
 from cogs.utils.origin import ChannelStatus, Origin, StatusGone, StatusMessage, renewed
+from cogs.utils.private import PrivateResults, is_private_note
 from cogs.utils.redelivery import RetryLoop
+from cogs.utils.result_text import caption, failure_text, gone_text, grid_png
 from cogs.utils.text import (
     NO_MENTIONS,
-    duration,
     fit_message,
     progress_text,
-    prompt_heading,
     queued_text,
-    quote,
 )
-from inference.imaging import encode_png, fit_for_upload, make_grid, read_parameters, thumbnail_png
+from inference.imaging import fit_for_upload, thumbnail_png
 from inference.imaging.animation import fit_stored
-from inference.jobs import AnimeJob, DiffusionJob, InpaintJob, Job, MorphJob, UpscaleJob, job_from_params
+from inference.jobs import MorphJob, job_from_params
 from studio import JobCancelled, JobDone, JobProgress, JobQueued, JobStarted, StudioEvent
 
 if TYPE_CHECKING:
@@ -77,69 +76,6 @@ class Tracked:
     kind: str = ""  # the job's kind: what its progress line says it is doing
 
 
-def caption(job: Job, seeds: list[int], seconds: float | None, note: str = "") -> str:
-    by = f"<@{job.owner}>"
-    took = f"{duration(seconds)} \u00b7 " if seconds is not None else ""
-    if isinstance(job, AnimeJob):
-        head = f"\U0001f338 AnimeGAN2 `{job.style}` for {by}"
-        tail = f"{took}job `{job.job_id}`"
-    elif isinstance(job, MorphJob):
-        return morph_caption(job, took, note)
-    elif isinstance(job, UpscaleJob):
-        head = f"\U0001f5bc\ufe0f Upscaled {job.factor}x ({job.mode}) for {by}"
-        if job.prompt:
-            head += f": {prompt_heading(job.prompt)}"
-        tail = f"upscaler `{job.upscaler}` \u00b7 {took}job `{job.job_id}`"
-    else:
-        assert isinstance(job, DiffusionJob)
-        head = f"{prompt_heading(job.prompt)} for {by}"
-        tail = (f"seed `{', '.join(map(str, seeds)) or job.seed}` \u00b7 {job.steps} steps \u00b7 "
-                f"{job.width}x{job.height} \u00b7 {took}job `{job.job_id}`")
-    lines = [head, tail]
-    if isinstance(job, InpaintJob) and job.note:  # how a zoom-out or pan canvas was made
-        lines.append(f"\u2139\ufe0f {quote(job.note, 300)}")
-    if note:
-        lines.append(f"\u2139\ufe0f {quote(note, 300)}")
-    return "\n".join(lines)
-
-
-def morph_caption(job: MorphJob, took: str, note: str = "") -> str:
-    """A morph's message carries its parameters (an animation has no PNG ``parameters`` chunk)."""
-    if job.to_prompt:
-        head = f"\U0001f39e\ufe0f {prompt_heading(job.prompt)} \u2192 {prompt_heading(job.to_prompt)} for <@{job.owner}>"
-        sweep = "prompt morph"
-    else:
-        head = f"\U0001f39e\ufe0f Morph of {prompt_heading(job.prompt)} for <@{job.owner}>"
-        sweep = f"strength {job.strength_from:g}\u2192{job.strength_to:g}"
-    lines = [head, f"seed `{job.seed}` \u00b7 {job.frames} frames \u00b7 {sweep} \u00b7 {job.steps} steps \u00b7 "
-                   f"guidance {job.guidance:g} \u00b7 {job.width}x{job.height} \u00b7 {took}job `{job.job_id}`"]
-    if job.negative_prompt:
-        lines.append(f"Negative: {quote(job.negative_prompt, 300)}")
-    if note:
-        lines.append(f"\u2139\ufe0f {quote(note, 300)}")
-    return "\n".join(lines)
-
-
-def failure_text(error: str, job_id: str) -> str:
-    """A failed job's message: the reason (our words, maybe quoting the member: shown as plain text,
-    so without its code marks) and the job id once."""
-    return f"\u26a0\ufe0f {quote(error.replace('`', ''), 1500)} \u00b7 job `{job_id}`"
-
-
-def gone_text(job_id: str) -> str:
-    """A result whose images are not stored (any more)."""
-    return f"\u26a0\ufe0f The images of job `{job_id}` are no longer stored."
-
-
-def grid_png(paths: list[Path]) -> bytes:
-    """The grid posted for count > 1, carrying the first image's parameters."""
-    images = []
-    for path in paths:
-        with Image.open(path) as im:
-            images.append(im.convert("RGB"))
-    return encode_png(make_grid(images), read_parameters(paths[0].read_bytes()))
-
-
 class Delivery(commands.Cog):
     def __init__(self, bot: EaselBot) -> None:
         self.bot = bot
@@ -152,6 +88,7 @@ class Delivery(commands.Cog):
         self._posting: set[str] = set()
         self.interval = bot.config.discord.progress_interval_s
         self.retries = RetryLoop(self)
+        self.private = PrivateResults(bot)
 
     async def cog_load(self) -> None:
         self.bot.delivery = self
@@ -211,7 +148,7 @@ class Delivery(commands.Cog):
             if t is None:
                 return
             if isinstance(event, JobQueued):
-                t.text = queued_text(event.job_id, event.position, event.total, event.eta_s)
+                t.text = queued_text(event.job_id, event.position, event.total, event.eta_s, event.notes)
             elif isinstance(event, JobStarted):
                 t.text = progress_text(event.job_id, 0, 1, t.kind)
             else:
@@ -301,6 +238,7 @@ class Delivery(commands.Cog):
         try:
             await self._deliver(job_id, status, t, done)
         except Exception as exc:  # the job log failed around the post (claim, read, record)
+            self.bot.dispatch("easel_post_failed", job_id)
             self.retries.later(job_id, exc)
         finally:
             self._posting.discard(job_id)
@@ -308,16 +246,17 @@ class Delivery(commands.Cog):
     async def _deliver(self, job_id: str, status: StatusMessage | None, t: Tracked | None,
                        done: JobDone | None) -> None:
         if done is not None and done.row is not None:  # claimed when it was recorded
-            row, images = done.row, list(done.image_rows)
+            row, images, extras = done.row, list(done.image_rows), list(done.extras)
         else:
             claimed = await postlog.claim(self.bot.studio.database, job_id)
             if claimed is None:
                 return  # already delivered (or being delivered) elsewhere
-            row, images = claimed
+            row, images, extras = claimed
         try:
             if status is None:
                 status = posting.recorded_status(self.bot, row)
-            content, files, view = await self._render(row, images, t, done)
+            content, files, view = await self._render(row, images, t, done, extras)
+            content, files, view = await self.private.divert(row, content, files, view)  # /prefs private
             try:
                 await status.edit(content, files=files, view=view)
             except StatusGone as exc:
@@ -330,8 +269,12 @@ class Delivery(commands.Cog):
             await self.retries.failed(row, exc)
             return
         assert status.message_id is not None
-        await postlog.record_posted(self.bot.studio.database, job_id, status.channel_id, status.message_id)
+        # A private result's note in the channel is no image source: its images are not linked to it, so
+        # nobody's reaction or menu on the note reaches them (cogs/utils/private.py).
+        await postlog.record_posted(self.bot.studio.database, job_id, status.channel_id, status.message_id,
+                                    link_images=not is_private_note(content))
         self.retries.settled(job_id)
+        self.bot.dispatch("easel_delivered", row, status.channel_id, status.message_id)  # cogs/prefs.py: DM when done
 
     async def _open_in_channel(self, job_id: str, channel_id: int, text: str, *, reference_id: int | None,
                                replaces: int | None) -> ChannelStatus:
@@ -348,8 +291,8 @@ class Delivery(commands.Cog):
         await postlog.record_status_message(self.bot.studio.database, job_id, message.id)
         return ChannelStatus(message)
 
-    async def _render(self, row: JobRow, images: list[ImageRow], t: Tracked | None,
-                      done: JobDone | None) -> tuple[str, list[discord.File], discord.ui.View]:
+    async def _render(self, row: JobRow, images: list[ImageRow], t: Tracked | None, done: JobDone | None,
+                      extras: list[tuple[str, Path]]) -> tuple[str, list[discord.File], discord.ui.View]:
         if row.error:
             return failure_text(row.error, row.job_id), [], discord.ui.View()
         seconds = done.seconds if done else (row.finished_at - row.started_at if row.finished_at and row.started_at
@@ -384,6 +327,8 @@ class Delivery(commands.Cog):
         if not filename.endswith(".png"):
             content += "\n\u2139\ufe0f Re-encoded to fit Discord's upload limit; the original PNG is kept by the bot."
         files = [gate.image_file(fitted, filename, how)]
+        shown = await extra_files(self.bot, extras, how, limit - len(fitted))  # cogs/utils/extras.py
+        files, content = files + shown.files, content + shown.note
         offers = offers_for(self.bot, getattr(job, "model", ""))
         return fit_message(content), files, result_view(row.job_id, len(images), kind=str(job.kind), offers=offers)
 

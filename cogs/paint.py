@@ -13,6 +13,7 @@ from PIL import Image
 from cogs.utils.gate import NO_FLAGS, Flags
 from cogs.utils.inputs import PendingInput, decode_mask_for, load_pending, pending, read_attachment
 from cogs.utils.launch import launch, too_fast
+from cogs.utils.member_prefs import with_prefs
 from cogs.utils.options import (
     AUTOCOMPLETE,
     DESCRIPTIONS,
@@ -105,10 +106,12 @@ class Paint(commands.Cog):
         except ImageInputError as exc:
             await origin.error(str(exc))
             return
-        options = DiffusionOptions(negative=negative, steps=steps, guidance=guidance, scheduler=scheduler,
+        mine = await with_prefs(self.bot, interaction.user.id, model=model, negative=negative,
+                                scheduler=scheduler)  # /prefs
+        options = DiffusionOptions(negative=mine.negative, steps=steps, guidance=guidance, scheduler=mine.scheduler,
                                    spacing=spacing, eta=eta, lora=lora, style=style)
         await paint_request(self.bot, origin, source, prompt, mask_upload=mask_data, region=region, box=box,
-                            strength=strength, seed=seed, model=model, options=options)
+                            strength=strength, seed=seed, model=mine.model, options=options)
 
 
 async def setup(bot: EaselBot) -> None:

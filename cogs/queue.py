@@ -8,6 +8,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from cogs.utils import quota
 from cogs.utils.buttons import EaselButton
 from cogs.utils.text import NO_MENTIONS, duration
 
@@ -39,6 +40,9 @@ class Queue(commands.Cog):
             view.add_item(EaselButton("c", job.job_id, label=f"Cancel {job.job_id}", emoji="\u2716\ufe0f"))
         if not running and not waiting:
             lines.append("You have no jobs in the queue.")
+        used = await quota.usage(self.bot, interaction.guild, interaction.user)
+        if used is not None:
+            lines.append(f"\U0001f4ca {used.text()}.")
         await interaction.response.send_message("\n".join(lines), view=view, ephemeral=True,
                                                 allowed_mentions=NO_MENTIONS)
 

@@ -27,6 +27,7 @@ from cogs.utils import actions, gate, ratelimit
 from cogs.utils.inputs import decode, image_attachment, image_of_message, read_attachment
 from cogs.utils.launch import NotHere, check_channel
 from cogs.utils.origin import MessageOrigin
+from cogs.utils.private import is_private_note
 from cogs.utils.text import NO_MENTIONS, fit_message
 from inference.imaging import ImageInputError, encode_png, fit_for_upload, read_parameters
 from inference.jobs import JobError
@@ -71,6 +72,9 @@ class Reactions(commands.Cog):
             return  # not an image: the reaction is just a reaction (and costs the member nothing)
         origin = MessageOrigin(message, user)
         try:
+            if ours and row is not None and is_private_note(message.content) and emoji != DELETE \
+                    and user.id != row.user_id:
+                return  # a result that went to its owner by DM: the note is nobody else's to use
             if emoji == DELETE:
                 if ours and row is not None:  # cleaning up works everywhere, enabled channel or not
                     await self.delete(message, user, row.user_id, payload)

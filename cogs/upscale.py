@@ -29,11 +29,12 @@ class Upscale(commands.Cog):
 
     @app_commands.command(name="upscale", description="Enlarge an image with the server's upscaler")
     @app_commands.describe(image="The picture to enlarge", factor=f"How many times larger (default {DEFAULT_FACTOR})",
-                           mode="subtle: the upscaler alone; creative: then refined with image-to-image")
+                           mode="subtle: the upscaler alone; creative: then refined with image-to-image",
+                           prompt="What the picture shows (steers a creative upscale)")
     @app_commands.choices(factor=[app_commands.Choice(name=f"{f}x", value=f) for f in FACTORS],
                           mode=[app_commands.Choice(name=m, value=m) for m in MODES])
     async def upscale(self, interaction: discord.Interaction, image: discord.Attachment, factor: int | None = None,
-                      mode: str | None = None) -> None:
+                      mode: str | None = None, prompt: str | None = None) -> None:
         origin = InteractionOrigin(interaction)
         refusal = upscale_refusal(self.bot)  # before downloading anything
         if refusal:
@@ -44,7 +45,7 @@ class Upscale(commands.Cog):
         try:
             source = await origin.in_time(load_pending(self.bot.studio, image, self.bot.config.limits))
             await upscale_file(self.bot, origin, source.path, source.size, factor=factor, mode=mode,
-                               inputs=(source,), source=gate.NO_FLAGS)
+                               inputs=(source,), source=gate.NO_FLAGS, prompt=prompt)
         except (ImageInputError, JobError) as exc:
             await origin.error(str(exc))
 

@@ -10,6 +10,7 @@ from discord.ext import commands
 
 from cogs.utils.inputs import load_pending
 from cogs.utils.launch import launch, too_fast
+from cogs.utils.member_prefs import with_prefs
 from cogs.utils.options import AUTOCOMPLETE, DESCRIPTIONS, SPACING_CHOICES, DiffusionOptions, chosen_model
 from cogs.utils.origin import InteractionOrigin
 from inference.imaging import ImageInputError
@@ -49,8 +50,10 @@ class Vary(commands.Cog):
         except ImageInputError as exc:
             await origin.error(str(exc))
             return
-        name = await chosen_model(self.bot, origin, model)
-        options = DiffusionOptions(negative=negative, steps=steps, guidance=guidance, scheduler=scheduler,
+        mine = await with_prefs(self.bot, interaction.user.id, model=model, negative=negative,
+                                scheduler=scheduler)  # /prefs
+        name = await chosen_model(self.bot, origin, mine.model)
+        options = DiffusionOptions(negative=mine.negative, steps=steps, guidance=guidance, scheduler=mine.scheduler,
                                    spacing=spacing, eta=eta, lora=lora, style=style)
 
         def build(job_id: str) -> Draft:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from config import Config
+from inference.affinity import DevicePreference
 from inference.batching import BatchPolicy
 from inference.eta import EtaEstimator
 from inference.executor import GpuExecutor, Outcome, Withdrawn, internal_error_message
@@ -56,6 +57,7 @@ class EngineStatus:
     failed: int
     uptime_s: float
     busy_fraction: float = 0.0  # of the GPU thread, since its first batch (see GpuExecutor.busy_stats)
+    parked: tuple[str, ...] = ()  # of ``models``, those waiting in CPU RAM (device.resident_models)
 
 
 # A batch that is not full keeps taking companions while the GPU is busy with the batches ahead of
@@ -71,7 +73,9 @@ class Engine(QueueView):
                  eta: EtaEstimator | None = None, policy: BatchPolicy | None = None) -> None:
         self.config = config
         self.executor = executor
-        self.queue = queue or FairQueue(per_user=config.queue.per_user, total=config.queue.total)
+        self._preference = DevicePreference(config, executor)
+        self.queue = queue or FairQueue(per_user=config.queue.per_user, total=config.queue.total,
+                                        affinity_skips=config.queue.affinity_skips, model_names=self._preference.names)
         self.eta = eta or EtaEstimator()
         self.policy = policy or BatchPolicy(max_batch=config.queue.max_batch, device=config.device.device)
         self._listeners: list[Listener] = []
@@ -109,6 +113,7 @@ class Engine(QueueView):
         self._context = contextvars.copy_context()
         model = await asyncio.wrap_future(self.executor.submit(self.executor.model, ""))
         self.policy.device = str(model.device)
+        self._prefer()
         if warm_up and getattr(self.executor, "warms_up", True):  # a remote service has nothing of ours to warm
             measured = await asyncio.wrap_future(self.executor.submit(
                 warm_up_model, self.executor, self.policy.max_batch, self.config.device.compile))
@@ -120,6 +125,11 @@ class Engine(QueueView):
                 self.eta.record(self._eta_key(job), next(s for _, n, s in measured if (n > 1) == batches))
         self._dispatcher = asyncio.create_task(self._dispatch(), name="easel-dispatcher")
 
+    @property
+    def serving(self) -> bool:
+        """Whether the dispatcher that feeds the GPU thread is running (for /healthz)."""
+        return self._dispatcher is not None and not self._dispatcher.done() and not self._stopped
+
     async def stop(self) -> None:
         """Stop serving. Running jobs are abandoned, not failed: the job log still has them as
         running, so the next start runs them again."""
@@ -130,8 +140,9 @@ class Engine(QueueView):
             self._dispatcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._dispatcher
-        for jid in list(self._in_flight):
-            self.executor.cancel(jid)
+        if not getattr(self.executor, "keeps_work_on_stop", False):  # a cluster's workers carry on
+            for jid in list(self._in_flight):
+                self.executor.cancel(jid)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.to_thread(self.executor.shutdown)
@@ -148,6 +159,11 @@ class Engine(QueueView):
         where = self.position(job.job_id)
         assert where is not None
         return where[0]
+
+    def set_weight(self, owner: int, weight: int) -> None:
+        """A member's jobs per turn in the fair queue (1-5), decided when they ask (their roles)."""
+        self.queue.set_weight(owner, weight)
+        self._handover.keep_fair()  # a heavier member's job may now be due before a batch taken early
 
     def restore(self, jobs: Iterable[Job]) -> None:
         """Re-queue jobs recovered from the job log at start-up, in their original order."""
@@ -177,13 +193,8 @@ class Engine(QueueView):
     def model_info(self, name: str = "") -> ModelInfo:
         """Preset, tokenizer and LoRAs of a model, for validating a request on the event loop."""
         cfg = self.executor.model_config(name)
-        loaded = self.executor.loaded(cfg.display_name)
-        if loaded is not None:
-            own = loaded.default_scheduler
-            return describe_model(cfg, loaded.preset, loaded.tokenizer,
-                                  type(own).__name__ if own is not None else "")
         facts = self.executor.facts(cfg.display_name)
-        if facts is not None:  # loaded before and unloaded since: what its own configs said then
+        if facts is not None:  # loaded now or before: what its own configs said when it loaded
             preset, tokenizer, scheduler_class = facts
             return describe_model(cfg, preset, tokenizer, scheduler_class)
         family = resolve_family(cfg.family, cfg.source, self.config.base_dir)
@@ -197,7 +208,8 @@ class Engine(QueueView):
                             queued=len(self.queue) + len(self.queue.next_up()), running=len(self.running()),
                             served=self.served,
                             failed=self.failed, uptime_s=time.monotonic() - self.started_monotonic,
-                            busy_fraction=self.executor.busy_stats().fraction)
+                            busy_fraction=self.executor.busy_stats().fraction,
+                            parked=tuple(self.executor.parked_models()))
 
     # ------------------------------------------------------------------ events
 
@@ -362,8 +374,13 @@ class Engine(QueueView):
                 self._handover.ended(taken)
                 for job in batch:
                     self._forget_in_flight(job)
+            self._prefer()
             self._slots.release()
             self._queue_changed.set()  # a batch still taking companions goes now if it was waiting for this one
+
+    def _prefer(self) -> None:
+        """Jobs for the model the device will hold next go first, within a bound (inference/affinity.py)."""
+        self.queue.set_preferred(self._preference.now(self.queue.next_up()))
 
     def _forget_in_flight(self, job: Job) -> None:
         self._in_flight.pop(job.job_id, None)

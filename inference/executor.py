@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from config import Config, ModelConfig
+from inference.affinity import device_model_of, held_preference
 from inference.busy import BusyStats
 from inference.call_overhead import trim_call_overhead
 from inference.describe.runner import DescribeRunner
@@ -54,6 +55,7 @@ from inference.loader import LoadedModel, load_model
 from inference.placement import thread_placement
 from inference.prepare import PreparedJob
 from inference.relay import Relay
+from inference.residency import Residency
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,15 @@ Outcome = Finished | Failed | Cancelled
 
 OOM_MESSAGE = ("The GPU ran out of memory on this request, even when run on its own. "
                "Try a smaller size or fewer images.")
+
+
+def configured_model(config: Config, name: str) -> ModelConfig:
+    """The configured model called ``name`` ("" = the default one); JobError when there is none.
+    Every executor kind answers ``model_config`` with this."""
+    for m in config.all_models:
+        if m.display_name == name or (not name and m is config.model):
+            return m
+    raise JobError(f"There is no model called {name!r} here.")
 
 
 class Withdrawn(Exception):
@@ -94,7 +105,8 @@ class GpuExecutor(KindRunners):
         self.config = config
         self.placement = thread_placement(config)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="easel-gpu", initializer=self._enter_thread)
-        self._models: dict[str, LoadedModel] = {}
+        self._models = Residency(config.device.resident_models, accelerator=config.device.device != "cpu",
+                                 offload=config.device.cpu_offload)
         self._facts: dict[str, tuple[Any, Any, str]] = {}  # model name -> facts found loading it (kept after unloading)
         self._anime_factory = anime_factory
         self._anime: Any = None
@@ -115,6 +127,7 @@ class GpuExecutor(KindRunners):
         self._last_end: float | None = None
         self._running_since: float | None = None
         self._queued = 0  # batches handed over and not started yet
+        self._heading: str | None = None  # the model of the last diffusion batch started (as its jobs name it)
         self._relay = Relay()
         self._pending: set[Future[list[Outcome]]] = set()
         threads = cpu_threads(config)
@@ -152,6 +165,8 @@ class GpuExecutor(KindRunners):
                 if done not in self._pending:  # dropped by shutdown() just before it could start
                     return
                 self._pending.discard(done)
+                if jobs and device_model_of(jobs[0].job) is not None:
+                    self._heading = device_model_of(jobs[0].job)
             try:
                 outcomes = self._timed_batch(jobs, relayed)
             except BaseException as exc:  # jobs' own failures are outcomes already; this is the executor's
@@ -235,33 +250,26 @@ class GpuExecutor(KindRunners):
             self.placement.restore()
 
     def model_config(self, name: str) -> ModelConfig:
-        for m in self.config.all_models:
-            if m.display_name == name or (not name and m is self.config.model):
-                return m
-        raise JobError(f"There is no model called {name!r} here.")
+        return configured_model(self.config, name)
 
     def model(self, name: str = "") -> LoadedModel:
-        """The loaded model (loading it if needed). Call on the inference thread only."""
+        """The model on its device: loaded if needed, moved back from RAM if parked there
+        (inference/residency.py). Call on the inference thread only."""
         cfg = self.model_config(name)
-        loaded = self._models.get(cfg.display_name)
-        if loaded is None:
-            if self._models and self.config.device.device != "cpu":
-                # Keep one model resident on an accelerator: two SDXLs do not fit most GPUs.
-                for old in list(self._models.values()):
-                    free_memory(old.device)
-                self._models.clear()
-            loaded = load_model(cfg, self.config.device, self.config.base_dir)
-            pipes = {id(p): p for p in loaded.pipes.values()}.values()
-            if not self.config.device.attention_slicing:
-                attention: dict[str, int] = {}
-                for pipe in pipes:
-                    attention = ensure_sdpa(pipe)
-                log.info("model %s attention processors: %s", loaded.name, attention)
+        return self._models.use(cfg.display_name, lambda: self._load(cfg))
+
+    def _load(self, cfg: ModelConfig) -> LoadedModel:
+        loaded = load_model(cfg, self.config.device, self.config.base_dir)
+        pipes = loaded.all_pipes()
+        if not self.config.device.attention_slicing:
+            attention: dict[str, int] = {}
             for pipe in pipes:
-                trim_call_overhead(pipe)
-            self._models[cfg.display_name] = loaded
-            own = type(loaded.default_scheduler).__name__ if loaded.default_scheduler is not None else ""
-            self._facts[cfg.display_name] = (loaded.preset, loaded.tokenizer, own)
+                attention = ensure_sdpa(pipe)
+            log.info("model %s attention processors: %s", loaded.name, attention)
+        for pipe in pipes:
+            trim_call_overhead(pipe)
+        own = type(loaded.default_scheduler).__name__ if loaded.default_scheduler is not None else ""
+        self._facts[cfg.display_name] = (loaded.preset, loaded.tokenizer, own)
         return loaded
 
     def facts(self, name: str) -> tuple[Any, Any, str] | None:
@@ -270,7 +278,24 @@ class GpuExecutor(KindRunners):
         return self._facts.get(name)
 
     def loaded_models(self) -> list[LoadedModel]:
-        return list(self._models.values())
+        """Models held: the one on the device first, then those parked in RAM."""
+        return list(self._models)
+
+    def parked_models(self) -> list[str]:
+        """Names of the loaded models waiting in CPU RAM (``device.resident_models``)."""
+        return [m.name for m in self._models if self._models.is_parked(m.name)]
+
+    def model_switches(self) -> list[tuple[str, str, float]]:
+        """Recent model switches, newest last: (model, "ram" or "disk", seconds)."""
+        return list(self._models.switches)
+
+    def preferred_models(self) -> frozenset[str]:
+        """The model on the device (or being switched to), by every name a job may give it, when
+        running another one costs a switch; empty when it costs nothing (inference/affinity.py). Read
+        from the event loop."""
+        with self._lock:
+            heading = self._heading
+        return held_preference(self.config, self._models, heading)
 
     def loaded(self, name: str) -> LoadedModel | None:
         return self._models.get(name)
@@ -393,7 +418,7 @@ class GpuExecutor(KindRunners):
         Called once the exception is gone; what the failed call built is garbage now, and collected
         (frames and tensors can hold each other in cycles) before the cache goes back to the device."""
         gc.collect()
-        device = next(iter(self._models.values())).device if self._models else None
+        device = self._models.active.device if self._models.active is not None else None
         if device is not None:
             free_memory(device)
         if len(live) == 1:

@@ -15,12 +15,16 @@ from typing import Any
 import torch
 from PIL import Image
 
+from inference.control.run import control_call
 from inference.imaging import composite_unmasked
 from inference.jobs import DiffusionJob, ImageToImageJob, InpaintJob, JobError, JobKind, JobResult
+from inference.kandinsky_samplers import TILE_KANDINSKY
 from inference.loader import LoadedModel
 from inference.prepare import PreparedJob
 from inference.presets import KANDINSKY
 from inference.samplers import call_eta, label_for
+from inference.seamless import seamless, tile_extras
+from inference.style_ref import style_reference
 
 # Approximate latent -> RGB projections (a preview costs a matmul, not a VAE decode): a weight per
 # latent channel and colour, then a bias. SDXL's VAE has its own latent space, so its own factors
@@ -53,13 +57,21 @@ def run_diffusion_batch(
     on_step: StepCallback,
 ) -> list[JobResult] | None:
     """Run compatible jobs in one call. Returns one result per job, or None if interrupted."""
-    if model.family == KANDINSKY:
+    if model.family == KANDINSKY:  # validation refuses these; a Redo after a model change may not
+        if getattr(batch[0].job, "tile", False):
+            raise JobError(TILE_KANDINSKY)
+        if getattr(batch[0].job, "control_mode", "") or getattr(batch[0].job, "style_image", None) is not None:
+            raise JobError(f"Model {model.name} is a Kandinsky 2.2 model now: it takes no control picture or "
+                           "style reference. Make the image again without them, or on another model.")
         from inference.kandinsky import run_kandinsky_batch  # it imports this module
 
         return run_kandinsky_batch(model, batch, on_step)
     first = batch[0].job
     assert isinstance(first, DiffusionJob)
     pipe = ready_pipe(model, first.kind, first)
+    control = control_call(model, batch, pipe)  # a ControlNet batch: its pipeline and maps (inference/control/)
+    if control is not None:
+        pipe = control.pipe
     generator_device = "cpu" if model.device.type == "mps" else model.device
     prompts: list[str] = []
     negatives: list[str] = []
@@ -91,7 +103,7 @@ def run_diffusion_batch(
         label = label_for(first.scheduler, type(pipe.scheduler).__name__)
         raise JobError(f"The {label} sampler takes no eta: leave it out, or pick `ddim` or `tcd`.")
     if first.kind is JobKind.IMAGINE:
-        kwargs.update(width=first.width, height=first.height)
+        kwargs.update(width=first.width, height=first.height, **(control.kwargs if control else {}))
     else:
         kwargs["image"] = images
         assert isinstance(first, ImageToImageJob | InpaintJob)
@@ -110,8 +122,9 @@ def run_diffusion_batch(
 
     kwargs["callback_on_step_end"] = callback
     started = time.perf_counter()
-    with torch.inference_mode():
-        out = pipe(**kwargs)
+    with style_reference(model.style_adapter, pipe, batch, first.guidance, model.device) as style_kwargs, \
+            torch.inference_mode(), seamless(pipe, getattr(first, "tile", False)):  # inference/seamless.py
+        out = pipe(**kwargs, **style_kwargs)
     if interrupted:
         return None
     seconds = time.perf_counter() - started
@@ -131,7 +144,10 @@ def run_diffusion_batch(
             images=tuple(images),
             seeds=job.seeds,
             seconds=share,
-            nsfw=tuple(bool(f) for f in flags[cursor:cursor + n]),
+            nsfw=tuple(bool(f) or (control is not None and control.flagged.get(job.job_id, False))
+                       for f in flags[cursor:cursor + n]),
+            extras=(control.extras.get(job.job_id, ()) if control else ())
+            + (tile_extras(images) if getattr(job, "tile", False) else ()),
         ))
         cursor += n
     return results
@@ -140,8 +156,10 @@ def run_diffusion_batch(
 def _prompt_kwargs(model: LoadedModel, pipe: Any, prompts: list[str], negatives: list[str] | None) -> dict[str, Any]:
     """The prompts as text, as always; as compel embeddings only where one has weighting syntax,
     ``BREAK`` or more than CLIP's 77 tokens (inference/prompting.py)."""
+    from inference.embedding_tokens import spell_out
     from inference.prompting import needs_embeddings, prompt_embeddings
 
+    prompts, negatives = spell_out(pipe.tokenizer, prompts), spell_out(pipe.tokenizer, negatives)
     if needs_embeddings(pipe.tokenizer, prompts + (negatives or [])):
         with torch.inference_mode():
             return prompt_embeddings(pipe, prompts, negatives, sdxl=getattr(pipe, "text_encoder_2", None) is not None)

@@ -107,7 +107,25 @@ class DiffusionJob(Job):
 
 @dataclass(frozen=True)
 class TextToImageJob(DiffusionJob):
+    # ControlNet: the uploaded picture (an input file; None = no control, "" = its owner deleted it
+    # with /forget, as for init_image), the mode whose ControlNet and preprocessor follow it, and how
+    # strongly (diffusers' controlnet_conditioning_scale).
+    control_image: str | None = None
+    control_mode: str = ""
+    control_strength: float = 1.0
+    # Style reference (IP-Adapter): the picture whose look to follow (None = none) and how strongly.
+    style_image: str | None = None
+    style_strength: float = 0.6
+    # Seamless tile: circular padding in the UNet and VAE for this job, so the image repeats.
+    tile: bool = False
     kind: JobKind = field(init=False, default=JobKind.IMAGINE)
+
+    def batch_key(self) -> tuple[Any, ...] | None:
+        # Different control or style pictures batch together (one per image); modes, strengths and
+        # whether there is a picture at all must agree, as must the padding of every convolution.
+        return (*super().batch_key(), self.control_mode, self.control_strength if self.control_mode else None,
+                self.style_image is not None, self.style_strength if self.style_image is not None else None,
+                self.tile)
 
 
 @dataclass(frozen=True)
@@ -234,6 +252,10 @@ class JobResult:
     note: str = ""
     nsfw: tuple[bool, ...] = ()
     texts: tuple[str, ...] = ()  # a text result (/describe's suggestions) instead of images
+    # Pictures shown WITH the result but not part of it (no buttons, not pickable): ``(label, PIL
+    # image)``, e.g. ("control", the ControlNet map a job followed), ("tile", a 2x2 preview of a
+    # seamless tile). They get the job's NSFW verdict, as everything the job made.
+    extras: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -47,11 +47,11 @@ from inference.kandinsky_samplers import INPAINT_STRENGTH, NO_INPAINT, kandinsky
 from inference.loader import (
     LoadedModel,
     ModelLoadError,
-    _apply_device_options,
-    _default_scheduler,
-    _first_line,
-    _hub_failure,
+    apply_device_options,
     check_tokenizer,
+    configured_scheduler,
+    first_line,
+    model_hub_failure,
     quiet_loading,
 )
 from inference.prepare import PreparedJob
@@ -118,9 +118,9 @@ def _load_part(model: ModelConfig, key: str, value: str, part: str, dtype: torch
         return getattr(diffusers, _CLASSES[part]).from_pretrained(value, **kwargs)
     except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
         if not local and isinstance(exc, OSError):
-            raise _hub_failure(ModelConfig(source=value, name=name), base_dir, exc) from None
+            raise model_hub_failure(ModelConfig(source=value, name=name), base_dir, exc) from None
         raise ModelLoadError(f"model {name!r}: {key} {value} could not be loaded as the Kandinsky 2.2 {part}: "
-                             f"{_first_line(exc)}") from None
+                             f"{first_line(exc)}") from None
 
 
 def load_kandinsky(model: ModelConfig, device_cfg: DeviceConfig, base_dir: Path = Path(".")) -> LoadedModel:
@@ -150,12 +150,12 @@ def load_kandinsky(model: ModelConfig, device_cfg: DeviceConfig, base_dir: Path 
     check_tokenizer(prior, name)
     shared = {f"prior_{key}": value for key, value in prior.components.items()}
     base = KandinskyV22CombinedPipeline(**decoder.components, **shared)
-    _apply_device_options(base, device, device_cfg)
+    apply_device_options(base, device, device_cfg)
     base.decoder_pipe.unet = base.unet  # the decoder runs the compiled UNet too (device.compile)
     pipes: dict[JobKind, Any] = {JobKind.IMAGINE: base, JobKind.VARY: AutoPipelineForImage2Image.from_pipe(base)}
     if model.inpaint_source:
         inpaint = _load_part(model, "inpaint_source", model.inpaint_source, "inpaint", dtype, base_dir)
-        _apply_device_options(inpaint, device, device_cfg)  # the decoder only: the prior is placed already
+        apply_device_options(inpaint, device, device_cfg)  # the decoder only: the prior is placed already
         pipes[JobKind.PAINT] = KandinskyV22InpaintCombinedPipeline(**inpaint.components, **shared)
     for pipe in pipes.values():
         pipe.set_progress_bar_config(disable=True)
@@ -169,7 +169,7 @@ def _decoder_scheduler(model: ModelConfig, decoder: Any) -> Any:
     """The decoder's own scheduler, or the one ``model.scheduler`` names when Kandinsky can use it."""
     if refusal := kandinsky_sampler_error(model.scheduler):
         raise ModelLoadError(f"model {model.display_name!r}: scheduler {model.scheduler!r}: {refusal}")
-    return _default_scheduler(model, decoder)
+    return configured_scheduler(model, decoder)
 
 
 # --------------------------------------------------------------------------- running a batch

@@ -1,5 +1,5 @@
-"""What Kandinsky 2.2 can take: its samplers, and /paint only with an inpainting decoder and no
-strength (no torch here: validation asks before a job is queued).
+"""What Kandinsky 2.2 can take: its samplers, /paint only with an inpainting decoder and no
+strength, no seamless tiles (no torch here: validation asks before a job is queued).
 
 diffusers' Kandinsky 2.2 pipelines never call ``scheduler.scale_model_input``. Samplers built on
 sigmas (Euler, Euler a, Heun, LMS, KDPM2) need it to divide the UNet's input by ``sqrt(sigma² + 1)``;
@@ -15,6 +15,9 @@ NO_INPAINT = ("This Kandinsky 2.2 model cannot paint into part of an image: that
               "decoder, which the admins have not configured. /imagine and /vary still work.")
 INPAINT_STRENGTH = ("Kandinsky 2.2 always repaints the masked area in full, so it takes no strength; "
                     "leave the strength option out.")
+# Its MoVQ decoder and UNet are not made seamless (inference/seamless.py serves SD and SDXL).
+TILE_KANDINSKY = ("Seamless tiles (`tile`) work with Stable Diffusion models only, not with this Kandinsky 2.2 model: "
+                  "pick another `model`, or leave `tile` out.")
 
 NEEDS_INPUT_SCALING = frozenset({
     "EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler", "HeunDiscreteScheduler", "LMSDiscreteScheduler",

@@ -21,9 +21,11 @@ import torch
 from config import DeviceConfig, ModelConfig, is_local_source, missing_path, source_path
 from inference.devices import resolve_device, resolve_dtype
 from inference.families import detect_family, family_from_name, pipeline_class_of
+from inference.fast_path import apply_fast_path
 from inference.jobs import JobKind
 from inference.presets import ModelPreset, preset_for
 from inference.samplers import SAMPLERS, build_scheduler
+from inference.style_ref import load_style_adapter
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,14 @@ class LoadedModel:
     pipes: dict[JobKind, Any]
     loras: dict[str, str] = field(default_factory=dict)  # name -> adapter name
     default_scheduler: Any = None
+    style_adapter: Any = None  # inference/style_ref.StyleAdapter when [model.ip_adapter] is configured
+    controls: dict[str, Any] = field(default_factory=dict)  # mode -> inference.control.loading.LoadedControl
     _schedulers: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+    def all_pipes(self) -> list[Any]:
+        """Every distinct pipeline of the model (the derived ones share most modules with the base)."""
+        controls = (c.pipe for c in self.controls.values())  # the ControlNet pipelines too (their ControlNets)
+        return list({id(p): p for p in (*self.pipes.values(), *controls)}.values())
 
     @property
     def tokenizer(self) -> Any:
@@ -64,7 +73,7 @@ class LoadedModel:
         return self._schedulers[key]
 
 
-def _local_path(value: str, base_dir: Path) -> Path | None:
+def local_path(value: str, base_dir: Path) -> Path | None:
     """``value`` as a path resolved against the config's folder, or None when it is a hub id.
 
     ``models/my-model`` reads like a hub id (``org/name``); it is a path when it exists there, or
@@ -77,7 +86,7 @@ def _local_path(value: str, base_dir: Path) -> Path | None:
 
 def _source_kind(model: ModelConfig, base_dir: Path) -> tuple[str, str]:
     """``("file"|"folder"|"hub", resolved source)``; raises for a local path that is not there."""
-    path = _local_path(model.source, base_dir)
+    path = local_path(model.source, base_dir)
     if path is None:
         return "hub", model.source
     if path.is_file():
@@ -92,7 +101,7 @@ def _source_kind(model: ModelConfig, base_dir: Path) -> tuple[str, str]:
 
 def _single_file_config(model: ModelConfig, base_dir: Path) -> str:
     """The ``config=`` for ``from_single_file``: a hub id, or a local diffusers folder checked here."""
-    path = _local_path(model.single_file_config, base_dir)
+    path = local_path(model.single_file_config, base_dir)
     if path is None:
         return model.single_file_config
     if not (path / "model_index.json").is_file():
@@ -115,7 +124,7 @@ def load_vae(model: ModelConfig, like: Any, dtype: torch.dtype, base_dir: Path) 
     from diffusers import AutoencoderKL
 
     where = f"model {model.display_name!r}: vae {model.vae}"
-    path = _local_path(model.vae, base_dir)
+    path = local_path(model.vae, base_dir)
     try:
         if path is None:
             return AutoencoderKL.from_pretrained(model.vae, torch_dtype=dtype)
@@ -156,7 +165,7 @@ def _vae_error(where: str, exc: BaseException) -> ModelLoadError:
     text = str(exc)
     if "size mismatch" in text or "Missing key" in text or "Unexpected key" in text:
         return ModelLoadError(f"{where} does not fit this model's VAE (was it made for another model family?)")
-    return ModelLoadError(f"{where} could not be loaded: {_first_line(exc)}")
+    return ModelLoadError(f"{where} could not be loaded: {first_line(exc)}")
 
 
 def _load_base(model: ModelConfig, kind: str, source: str, dtype: torch.dtype, base_dir: Path) -> Any:
@@ -219,7 +228,7 @@ def hub_reachable(timeout: float = 5.0) -> bool:
         return False
 
 
-def _hub_failure(model: ModelConfig, base_dir: Path, exc: OSError) -> ModelLoadError:
+def model_hub_failure(model: ModelConfig, base_dir: Path, exc: OSError) -> ModelLoadError:
     """One line for a hub id that did not load. diffusers says "does not appear to have a file named
     model_index.json" whether the hub is unreachable, the id is wrong or a local folder was meant:
     tell these apart."""
@@ -239,7 +248,7 @@ def _hub_failure(model: ModelConfig, base_dir: Path, exc: OSError) -> ModelLoadE
             f"download {source} ({no_folder}). Download it where there is internet "
             f"(hf download {source} --local-dir {folder}), copy that folder here and set model.source = \"{folder}\"")
     return ModelLoadError(f"model {name!r} could not be loaded from {source}: is the hub id right? ({no_folder} "
-                          f"either; a local folder is written ./name): {_first_line(exc)}")
+                          f"either; a local folder is written ./name): {first_line(exc)}")
 
 
 def quiet_loading() -> None:
@@ -267,7 +276,7 @@ def check_tokenizer(pipe: Any, name: str) -> None:
         tok.model_max_length = 77
 
 
-def _apply_device_options(pipe: Any, device: torch.device, opts: DeviceConfig) -> None:
+def apply_device_options(pipe: Any, device: torch.device, opts: DeviceConfig) -> None:
     pipe.set_progress_bar_config(disable=True)
     if opts.cpu_offload and device.type == "cuda":
         pipe.enable_model_cpu_offload()
@@ -279,16 +288,15 @@ def _apply_device_options(pipe: Any, device: torch.device, opts: DeviceConfig) -
         pipe.vae.enable_tiling()
     if opts.channels_last:
         pipe.unet.to(memory_format=torch.channels_last)
-    if opts.compile:
-        pipe.unet = torch.compile(pipe.unet, mode="reduce-overhead", fullgraph=False)
+    apply_fast_path(pipe, opts)  # fused QKV, torch.compile
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:300] if text else type(exc).__name__
 
 
-def _default_scheduler(model: ModelConfig, base: Any) -> Any:
+def configured_scheduler(model: ModelConfig, base: Any) -> Any:
     """The model's own scheduler, or the sampler ``model.scheduler`` names, built from its config."""
     if not model.scheduler:
         return base.scheduler
@@ -306,6 +314,8 @@ def load_model(model: ModelConfig, device_cfg: DeviceConfig, base_dir: Path = Pa
     from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
     from diffusers.loaders.single_file_utils import SingleFileComponentError
 
+    from inference.control.loading import load_controls  # it imports this module
+    from inference.embeddings import load_embeddings
     from inference.kandinsky import is_kandinsky, load_kandinsky  # both import this module
     from inference.loras import load_loras
 
@@ -313,6 +323,13 @@ def load_model(model: ModelConfig, device_cfg: DeviceConfig, base_dir: Path = Pa
         if model.vae:
             raise ModelLoadError(f"model {model.display_name!r}: vae replaces the AutoencoderKL of Stable Diffusion "
                                  "models; Kandinsky 2.2 decodes with its own MoVQ, so remove vae")
+        if model.controlnets:
+            raise ModelLoadError(f"model {model.display_name!r}: Kandinsky 2.2 models take no ControlNet; remove them")
+        if model.ip_adapter.source:
+            raise ModelLoadError(f"model {model.display_name!r}: Kandinsky 2.2 models take no ip_adapter; remove it")
+        if model.embeddings:
+            raise ModelLoadError(f"model {model.display_name!r}: textual inversion embeddings are made for Stable "
+                                 "Diffusion's CLIP text encoders; Kandinsky 2.2 takes none, so remove embeddings")
         return load_kandinsky(model, device_cfg, base_dir)
 
     quiet_loading()
@@ -328,12 +345,12 @@ def load_model(model: ModelConfig, device_cfg: DeviceConfig, base_dir: Path = Pa
         raise
     except (OSError, ValueError, KeyError, RuntimeError, TypeError, SingleFileComponentError) as exc:
         if kind == "hub" and isinstance(exc, OSError):
-            raise _hub_failure(model, base_dir, exc) from None
+            raise model_hub_failure(model, base_dir, exc) from None
         hint = " (is the id right?)" if kind == "hub" else ""
         if kind == "file" and not model.single_file_config:
             hint = " (set single_file_config to the diffusers folder or hub id this checkpoint belongs to)"
         raise ModelLoadError(f"model {model.display_name!r} could not be loaded from {model.source}{hint}: "
-                             f"{_first_line(exc)}") from None
+                             f"{first_line(exc)}") from None
     check_tokenizer(base, model.display_name)
     _check_safety_checker(model, base)
     family = model.family
@@ -343,9 +360,11 @@ def load_model(model: ModelConfig, device_cfg: DeviceConfig, base_dir: Path = Pa
     if model.vae:
         vae = load_vae(model, base.vae, dtype, base_dir)
         base = type(base).from_pipe(base, vae=vae)
-    # LoRAs go in before the pipeline is moved, offloaded or compiled, so each of those sees them.
+    # LoRAs and embeddings go in before the pipeline is moved, offloaded or compiled, so each of those sees them.
+    load_embeddings(base, model, base_dir)
     loras = load_loras(base, model, base_dir)
-    _apply_device_options(base, device, device_cfg)
+    style_adapter = load_style_adapter(base, model, base_dir)
+    apply_device_options(base, device, device_cfg)
     pipes: dict[JobKind, Any] = {JobKind.IMAGINE: base}
     pipes[JobKind.VARY] = AutoPipelineForImage2Image.from_pipe(base)
     if model.inpaint_source:
@@ -362,20 +381,23 @@ def load_model(model: ModelConfig, device_cfg: DeviceConfig, base_dir: Path = Pa
                 kwargs["local_files_only"] = True
             inpaint = Inpaint.from_pretrained(isource, **kwargs)
         except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
-            raise ModelLoadError(f"inpainting model {model.inpaint_source} could not be loaded: {_first_line(exc)}") from None
+            raise ModelLoadError(f"inpainting model {model.inpaint_source} could not be loaded: {first_line(exc)}") from None
         check_tokenizer(inpaint, inpaint_cfg.display_name)
         # The same LoRAs as the base: fused ones are part of the model, switchable ones can be picked in /paint.
         load_loras(inpaint, model, base_dir)
-        _apply_device_options(inpaint, device, device_cfg)
+        load_embeddings(inpaint, model, base_dir)
+        apply_device_options(inpaint, device, device_cfg)
         pipes[JobKind.PAINT] = inpaint
     else:
         pipes[JobKind.PAINT] = AutoPipelineForInpainting.from_pipe(base)
     for pipe in pipes.values():
         pipe.set_progress_bar_config(disable=True)
+    controls = load_controls(model, base, family, device, dtype, base_dir)
     log.info("loaded model %s (%s, family %s) on %s as %s%s", model.display_name, kind, family, device,
              str(dtype).removeprefix("torch."),
              "".join(f", LoRA {lo.name} fused at {lo.weight:g}" for lo in model.loras if lo.fuse))
     return LoadedModel(
         name=model.display_name, source=model.source, family=family, preset=preset_for(model, family),
-        device=device, dtype=dtype, pipes=pipes, loras=loras, default_scheduler=_default_scheduler(model, base),
+        device=device, dtype=dtype, pipes=pipes, loras=loras, default_scheduler=configured_scheduler(model, base),
+        style_adapter=style_adapter, controls=controls,
     )

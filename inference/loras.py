@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from config import LoraConfig, ModelConfig
-from inference.loader import ModelLoadError, _first_line, _local_path, hub_reachable
+from inference.adapter_files import hub_failure, one_file
+from inference.loader import ModelLoadError, first_line, local_path
 
 
 def load_loras(pipe: Any, model: ModelConfig, base_dir: Path) -> dict[str, str]:
@@ -53,7 +54,7 @@ def fuse_loras(pipe: Any, model: ModelConfig, base_dir: Path) -> None:
 
 def _load_lora(pipe: Any, lora: LoraConfig, adapter: str, base_dir: Path) -> None:
     """``load_lora_weights`` from a file, a file of a folder, or a (file of a) hub repo."""
-    path = _local_path(lora.source, base_dir)
+    path = local_path(lora.source, base_dir)
     if path is not None:
         args: tuple[str, ...] = (str(_lora_file(lora, path)),)
         kwargs: dict[str, Any] = {}
@@ -72,38 +73,12 @@ def _load_lora(pipe: Any, lora: LoraConfig, adapter: str, base_dir: Path) -> Non
 
 def _lora_file(lora: LoraConfig, path: Path) -> Path:
     """The one LoRA file ``source`` (and ``weight_name``) point at, or one clear line why not."""
-    if not path.exists():
-        raise ModelLoadError(f"LoRA {lora.name!r}: {path} does not exist")
-    if path.is_file():
-        return path
-    files = sorted(p.name for p in path.iterdir() if p.is_file() and p.suffix in (".safetensors", ".bin"))
-    if lora.weight_name:
-        if not (path / lora.weight_name).is_file():
-            held = ", ".join(files) or "no LoRA files"
-            raise ModelLoadError(f"LoRA {lora.name!r}: weight_name {lora.weight_name!r} is not in {path} (it holds: {held})")
-        return path / lora.weight_name
-    if len(files) != 1:
-        held = f"several LoRA files ({', '.join(files)})" if files else "no .safetensors file"
-        raise ModelLoadError(f"LoRA {lora.name!r}: the folder {path} holds {held}; set weight_name to the one to use")
-    return path / files[0]
+    return one_file(f"LoRA {lora.name!r}", "LoRA", path, lora.weight_name, (".safetensors", ".bin"),
+                    "no .safetensors file")
 
 
 def _lora_hub_failure(lora: LoraConfig, exc: OSError) -> ModelLoadError:
-    """One line for a hub LoRA that did not come: offline, no hub, or a wrong repo or file name."""
-    from huggingface_hub import constants
-
-    what = f"{lora.source} ({lora.weight_name})" if lora.weight_name else lora.source
-    fetch = f"hf download {lora.source}{' ' + lora.weight_name if lora.weight_name else ''} --local-dir ./loras"
-    if constants.is_offline_mode():
-        return ModelLoadError(f"LoRA {lora.name!r}: {what} is not in the Hugging Face cache and HF_HUB_OFFLINE is set, "
-                              f"so it cannot be downloaded. Unset HF_HUB_OFFLINE, or download it ({fetch}) and set "
-                              "its source to that file")
-    if not hub_reachable():
-        return ModelLoadError(f"LoRA {lora.name!r}: the Hugging Face hub ({constants.ENDPOINT}) cannot be reached to "
-                              f"download {what}. Download it where there is internet ({fetch}) and set its source "
-                              "to that file")
-    return ModelLoadError(f"LoRA {lora.name!r} could not be downloaded from {what}: are the repo and weight_name "
-                          f"right? {_first_line(exc)}")
+    return hub_failure(f"LoRA {lora.name!r}", lora.source, lora.weight_name, "./loras", exc)
 
 
 def lora_reason(exc: BaseException) -> str:
@@ -113,4 +88,4 @@ def lora_reason(exc: BaseException) -> str:
         return "it does not fit this model (was it made for another base model, such as SDXL instead of SD 1.5?)"
     if "Invalid LoRA checkpoint" in text:
         return "the file holds no LoRA weights (is it a full model rather than a LoRA?)"
-    return _first_line(exc)
+    return first_line(exc)

@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from inference.embedding_tokens import spell_out
 from inference.generate import ready_pipe
 from inference.jobs import JobError, JobKind, JobResult, MorphJob
 from inference.loader import LoadedModel
@@ -151,12 +152,13 @@ def _strength_sweep(model: LoadedModel, job: MorphJob, image: Any, keep_going: K
         if not keep_going():
             return None
         levels = [plan[i] for i in chunk]
-        kwargs: dict[str, Any] = {"prompt": [job.prompt] * len(chunk), "image": [image] * len(chunk),
+        prompt, negative = spell_out(getattr(pipe, "tokenizer", None), [job.prompt, job.negative_prompt])
+        kwargs: dict[str, Any] = {"prompt": [prompt] * len(chunk), "image": [image] * len(chunk),
                                   "strength": max(levels), "num_inference_steps": job.steps,
                                   "guidance_scale": job.guidance,
                                   "generator": [_generator(model, job.seed) for _ in chunk]}
         if job.negative_prompt:
-            kwargs["negative_prompt"] = [job.negative_prompt] * len(chunk)
+            kwargs["negative_prompt"] = [negative] * len(chunk)
         join = _joiner(pipe, model, job, image, levels) if len(chunk) > 1 else None
         steps = steps_run(job.steps, max(levels))
         out = _call(pipe, job, kwargs, keep_going, _counting(on_frame, len(frames), len(chunk), len(plan), steps, join))
@@ -206,6 +208,7 @@ def encode(pipe: Any, model: LoadedModel, prompt: str, negative: str, guidance: 
     encode_prompt = getattr(pipe, "encode_prompt", None)
     if encode_prompt is None:
         raise JobError(NO_PROMPT_MORPH)
+    prompt, negative = spell_out(getattr(pipe, "tokenizer", None), [prompt, negative])  # type: ignore[misc]
     with torch.inference_mode():
         out = encode_prompt(prompt=prompt, device=model.device, num_images_per_prompt=1,
                             do_classifier_free_guidance=guidance > 1.0, negative_prompt=negative or None)

@@ -69,6 +69,16 @@ class QueueView:
             eta += self.eta.estimate(self._eta_key(job))
         return None
 
+    def positions(self) -> dict[str, tuple[int, int, float]]:
+        """:meth:`position` of every job not started, in one pass (for updating many at once)."""
+        order = self.waiting()
+        eta = sum(self._remaining(j) for j in self.running())
+        places: dict[str, tuple[int, int, float]] = {}
+        for pos, job in enumerate(order, start=1):
+            places[job.job_id] = (pos, len(order), eta)
+            eta += self.eta.estimate(self._eta_key(job))
+        return places
+
     def _eta_key(self, job: Job) -> str:
         """:func:`eta_key`, worked out once per job: positions and ETAs ask for every waiting job
         again and again while it waits."""

@@ -19,6 +19,7 @@ from inference.jobs import (
     Job,
     JobError,
     MorphJob,
+    TextToImageJob,
     UpscaleJob,
 )
 
@@ -28,6 +29,8 @@ class PreparedJob:
     job: Job
     init_image: Image.Image | None = None
     mask_image: Image.Image | None = None
+    control_image: Image.Image | None = None  # the member's picture as uploaded (preprocessed on the GPU thread)
+    style_image: Image.Image | None = None
 
 
 def _open(path: str, what: str) -> Image.Image:
@@ -40,8 +43,10 @@ def _open(path: str, what: str) -> Image.Image:
 
 
 def needs_preparing(job: Job) -> bool:
-    """Whether :func:`prepare` has files to read for this job (text-to-image jobs have none)."""
-    return isinstance(job, AnimeJob | DescribeJob | ImageToImageJob | InpaintJob | UpscaleJob) or (isinstance(job, MorphJob) and job.init_image is not None)
+    """Whether :func:`prepare` has files to read for this job (plain text-to-image jobs have none)."""
+    return (isinstance(job, AnimeJob | DescribeJob | ImageToImageJob | InpaintJob | UpscaleJob)
+            or (isinstance(job, MorphJob) and job.init_image is not None)
+            or (isinstance(job, TextToImageJob) and (job.control_image is not None or job.style_image is not None)))
 
 
 def prepare(job: Job) -> PreparedJob:
@@ -60,4 +65,8 @@ def prepare(job: Job) -> PreparedJob:
             if mask.size != size:
                 mask = mask.resize(size, Image.Resampling.BILINEAR)
         return PreparedJob(job, init_image=init, mask_image=mask)
+    if isinstance(job, TextToImageJob) and (job.control_image is not None or job.style_image is not None):
+        control = _open(job.control_image, "control image").convert("RGB") if job.control_image is not None else None
+        style = _open(job.style_image, "style reference").convert("RGB") if job.style_image is not None else None
+        return PreparedJob(job, control_image=control, style_image=style)
     return PreparedJob(job)

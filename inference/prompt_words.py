@@ -8,9 +8,18 @@ recorded (a job queued before the flag existed carries none) and when the job lo
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
 from functools import lru_cache
+
+MATCH_RULES = 1  # raise when _pattern matches differently: stored images are checked again at start
+
+
+def word_list_digest(words: Iterable[str]) -> str:
+    """What a word list flags, as a short text: the same for the same words in any order or case."""
+    listed = sorted({w.lower() for w in words if w})
+    return hashlib.sha256("\n".join([f"rules {MATCH_RULES}", *listed]).encode()).hexdigest()[:32]
 
 
 @lru_cache(maxsize=64)

@@ -11,12 +11,14 @@ inference/prompt_syntax.py (A1111 syntax), never parsed by compel's own syntax.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import torch
-from compel import Compel, ReturnedEmbeddingsType
+from compel import Compel, DiffusersTextualInversionManager, ReturnedEmbeddingsType
 from compel.prompt_parser import Conjunction, FlattenedPrompt, Fragment
 
+from inference.embedding_tokens import further_vectors, token_count
 from inference.jobs import JobError
 from inference.prompt_syntax import PromptSyntaxError, needs_weighting, parse_weighted, plain_text
 
@@ -24,9 +26,20 @@ CLIP_WINDOW = 75  # 77 positions minus the start and end tokens
 
 
 def needs_embeddings(tokenizer: Any, texts: Sequence[str]) -> bool:
-    """Whether any of ``texts`` has weighting syntax, ``BREAK``, or more tokens than CLIP's window."""
-    return any(needs_weighting(t) or len(tokenizer(t, add_special_tokens=False).input_ids) > CLIP_WINDOW
-               for t in texts if t)
+    """Whether any of ``texts`` has weighting syntax, ``BREAK``, or more tokens than CLIP's window
+    (a textual inversion of several vectors counting as its vectors)."""
+    return any(needs_weighting(t) or token_count(tokenizer, t) > CLIP_WINDOW for t in texts if t)
+
+
+def inversion_manager(pipe: Any, tokenizer: Any) -> DiffusersTextualInversionManager | None:
+    """compel's manager that writes out each multi-vector textual inversion of ``tokenizer`` (with
+    diffusers' ``maybe_convert_prompt``, as the text path does); None while it holds none, so compel
+    encodes the token ids as they are. compel's manager always asks ``pipe.tokenizer``: SDXL's
+    second encoder gets a view of the pipeline whose tokenizer is its own."""
+    if not further_vectors(tokenizer):
+        return None
+    return DiffusersTextualInversionManager(SimpleNamespace(tokenizer=tokenizer,
+                                                            maybe_convert_prompt=pipe.maybe_convert_prompt))
 
 
 def prompt_embeddings(pipe: Any, prompts: Sequence[str], negatives: Sequence[str] | None,
@@ -45,6 +58,7 @@ def prompt_embeddings(pipe: Any, prompts: Sequence[str], negatives: Sequence[str
     device = str(pipe._execution_device)  # where diffusers runs the encoders (with CPU offload too)
     if not sdxl:
         embeds = _encode(Compel(tokenizer=pipe.tokenizer, text_encoder=pipe.text_encoder,
+                                textual_inversion_manager=inversion_manager(pipe, pipe.tokenizer),
                                 truncate_long_prompts=False, device=device), parsed)
         out = {"prompt_embeds": embeds[:n]}
         if negatives is not None:
@@ -52,8 +66,10 @@ def prompt_embeddings(pipe: Any, prompts: Sequence[str], negatives: Sequence[str
         return out
     kind = ReturnedEmbeddingsType.PENULTIMATE_HIDDEN_STATES_NON_NORMALIZED
     first = Compel(tokenizer=pipe.tokenizer, text_encoder=pipe.text_encoder, returned_embeddings_type=kind,
+                   textual_inversion_manager=inversion_manager(pipe, pipe.tokenizer),
                    truncate_long_prompts=False, device=device)
     second = Compel(tokenizer=pipe.tokenizer_2, text_encoder=pipe.text_encoder_2, returned_embeddings_type=kind,
+                    textual_inversion_manager=inversion_manager(pipe, pipe.tokenizer_2),
                     truncate_long_prompts=False, requires_pooled=True, device=device)
     left, right = _encode(first, parsed), _encode(second, parsed)
     if left.shape[1] != right.shape[1]:  # the two tokenizers split a text differently: pad the shorter

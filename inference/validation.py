@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypedDict, Unpack
 
 from config import LoraRecipe, ModelConfig, StyleConfig
+from inference.control.options import control_params
+from inference.embedding_tokens import token_widths
 from inference.jobs import (
     AnimeJob,
     ImageToImageJob,
@@ -23,10 +25,11 @@ from inference.jobs import (
     JobError,
     TextToImageJob,
 )
-from inference.kandinsky_samplers import INPAINT_STRENGTH, NO_INPAINT, kandinsky_sampler_error
+from inference.kandinsky_samplers import INPAINT_STRENGTH, NO_INPAINT, TILE_KANDINSKY, kandinsky_sampler_error
 from inference.presets import ASPECTS, KANDINSKY, ModelPreset
 from inference.prompt_syntax import syntax_error
 from inference.samplers import SAMPLERS, SPACINGS, class_of, ignores_spacing, step_takes_eta
+from inference.style_options import style_ref_params
 from inference.styles import apply_style, find_style
 
 MAX_COUNT = 4
@@ -53,6 +56,9 @@ class ModelInfo:
     fused: tuple[str, ...] = ()
     scheduler_class: str = ""  # the model's own scheduler class ("" = not known here)
     inpaint_model: bool = False  # a dedicated inpainting model is configured (model.inpaint_source)
+    style_ref: bool = False  # an IP-Adapter is configured (model.ip_adapter): /imagine takes style_ref
+    style_strength: float = 0.6  # its default strength
+    controls: Mapping[str, float] = field(default_factory=dict, hash=False)  # ControlNet mode -> default strength
 
 
 def describe_model(cfg: ModelConfig, preset: ModelPreset, tokenizer: Any = None, scheduler_class: str = "") -> ModelInfo:
@@ -65,7 +71,8 @@ def describe_model(cfg: ModelConfig, preset: ModelPreset, tokenizer: Any = None,
     return ModelInfo(cfg.display_name, preset, tokenizer, tuple(lora.name for lora in picked),
                      {lora.name: lora.recipe for lora in picked if lora.recipe != LoraRecipe()},
                      cfg.fused_recipe, tuple(lora.name for lora in cfg.loras if lora.fuse), scheduler_class,
-                     bool(cfg.inpaint_source))
+                     bool(cfg.inpaint_source), style_ref=bool(cfg.ip_adapter.source),
+                     style_strength=cfg.ip_adapter.strength, controls={c.mode: c.strength for c in cfg.controlnets})
 
 
 @dataclass(frozen=True)
@@ -93,16 +100,23 @@ def token_note(tokenizer: Any, text: str, what: str = "prompt") -> str:
     """A note naming the words CLIP will not read, or "" when everything fits."""
     if tokenizer is None or not text:
         return ""
-    ids = tokenizer(text, add_special_tokens=False).input_ids
-    if len(ids) <= CLIP_WINDOW:
+    widths = token_widths(tokenizer, text)  # an embedding of several vectors takes as many positions
+    total = sum(width for _, width in widths)
+    if total <= CLIP_WINDOW:
         return ""
-    kept = tokenizer.decode(ids[:CLIP_WINDOW])
+    kept_ids, used = [], 0
+    for token_id, width in widths:
+        used += width
+        if used > CLIP_WINDOW:
+            break
+        kept_ids.append(token_id)
+    kept = tokenizer.decode(kept_ids)
     words = text.split()
     kept_words = len(kept.split())
     cut = " ".join(words[kept_words:])
     if len(cut) > 80:
         cut = cut[:77] + "..."
-    return f"Your {what} is {len(ids)} tokens; the model reads only the first {CLIP_WINDOW}, so this part was cut: \u201c{cut}\u201d"
+    return f"Your {what} is {total} tokens; the model reads only the first {CLIP_WINDOW}, so this part was cut: \u201c{cut}\u201d"
 
 
 def resolve_size(preset: ModelPreset, *, aspect: str | None, width: int | None, height: int | None) -> tuple[int, int]:
@@ -294,10 +308,18 @@ def _common(info: ModelInfo, *, prompt: str | None, negative: str | None = None,
 
 
 def build_imagine(job_id: str, owner: int, info: ModelInfo, *, prompt: str | None, aspect: str | None = None,
-                  width: int | None = None, height: int | None = None, **options: Unpack[CommonOptions]) -> Draft:
+                  width: int | None = None, height: int | None = None, tile: bool = False,
+                  style_image: str | None = None, style_strength: float | None = None, control_image: str | None = None,
+                  control_mode: str | None = None, control_strength: float | None = None,
+                  **options: Unpack[CommonOptions]) -> Draft:
+    if tile and info.preset.family == KANDINSKY:
+        raise JobError(TILE_KANDINSKY)
     params, notes = _common(info, prompt=prompt, **options)
+    params.update(style_ref_params(info, style_image, style_strength))
+    params.update(control_params(info.name, info.preset.family, info.controls, image=control_image, mode=control_mode,
+                                 strength=control_strength))
     w, h = resolve_size(info.preset, aspect=aspect, width=width, height=height)
-    return Draft(TextToImageJob(job_id=job_id, owner=owner, width=w, height=h, **params), tuple(notes))
+    return Draft(TextToImageJob(job_id=job_id, owner=owner, width=w, height=h, tile=tile, **params), tuple(notes))
 
 
 def fit_source_size(preset: ModelPreset, source_size: tuple[int, int]) -> tuple[int, int]:

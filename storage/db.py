@@ -15,10 +15,14 @@ from typing import Any
 import aiosqlite
 
 from storage import migrations
+from storage.channels import Channels
 from storage.connection import Connection, fetchone
+from storage.extras import Extras
+from storage.extras import insert_statement as extras_statement
 from storage.files import total_size
 from storage.images import Images, NewImage, insert_statement
 from storage.jobs import INPUT_ROLES, JobLog, JobsMissing, finished_rows, missing_jobs
+from storage.quotas import Quotas
 from storage.retention import (
     ForgetReport,
     PruneReport,
@@ -29,6 +33,7 @@ from storage.retention import (
 )
 from storage.rows import JobRow
 from storage.settings import Settings
+from storage.stats import JobTiming, job_timings
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +50,14 @@ class Database:
         self._clock = clock
         self.jobs = JobLog(conn, clock=clock, fts=fts)
         self.images = Images(conn)
+        self.extras = Extras(conn)
         self.settings = Settings(conn, clock=clock)
+        self.quotas = Quotas(conn, clock=clock)  # daily image limits and usage (storage/quotas.py)
+        self.channels = Channels(conn, clock=clock)
+
+    async def job_timings(self, since: float) -> list[JobTiming]:
+        """Kind, model, status and times of every job asked for since ``since`` (storage/stats.py)."""
+        return await job_timings(self._conn, since)
 
     @classmethod
     async def open(cls, path: str | Path, *, clock: Callable[[], float] = time.time) -> Database:
@@ -82,17 +94,22 @@ class Database:
         await self._conn.close()
 
     async def record_results(self, images: Sequence[NewImage], job_ids: Sequence[str], *,
-                             claim: bool = False, texts: Mapping[str, Sequence[str]] | None = None
+                             claim: bool = False, texts: Mapping[str, Sequence[str]] | None = None,
+                             extras: Mapping[str, Sequence[tuple[str, str | Path]]] | None = None
                              ) -> dict[str, JobRow]:
         """Record finished jobs' images (``Images.add_many``), then the jobs as finished
         (``JobLog.finish_statement``: done, or with ``claim`` claimed for posting) in one trip to SQLite's
         thread; the jobs are recorded finished only once their images are. Returns the jobs' rows
         by id (one that left the log meanwhile is left out). Raises JobsMissing (a LookupError),
         recording nothing, when one of the images' jobs is not in the log. ``texts``: text results
-        by job (``JobLog.texts_statement``), written before the jobs are recorded finished."""
+        by job (``JobLog.texts_statement``), written before the jobs are recorded finished; ``extras``:
+        pictures shown with a result, ``(label, path)`` by job (storage/extras.py), likewise."""
         statements: list[tuple[str, Any, bool]] = []
         for job_id, lines in (texts or {}).items():
             statements.append((*self.jobs.texts_statement(job_id, lines), False))
+        for job_id, pictures in (extras or {}).items():  # each statement commits alone: a failing
+            if pictures:  # one records nothing of what comes after it (the images, the finish)
+                statements.append((*extras_statement(job_id, pictures), False))
         if images:
             statements.append((*insert_statement(images), False))
         if job_ids:
@@ -101,8 +118,8 @@ class Database:
             return {}
         try:
             results = await self._conn.run_in_order(statements)
-        except sqlite3.IntegrityError as err:  # only the images' insert can break a constraint
-            raise JobsMissing(await missing_jobs(self._conn, [i.job_id for i in images])) from err
+        except sqlite3.IntegrityError as err:  # only the inserts of images and extras can break one
+            raise JobsMissing(await missing_jobs(self._conn, [*(i.job_id for i in images), *(extras or {})])) from err
         return finished_rows(results[-1]) if job_ids else {}
 
     async def schema_version(self) -> int:
@@ -113,7 +130,11 @@ class Database:
         """Delete a member's jobs, images, preferences and files, take the inputs the member supplied
         from other members' jobs (not other members' own pictures or results), and scrub the
         deleted text from the database files (storage/retention.py)."""
-        return await forget_user(self._conn, user_id, fts=self.jobs.fts)
+        self.settings.forget_cached(user_id)
+        try:
+            return await forget_user(self._conn, user_id, fts=self.jobs.fts)
+        finally:
+            self.settings.forget_cached(user_id)  # its preferences row is gone
 
     async def sweep_orphans(self, folder: str | Path, *, older_than_s: float) -> tuple[Path, ...]:
         """Delete files under ``folder`` that no row names and that were stored more than

@@ -132,5 +132,18 @@ class Images:
         return changed
 
 
+    async def word_scan_digest(self) -> str | None:
+        """The word list (:func:`inference.prompt_words.word_list_digest`) the images were last
+        checked against by :meth:`backfill_word_flags`; None before the first check."""
+        row = await self._conn.fetchone("SELECT digest FROM word_flag_scan WHERE id = 1")
+        return str(row[0]) if row else None
+
+    async def remember_word_scan(self, digest: str, at: float) -> None:
+        await self._conn.execute(
+            "INSERT INTO word_flag_scan (id, digest, scanned_at) VALUES (1, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET digest = excluded.digest, scanned_at = excluded.scanned_at",
+            (digest, at))
+
+
 def _matching(page: Sequence[tuple[int, str, str]], has_word: Callable[[str], bool]) -> list[str]:
     return [job_id for _seq, job_id, prompt in page if has_word(prompt)]

@@ -22,7 +22,7 @@ from storage.connection import Connection, executemany, fetchall, fetchone
 from storage.rows import DELIVERABLE, STATUSES, HistoryPage, JobRow, job_from_row
 from storage.search import history_filter
 
-INPUT_ROLES = ("init_image", "mask_image")  # params keys naming input files the job owns
+INPUT_ROLES = ("init_image", "mask_image", "control_image", "style_image")  # params keys naming input files the job owns
 MAX_PAGE = 100
 
 

@@ -168,4 +168,12 @@ async def _detach_inputs(raw: aiosqlite.Connection, user_id: int) -> tuple[int, 
         await raw.execute("UPDATE jobs SET params = json_set(params, ?, '') WHERE job_id = ?",
                           (f"$.{row['role']}", row["job_id"]))
     await raw.execute(f"DELETE FROM job_files WHERE supplied_by = ? AND role IN ({roles})", (user_id, *INPUT_ROLES))
-    return len({row["job_id"] for row in rows}), [row["path"] for row in rows]
+    # A ControlNet map is drawn from the control picture (it may be that picture, resized): it goes with it.
+    controlled = sorted({row["job_id"] for row in rows if row["role"] == "control_image"})
+    maps: list[str] = []
+    for job_id in controlled:
+        found = await fetchall(raw, "SELECT path FROM job_files WHERE job_id = ? AND role GLOB 'extra:*:control'",
+                               (job_id,))
+        maps += [r["path"] for r in found]
+        await raw.execute("DELETE FROM job_files WHERE job_id = ? AND role GLOB 'extra:*:control'", (job_id,))
+    return len({row["job_id"] for row in rows}), [row["path"] for row in rows] + maps

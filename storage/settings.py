@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -11,8 +12,9 @@ from typing import Any
 from storage.connection import Connection, changed, executemany, fetchone
 
 NSFW_POLICIES: tuple[str, ...] = ("block", "spoiler", "off")
-_ASPECT = re.compile(r"^[1-9]\d{0,2}:[1-9]\d{0,2}$")
+_ASPECT = re.compile(r"^(?:[1-9]\d{0,2}:[1-9]\d{0,2}|[a-z]{1,20})$")  # "16:9" or a named shape ("wide")
 MAX_NAME = 200
+CACHED_MEMBERS = 10_000  # members whose preferences are kept in memory (see Settings)
 
 _GUILD_ROW = (
     "SELECT g.*, (SELECT group_concat(c.channel_id) FROM guild_channels c WHERE c.guild_id = g.guild_id)"
@@ -37,14 +39,23 @@ class GuildSettings:
 class UserPrefs:
     user_id: int
     default_model: str | None = None
-    default_aspect: str | None = None  # "W:H", e.g. "16:9"
-    dm_results: bool = False
+    default_aspect: str | None = None  # "W:H" ("16:9") or a named shape ("wide")
+    dm_results: bool = False  # results go to the member by DM (/prefs private)
+    negative: str | None = None  # the negative prompt when a command's is left out
+    sampler: str | None = None
+    dm_when_done_s: int | None = None  # a DM when a job took at least this long (None: never)
 
 
 class Settings:
     def __init__(self, conn: Connection, *, clock: Callable[[], float] = time.time) -> None:
         self._conn = conn
         self._clock = clock
+        # Members' preferences are read for every request and every posted result (/prefs): the
+        # most recently used are kept here, written through by every change made in this process
+        # (update_user, clear_user, Database.forget). ``_writes`` counts the changes, so that a
+        # read that overlapped one does not put back what it read before.
+        self._users: OrderedDict[int, UserPrefs] = OrderedDict()
+        self._writes = 0
 
     # ------------------------------------------------------------------ guilds
 
@@ -76,12 +87,32 @@ class Settings:
     # ------------------------------------------------------------------ members
 
     async def user(self, user_id: int) -> UserPrefs:
+        cached = self._users.get(user_id)
+        if cached is not None:
+            self._users.move_to_end(user_id)
+            return cached
+        writes = self._writes
         row = await self._conn.fetchone("SELECT * FROM user_prefs WHERE user_id = ?", (user_id,))
-        return _prefs_from_row(user_id, row)
+        prefs = _prefs_from_row(user_id, row)
+        if writes == self._writes:
+            self._keep(prefs)
+        return prefs
+
+    def _keep(self, prefs: UserPrefs) -> None:
+        self._users[prefs.user_id] = prefs
+        self._users.move_to_end(prefs.user_id)
+        while len(self._users) > CACHED_MEMBERS:
+            self._users.popitem(last=False)
+
+    def forget_cached(self, user_id: int) -> None:
+        """The member's row was changed elsewhere (/forget): read it again next time."""
+        self._writes += 1
+        self._users.pop(user_id, None)
 
     async def update_user(self, user_id: int, **changes: Any) -> UserPrefs:
         """Change some preferences of a member; returns all of them. Unknown keys or bad values: ValueError."""
         values = {key: _check_user(key, value) for key, value in changes.items()}
+        self.forget_cached(user_id)
         async with self._conn.transaction() as raw:
             await raw.execute(
                 "INSERT INTO user_prefs (user_id, updated_at) VALUES (?, ?)"
@@ -93,7 +124,16 @@ class Settings:
                 await changed(raw, f"UPDATE user_prefs SET {assignments} WHERE user_id = :user_id",
                               {**values, "user_id": user_id})
             row = await fetchone(raw, "SELECT * FROM user_prefs WHERE user_id = ?", (user_id,))
+        self.forget_cached(user_id)
         return _prefs_from_row(user_id, row)
+
+    async def clear_user(self, user_id: int) -> bool:
+        """Back to no preferences at all; False when the member had none."""
+        self.forget_cached(user_id)
+        try:
+            return await self._conn.execute("DELETE FROM user_prefs WHERE user_id = ?", (user_id,)) > 0
+        finally:
+            self.forget_cached(user_id)
 
 
 # ---------------------------------------------------------------------- validation
@@ -120,13 +160,20 @@ def _check_user(key: str, value: Any) -> Any:
         return _check_name(key, value)
     if key == "default_aspect":
         if value is not None and (not isinstance(value, str) or not _ASPECT.match(value)):
-            raise ValueError(f"default_aspect must look like '16:9' (or None), not {value!r}")
+            raise ValueError(f"default_aspect must look like '16:9' or 'wide' (or None), not {value!r}")
         return value
     if key == "dm_results":
         if not isinstance(value, bool):
             raise ValueError(f"dm_results must be True or False, not {value!r}")
         return int(value)
-    raise ValueError(f"unknown preference {key!r} (default_model, default_aspect, dm_results)")
+    if key in ("negative", "sampler"):
+        return _check_name(key, value)
+    if key == "dm_when_done_s":
+        if value is not None and (not _is_int(value) or value < 1):
+            raise ValueError(f"dm_when_done_s must be a whole number of at least 1 (or None), not {value!r}")
+        return value
+    raise ValueError(f"unknown preference {key!r} (default_model, default_aspect, dm_results, negative, sampler,"
+                     " dm_when_done_s)")
 
 
 def _check_channels(value: Any) -> tuple[int, ...]:
@@ -160,4 +207,5 @@ def _guild_from_row(guild_id: int, row: Any) -> GuildSettings:
 def _prefs_from_row(user_id: int, row: Any) -> UserPrefs:
     if row is None:
         return UserPrefs(user_id)
-    return UserPrefs(user_id, row["default_model"], row["default_aspect"], bool(row["dm_results"]))
+    return UserPrefs(user_id, row["default_model"], row["default_aspect"], bool(row["dm_results"]),
+                     row["negative"], row["sampler"], row["dm_when_done_s"])

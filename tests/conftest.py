@@ -141,3 +141,36 @@ def tiny_upscaler(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.fixtures.tiny_upscalers import tiny_esrgan
 
     return tiny_esrgan(tmp_path_factory.mktemp("upscalers") / "tiny-esrgan-2x.pth", scale=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_ip_adapter(tiny_model_dir: Path) -> Path:
+    """A random IP-Adapter for the tiny SD model, laid out like h94/IP-Adapter (``models/...``,
+    tests/fixtures/tiny_ip_adapter.py)."""
+    from tests.fixtures.tiny_ip_adapter import ensure_tiny_ip_adapter
+
+    return ensure_tiny_ip_adapter(tiny_model_dir, tiny_model_dir.parent / "tiny-ip-adapter")
+
+
+@pytest.fixture(scope="session")
+def tiny_controlnet_dir(tiny_model_dir: Path) -> Path:
+    """A random ControlNet for the tiny SD model (tests/fixtures/tiny_controlnet.py), built once per session."""
+    from tests.fixtures.tiny_controlnet import ensure_tiny_controlnet
+
+    return ensure_tiny_controlnet(tiny_model_dir, tiny_model_dir.parent / "tiny-controlnet")
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_controlnet_dir(tiny_sdxl_dir: Path) -> Path:
+    """A random ControlNet for the tiny SDXL model, built once per session."""
+    from tests.fixtures.tiny_controlnet import ensure_tiny_controlnet
+
+    return ensure_tiny_controlnet(tiny_sdxl_dir, tiny_sdxl_dir.parent / "tiny-sdxl-controlnet")
+
+
+@pytest.fixture(scope="session")
+def tiny_depth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random DPT depth-estimation model folder (transformers), built once per session."""
+    from tests.fixtures.tiny_controlnet import ensure_tiny_depth
+
+    return ensure_tiny_depth(tmp_path_factory.mktemp("models") / "tiny-depth")

@@ -150,10 +150,12 @@ def upscale_refusal(bot: EaselBot) -> str | None:
 
 async def upscale_file(bot: EaselBot, origin: Origin, path: str, size: tuple[int, int], *, factor: int | None = None,
                        mode: str | None = None, source_job: Job | None = None, seed: int | None = None,
-                       inputs: tuple[PendingInput, ...] = (), source: Flags = NO_FLAGS) -> str | None:
+                       inputs: tuple[PendingInput, ...] = (), source: Flags = NO_FLAGS,
+                       prompt: str | None = None) -> str | None:
     """Upscale the image at ``path`` (inference/upscale/). ``source_job``: the job that made it (a
     creative upscale takes its prompt, seed and model); ``source``: its NSFW flags, which the result
-    inherits (a source withheld here is refused by launch() before anything runs)."""
+    inherits (a source withheld here is refused by launch() before anything runs); ``prompt``: what
+    the member says the picture shows (steers a creative upscale instead of the source's prompt)."""
     refusal = upscale_refusal(bot)
     if refusal:
         raise JobError(refusal)
@@ -161,7 +163,8 @@ async def upscale_file(bot: EaselBot, origin: Origin, path: str, size: tuple[int
     info = bot.studio.model_info("") if mode == "creative" and made_by is None else None
     return await launch(bot, origin, lambda jid: build_upscale(
         jid, origin.user.id, bot.config.upscalers, init_image=path, source_size=size, factor=factor, mode=mode,
-        source=made_by, seed=seed, model=info), inputs=inputs, source=source)
+        source=made_by, seed=seed, model=info, prompt=prompt, max_prompt_chars=bot.config.limits.max_prompt_chars),
+        inputs=inputs, source=source)
 
 
 async def upscale_result(bot: EaselBot, origin: Origin, job_id: str, index: int, mode: str) -> str | None:

@@ -12,7 +12,7 @@ file with :func:`image_file`: the posted result, a U1-U4 pick, the ✉️ DM, th
 Paths that make new images from a result (🎨 🌸 🔁, Vary/Anime/Redo buttons, the context menus,
 /history's Redo) refuse a source the channel withholds, before anything is queued; their results
 carry the inherited flags, so the result poster applies the gate again. /history and
-*Show parameters* send text only.
+*Describe* (a picture's parameters) send text only.
 
 The rule, in the words of README's "Channels and NSFW":
 
@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from cogs.utils.inputs import png_file
+from cogs.utils.policy import settings_here
 
 if TYPE_CHECKING:
     from bot import EaselBot
@@ -108,10 +109,10 @@ def age_restricted(channel: Any) -> bool:
 
 
 async def place_of(bot: EaselBot, guild_id: int | None, channel: Any) -> Place:
-    """The policy in force now: the server's setting and the channel's age restriction."""
-    if guild_id is None:
+    """The policy in force now: the channel's (else the server's) setting and the channel's age restriction."""
+    settings = await settings_here(bot, guild_id, getattr(channel, "id", None), channel)
+    if settings is None:
         return Place("off")
-    settings = await bot.studio.database.settings.guild(guild_id)
     return Place(settings.nsfw_policy, age_restricted(channel))
 
 
@@ -166,6 +167,13 @@ async def message_flags(bot: EaselBot, message: discord.Message) -> Flags:
 
 
 UNKNOWN_SPOILER = Flags(checker=True)  # a spoilered image of ours with no rows: see message_flags
+
+
+def spoilered_by_member(attachments: Iterable[discord.Attachment]) -> Flags:
+    """A member's own picture put behind a spoiler counts as flagged (as an NSFW word would) where a
+    job shows what is derived from it as it is (a ControlNet's edge map): spoilered under the
+    ``spoiler`` policy, refused under ``block``. Not the checker's flag: nobody judged it."""
+    return Flags(word=True) if any(a.is_spoiler() for a in attachments) else NO_FLAGS
 
 
 WITHHELD_SOURCE = "That image is not shown in this channel (NSFW), so I cannot work from it here."

@@ -16,14 +16,16 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cogs.utils import ratelimit
+from cogs.utils import quota, ratelimit
 from cogs.utils.buttons import cancel_view
 from cogs.utils.gate import NO_FLAGS, WITHHELD_SOURCE, Flags, Place, Treatment, age_restricted, decide
 from cogs.utils.inputs import PendingInput
 from cogs.utils.origin import InteractionOrigin, Origin, StatusMessage
+from cogs.utils.policy import settings_here
 from cogs.utils.posting import from_discord
+from cogs.utils.private import hide_previews
 from cogs.utils.text import queued_text
-from inference.jobs import DiffusionJob, Job, JobError
+from inference.jobs import DiffusionJob, Job, JobError, UpscaleJob
 from inference.prompt_words import nsfw_words_in
 from inference.validation import Draft
 from studio import new_job_id
@@ -31,7 +33,7 @@ from studio_admission import Reservation, discard_inputs, store_inputs
 
 if TYPE_CHECKING:
     from bot import EaselBot
-    from storage import GuildSettings
+    from storage.channels import EffectiveSettings
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,8 @@ class SlowDown(JobError):
     """The member is over ``limits.actions_per_minute``."""
 
 
-INPUT_FIELDS = ("init_image", "mask_image")
+# Input files a job may name; None: it has none of that kind, "": its owner deleted it (/forget).
+INPUT_FIELDS = ("init_image", "mask_image", "control_image", "style_image")
 
 
 def charge(bot: EaselBot, origin: Origin) -> None:
@@ -103,17 +106,16 @@ async def input_suppliers(bot: EaselBot, job: Job, given: Mapping[str, int] | No
     return suppliers
 
 
-async def guild_settings(bot: EaselBot, origin: Origin) -> GuildSettings | None:
-    if origin.guild is None:
-        return None
-    return await bot.studio.database.settings.guild(origin.guild.id)
+async def guild_settings(bot: EaselBot, origin: Origin) -> EffectiveSettings | None:
+    """The settings in force where the request was made: the channel's over the server's."""
+    return await settings_here(bot, origin.guild.id if origin.guild else None, origin.channel_id, origin.channel)
 
 
 def channel_is_nsfw(origin: Origin) -> bool:
     return age_restricted(origin.channel)
 
 
-async def check_channel(bot: EaselBot, origin: Origin) -> GuildSettings | None:
+async def check_channel(bot: EaselBot, origin: Origin) -> EffectiveSettings | None:
     """Raise NotHere when the guild restricted easel to other channels."""
     settings = await guild_settings(bot, origin)
     if settings is not None and not settings.channel_enabled(origin.channel_id):
@@ -122,7 +124,14 @@ async def check_channel(bot: EaselBot, origin: Origin) -> GuildSettings | None:
     return settings
 
 
-def nsfw_policy(settings: GuildSettings | None, origin: Origin) -> str:
+def check_command(settings: EffectiveSettings | None, command: str) -> None:
+    """Raise NotHere when this channel's policy leaves ``command`` out (/easel settings channel:)."""
+    if settings is not None and not settings.allows(command):
+        allowed = ", ".join(f"/{c}" for c in settings.allowed_commands or ())
+        raise NotHere(f"/{command} is not allowed in this channel. Here you can use {allowed}.")
+
+
+def nsfw_policy(settings: EffectiveSettings | None, origin: Origin) -> str:
     """What to do with NSFW here: age-restricted channels and DMs allow it."""
     if settings is None or channel_is_nsfw(origin):
         return "off"
@@ -144,12 +153,14 @@ async def launch(bot: EaselBot, origin: Origin, build: Callable[[str], Draft | A
     job_id = new_job_id()
     delivery = bot.delivery
     reservation: Reservation | None = None
+    quota_hold: quota.Hold | None = None
     try:
         charge(bot, origin)
         settings = await check_channel(bot, origin)
         built = build(job_id)
         draft = await built if isinstance(built, Awaitable) else built
         job = draft.job
+        check_command(settings, str(job.kind))
         reason = bot.studio.refusal(job)
         if reason:
             raise JobError(reason)
@@ -159,7 +170,7 @@ async def launch(bot: EaselBot, origin: Origin, build: Callable[[str], Draft | A
         # follows the images wherever they are shown later.
         place = Place(nsfw_policy(settings, origin), channel_is_nsfw(origin))
         words = [w for text in (getattr(job, "prompt", ""), getattr(job, "to_prompt", ""))  # a morph has two
-                 for w in nsfw_words_in(text, bot.config.discord.nsfw_words)] if isinstance(job, DiffusionJob) else []
+                 for w in nsfw_words_in(text, bot.config.discord.nsfw_words)] if isinstance(job, DiffusionJob | UpscaleJob) else []
         flags = source | Flags.of_job(job) | Flags(word=bool(words))
         if decide(flags, place) is Treatment.WITHHELD:
             raise JobError("That prompt is not allowed in this channel (NSFW). Try an age-restricted channel."
@@ -169,18 +180,28 @@ async def launch(bot: EaselBot, origin: Origin, build: Callable[[str], Draft | A
         # they are shown as a flagged image would be.
         checked = isinstance(job, DiffusionJob) and any(m.safety_checker for m in bot.config.all_models)
         previews = decide(flags | Flags(checker=checked), place)
+        quota_hold = await quota.admit(bot, origin, job)  # the daily image limit, held until the job is recorded
+        previews = await hide_previews(bot, job.owner, origin.guild.id if origin.guild else None, previews)
         cap = settings.per_user_cap if settings is not None else None
         reservation = bot.studio.reservations.reserve(job.owner, cap)  # the caps and the hold: one step
         position, total, eta = await _commit(bot, origin, job, inputs, reservation, previews=previews,
                                              suppliers=supplied)
     except JobError as exc:
+        if quota_hold is not None:  # before answering: the member's next request must not wait on Discord
+            quota_hold.release()
         await origin.error(str(exc))
         return None
     finally:
         if reservation is not None:
             reservation.release()
+        if quota_hold is not None:
+            quota_hold.release()
     # The job is queued and the poster waits for its status message: whatever showing it runs
     # into (Discord, the network, a timeout), the poster is told, and without one it posts in the channel.
+    try:
+        await quota.give_weight(bot, origin, job.owner)  # the member's roles' queue weight (cogs/utils/quota.py)
+    except Exception:  # the job is queued: a weight not given is a turn of one, never a lost request
+        log.exception("job %s: could not give its member their queue weight", job_id)
     status: StatusMessage | None = None
     try:
         status = await origin.open_status(queued_text(job_id, position, total, eta, draft.notes),

@@ -19,6 +19,7 @@ from discord import app_commands
 
 from cogs.utils.launch import guild_settings
 from cogs.utils.origin import Origin
+from cogs.utils.prompt_complete import complete_prompt
 from inference.jobs import JobError
 from inference.samplers import SPACINGS
 from inference.validation import CommonOptions, ModelInfo
@@ -93,7 +94,7 @@ async def complete_styles(interaction: discord.Interaction, current: str) -> lis
 
 
 AUTOCOMPLETE = {"model": complete_models, "scheduler": complete_samplers, "lora": complete_loras,
-                "style": complete_styles}
+                "style": complete_styles, "prompt": complete_prompt, "negative": complete_prompt}
 
 
 # --------------------------------------------------------------------------- requests
@@ -128,7 +129,7 @@ NO_OPTIONS = DiffusionOptions()
 
 
 async def _server_default(bot: EaselBot, origin: Origin) -> str:
-    """The server's default model ("" when none is set, or it is no longer configured)."""
+    """The default model of the channel (else of the server): "" when none is set, or it is no longer configured."""
     settings = await guild_settings(bot, origin)
     model = (settings.default_model if settings else None) or ""
     return model if model in bot.studio.model_names() else ""
@@ -141,7 +142,7 @@ async def chosen_model(bot: EaselBot, origin: Origin, model: str | None) -> str:
 
 
 async def model_for_source(bot: EaselBot, origin: Origin, source_model: str) -> str:
-    """The model a button, reaction or menu varies an image with: the server's default model when
-    one is set, else the model that made the image (when it is still configured), else ""."""
+    """The model a button, reaction or menu varies an image with: the channel's (else the server's)
+    default model when one is set, else the model that made the image (when still configured), else ""."""
     return (await _server_default(bot, origin)
             or (source_model if source_model in bot.studio.model_names() else ""))

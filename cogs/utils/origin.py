@@ -250,22 +250,23 @@ class InteractionOrigin(Origin):
         if not self.interaction.response.is_done():
             await self.interaction.response.defer(thinking=True)
 
-    async def error(self, text: str) -> None:
-        """Always ephemeral. Usually we have not answered yet (requests are checked before
+    async def error(self, text: str, *, view: discord.ui.View | None = None) -> None:
+        """Always ephemeral (``view``: buttons under it). Usually we have not answered yet (requests are checked before
         deferring) and the refusal is the answer. After a deferral with a "thinking" message
         (slow input, see :meth:`Origin.in_time`) Discord would turn the first followup into that
         public message whatever it asks for, so the thinking message is completed with a neutral
         line first, the refusal goes as an ephemeral followup, and the public message is deleted."""
         text = fit_message(text)
         response = self.interaction.response
+        extra = {"view": view} if view is not None else {}
         if not response.is_done():
-            await response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+            await response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS, **extra)
             return
         thinking = response.type is discord.InteractionResponseType.deferred_channel_message
         if thinking:
             await self.interaction.edit_original_response(content=ANSWERED_PRIVATELY, attachments=[], view=None,
                                                           allowed_mentions=NO_MENTIONS)
-        await self.interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+        await self.interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS, **extra)
         if thinking:
             try:
                 await self.interaction.delete_original_response()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from storage import write_while_locked
@@ -15,30 +16,33 @@ if TYPE_CHECKING:
     from storage import Database, ImageRow, JobRow
 
 
-async def claim(db: Database, job_id: str) -> tuple[JobRow, list[ImageRow]] | None:
-    """Claim a finished job's post and read its row and images; None when it is not ours to post
-    (delivered, being delivered, not finished, undeliverable).
+async def claim(db: Database, job_id: str) -> tuple[JobRow, list[ImageRow], list[tuple[str, Path]]] | None:
+    """Claim a finished job's post and read its row, images and extras (pictures shown with it,
+    storage/extras.py); None when it is not ours to post (delivered, being delivered, not
+    finished, undeliverable).
 
     Claim and reads, issued together, share one trip to SQLite's thread and run in this order
     (storage/batched.py), so what is read is the claimed job. A claim refused as locked is tried
     again (nothing was claimed); reads that failed after the claim are read again. Raises when the
     job log keeps failing; a claim this leaves is released before the post is tried again."""
 
-    async def claim_and_read() -> tuple[bool, Any, Any]:
-        claimed, found, images = await asyncio.gather(
-            db.jobs.begin_delivery(job_id), db.jobs.get(job_id), db.images.for_job(job_id), return_exceptions=True)
+    def reads() -> list[Any]:
+        return [db.jobs.get(job_id), db.images.for_job(job_id), db.extras.for_job(job_id)]
+
+    async def claim_and_read() -> tuple[bool, list[Any]]:
+        claimed, *found = await asyncio.gather(db.jobs.begin_delivery(job_id), *reads(), return_exceptions=True)
         if isinstance(claimed, BaseException):
             raise claimed
-        return claimed, found, images
+        return claimed, found
 
-    claimed, found, images = await write_while_locked(claim_and_read, f"the claim of job {job_id}'s post")
+    claimed, found = await write_while_locked(claim_and_read, f"the claim of job {job_id}'s post")
     if not claimed:
         return None
-    if isinstance(found, BaseException) or isinstance(images, BaseException):
-        found, images = await write_while_locked(
-            lambda: asyncio.gather(db.jobs.get(job_id), db.images.for_job(job_id)), f"job {job_id}")
-    assert found is not None
-    return found, list(images)
+    if any(isinstance(part, BaseException) for part in found):
+        found = await write_while_locked(lambda: asyncio.gather(*reads()), f"job {job_id}")
+    row, images, extras = found
+    assert row is not None
+    return row, list(images), list(extras)
 
 
 async def record_status_message(db: Database, job_id: str, message_id: int) -> None:
@@ -47,11 +51,16 @@ async def record_status_message(db: Database, job_id: str, message_id: int) -> N
                              f"the status message of job {job_id}")
 
 
-async def record_posted(db: Database, job_id: str, channel_id: int, message_id: int) -> None:
-    """The job delivered as ``message_id`` and its images linked to it, in one trip to SQLite."""
+async def record_posted(db: Database, job_id: str, channel_id: int, message_id: int, *,
+                        link_images: bool = True) -> None:
+    """The job delivered as ``message_id`` and (unless ``link_images`` is False: a private result's
+    note) its images linked to it, in one trip to SQLite."""
 
     async def record() -> None:
-        await asyncio.gather(db.jobs.mark_delivered(job_id, channel_id=channel_id, message_id=message_id),
-                             db.images.set_message(job_id, message_id))
+        marked = db.jobs.mark_delivered(job_id, channel_id=channel_id, message_id=message_id)
+        if not link_images:
+            await marked
+            return
+        await asyncio.gather(marked, db.images.set_message(job_id, message_id))
 
     await write_while_locked(record, f"the delivery of job {job_id}")

@@ -106,6 +106,7 @@ class RetryLoop:
 
     async def failed(self, row: JobRow, exc: BaseException) -> None:
         """Record a post Discord did not take, and when to try it again (or that it never will be)."""
+        self.bot.dispatch("easel_post_failed", row.job_id)  # cogs/metrics.py counts them
         try:
             await self._record_failure(row, exc)
         except Exception as err:

@@ -7,7 +7,7 @@ shrinking the size, and says what it did in a note for the message.
 
 Animated WebP and GIF carry no Automatic1111 ``parameters`` PNG chunk: a morph's parameters are
 in the text of the message that posts it, and a WebP also carries them in its EXIF UserComment
-(as re-encoded stills do), which *Show parameters* and ✉️ read back. A GIF has no place for them.
+(as re-encoded stills do), which *Describe* and ✉️ read back. A GIF has no place for them.
 """
 
 from __future__ import annotations

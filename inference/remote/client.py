@@ -87,6 +87,12 @@ class RemoteClient:
         if needs_weighting(job.prompt) or needs_weighting(job.negative_prompt):  # it would read them as words
             return (f"Prompt weighting (`(word:1.3)`, `((word))`, `[word]`, `BREAK`) {NO_OPTION} Write the prompt "
                     "without it.")
+        if getattr(job, "style_image", None) is not None:
+            return f"A style reference (`style_ref`) {NO_OPTION} Leave it out."
+        if getattr(job, "tile", False):
+            return f"Seamless tiling (`tile`) {NO_OPTION} Leave it out."
+        if getattr(job, "control_image", None) is not None:  # a Redo of a job made on the local backend
+            return f"A control picture (`control`, ControlNet) {NO_OPTION} Leave it out."
         if job.spacing:
             return f"Timestep spacing (`spacing`) {NO_OPTION} Leave it out."
         if job.eta >= 0:

@@ -210,12 +210,22 @@ class RemoteExecutor:
     def loaded(self, name: str) -> RemoteModel | None:
         return self._models.get(name)
 
-    def facts(self, name: str) -> None:
-        """Nothing is unloaded here: a remote model, once described, stays (see :meth:`loaded`)."""
-        return None
+    def facts(self, name: str) -> tuple[Any, Any, str] | None:
+        """``(preset, tokenizer, scheduler class)`` of a model described already (none is unloaded
+        here); the provider's sampler is unknown ("")."""
+        model = self.loaded(name)
+        return None if model is None else (model.preset, model.tokenizer, "")
 
     def loaded_models(self) -> list[RemoteModel]:
         return list(self._models.values())
+
+    def parked_models(self) -> list[str]:
+        """Nothing is parked in RAM here: the service holds the weights."""
+        return []
+
+    def preferred_models(self) -> frozenset[str]:
+        """No model switch costs easel anything here: the fair queue prefers none (inference/affinity.py)."""
+        return frozenset()
 
     def busy_stats(self) -> BusyStats:
         return self._busy.stats()

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from config import UpscalerConfig
 from inference.jobs import DiffusionJob, JobError, MorphJob, UpscaleJob
 from inference.upscale.weights import NOT_SET_UP
-from inference.validation import Draft, ModelInfo
+from inference.validation import Draft, ModelInfo, clean_text
 
 MODES = ("subtle", "creative")
 FACTORS = (2, 4)
@@ -33,16 +33,18 @@ def pick_upscaler(upscalers: Sequence[UpscalerConfig], factor: int) -> UpscalerC
 def build_upscale(job_id: str, owner: int, upscalers: Sequence[UpscalerConfig], *, init_image: str,
                   source_size: tuple[int, int], factor: int | None = None, mode: str | None = None,
                   source: DiffusionJob | None = None, seed: int | None = None,
-                  model: ModelInfo | None = None) -> Draft:
+                  model: ModelInfo | None = None, prompt: str | None = None, max_prompt_chars: int = 1000) -> Draft:
     """``source``: the job that made the image (creative mode takes its prompt, seed, model and
-    sampler; ``seed`` is the picked cell's own). Without one, creative mode refines with an empty
-    prompt on ``model`` (the server's default) and says so."""
+    sampler; ``seed`` is the picked cell's own). Without one, creative mode refines on ``model`` (the
+    server's default) toward the member's ``prompt`` (what the picture shows), or with an empty
+    prompt, and says so. A ``prompt`` given for a subtle upscale is not used, and the member is told."""
     factor = DEFAULT_FACTOR if factor is None else factor
     mode = mode or "subtle"
     if factor not in FACTORS:
         raise JobError(f"The upscale factor must be one of {', '.join(map(str, FACTORS))}.")
     if mode not in MODES:
         raise JobError(f"The upscale mode must be one of: {', '.join(MODES)}.")
+    text = clean_text(prompt, limit=max_prompt_chars, required=False)
     upscaler = pick_upscaler(upscalers, factor)
     width, height = source_size
     if max(width, height) * factor > MAX_OUTPUT_SIDE:
@@ -51,12 +53,14 @@ def build_upscale(job_id: str, owner: int, upscalers: Sequence[UpscalerConfig], 
     job = UpscaleJob(job_id=job_id, owner=owner, init_image=init_image, upscaler=upscaler.name, factor=factor,
                      mode=mode)
     notes: tuple[str, ...] = ()
+    if text and mode != "creative":
+        notes = ("The prompt only steers a creative upscale (mode:creative); this one enlarged the picture as it is.",)
     if mode == "creative":
         if isinstance(source, DiffusionJob) and not isinstance(source, MorphJob):
             strength = CREATIVE_STRENGTH
             steps = max(source.steps, math.ceil(1 / strength))
             job = UpscaleJob(job_id=job_id, owner=owner, init_image=init_image, upscaler=upscaler.name,
-                             factor=factor, mode=mode, prompt=source.prompt, negative_prompt=source.negative_prompt,
+                             factor=factor, mode=mode, prompt=text or source.prompt, negative_prompt=source.negative_prompt,
                              seed=source.seed if seed is None else seed, model=source.model, steps=steps,
                              guidance=source.guidance, scheduler=source.scheduler, spacing=source.spacing,
                              eta=source.eta, strength=strength)
@@ -65,7 +69,9 @@ def build_upscale(job_id: str, owner: int, upscalers: Sequence[UpscalerConfig], 
                 raise JobError("A creative upscale needs a model, and none is loaded here.")
             steps = max(model.preset.steps, math.ceil(1 / CREATIVE_STRENGTH))
             job = UpscaleJob(job_id=job_id, owner=owner, init_image=init_image, upscaler=upscaler.name,
-                             factor=factor, mode=mode, model=model.name, steps=steps,
+                             factor=factor, mode=mode, model=model.name, steps=steps, prompt=text,
                              guidance=model.preset.guidance, seed=seed or 0, strength=CREATIVE_STRENGTH)
-            notes = ("That image was not made here, so the creative pass refines it without a prompt.",)
+            if not text:
+                notes = ("That image was not made here, so the creative pass refines it without a prompt "
+                         "(say what it shows with prompt: to steer it).",)
     return Draft(job, notes)

@@ -107,3 +107,15 @@ def assert_no_pings(env: Any) -> None:
         if mentions.get("replied_user") is False:  # a reply that does not ping its author
             del mentions["replied_user"]
         assert mentions == {"parse": []}, (entry.method, entry.path, entry.json)
+
+
+async def job_posted_as(bot: Any, message: Any, timeout: float = 30.0) -> Any:
+    """The job-log row of the job posted as ``message``. The log records the message right after
+    Discord took the post, so a test that has just seen the message may ask a moment too early."""
+    import asyncio
+
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (row := await bot.studio.database.jobs.by_message(message.id)) is None:
+        assert asyncio.get_running_loop().time() < deadline, f"no job posted as message {message.id}"
+        await asyncio.sleep(0.05)
+    return row

@@ -1,4 +1,4 @@
-"""Apps > Vary image / Anime / Paint... / Show parameters, on members' pictures and on our results."""
+"""Apps > Vary image / Anime / Describe / Paint... / Use as control..., on members' pictures and on our results."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.cogs.helpers import final, image_of, make_world, png, refusal
+from inference.describe.source import NOT_CONFIGURED
+from tests.cogs.helpers import button_ids, final, image_of, job_posted_as, make_world, png, refusal
 
 PROMPT, REGION = "easel:paint:prompt", "easel:paint:region"
 
@@ -17,7 +18,7 @@ async def a_picture(w: Any, size: tuple[int, int] = (64, 64)) -> Any:
 
 
 async def job_of(bot: Any, message: Any) -> Any:
-    row = await bot.studio.database.jobs.by_message(message.id)
+    row = await job_posted_as(bot, message)
     assert row is not None, f"no job posted as message {message.id}"
     return row
 
@@ -106,25 +107,27 @@ async def test_paint_on_a_message_without_an_image_shows_no_modal(simcord_env) -
     assert result.modal is None and refusal(result) == "That message has no image I can paint on."
 
 
-async def test_show_parameters_reads_them_from_our_png(simcord_env) -> None:
+async def test_describe_shows_the_parameters_of_our_png_privately(simcord_env) -> None:
+    """Describe took over the "Show parameters" menu: a picture carrying parameters gets them, as before."""
     w = make_world(simcord_env)
     original = await final(await w.alice.slash(w.channel, "imagine", prompt="a red fox", seed=42, steps=2))
-    result = await w.bob.context_menu(w.channel, "Show parameters", original)
+    result = await w.bob.context_menu(w.channel, "Describe", original)
     assert result.ephemeral
     text = result.response.content
     assert text.startswith("```\na red fox\n") and "Seed: 42" in text and "Steps: 2" in text
+    assert button_ids(result.response) == []  # no captioning model here: no "Suggest prompts" button
 
 
-async def test_show_parameters_of_a_picture_without_them_says_so(simcord_env) -> None:
+async def test_describe_of_a_picture_without_parameters_asks_for_suggestions(simcord_env) -> None:
     w = make_world(simcord_env)
-    result = await w.bob.context_menu(w.channel, "Show parameters", await a_picture(w))
-    assert result.ephemeral and result.response.content == "That image carries no generation parameters."
+    result = await w.bob.context_menu(w.channel, "Describe", await a_picture(w))
+    assert refusal(result) == NOT_CONFIGURED  # no captioning model here: the /describe path answered
 
 
-async def test_show_parameters_of_a_message_without_an_image_says_so(simcord_env) -> None:
+async def test_describe_of_a_message_without_an_image_says_so(simcord_env) -> None:
     w = make_world(simcord_env)
     text = await w.alice.send(w.channel, "just words")
-    assert refusal(await w.bob.context_menu(w.channel, "Show parameters", text)) == "That message has no image."
+    assert refusal(await w.bob.context_menu(w.channel, "Describe", text)) == "That message has no image I can use."
 
 
 async def test_the_bot_registers_no_more_message_menus_than_discord_allows(simcord_env, simcord_bot) -> None:

@@ -12,8 +12,8 @@ from types import SimpleNamespace
 import aiohttp
 import discord
 
-from cogs.delivery import caption, failure_text
 from cogs.utils import posting
+from cogs.utils.result_text import caption, failure_text
 from inference.executor import internal_error_message
 from inference.jobs import TextToImageJob
 

@@ -11,7 +11,7 @@ import pytest
 from config import Config
 from inference.describe.source import NOT_CONFIGURED
 from tests.cogs.conftest import eventually
-from tests.cogs.helpers import assert_no_pings, button_ids, final, make_world, png, refusal
+from tests.cogs.helpers import assert_no_pings, button_ids, final, job_posted_as, make_world, png, refusal
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def imagine_buttons(message: Any) -> list[str]:
 async def test_describe_answers_with_numbered_suggestions_and_imagine_buttons(simcord_env, simcord_bot) -> None:
     w = make_world(simcord_env)
     message = await describe(w)
-    row = await simcord_bot.studio.database.jobs.by_message(message.id)
+    row = await job_posted_as(simcord_bot, message)
     texts = await suggestions(simcord_bot, row.job_id)
     assert row.kind == "describe" and 1 <= len(texts) <= 4 and len(set(texts)) == len(texts)
     assert not message.attachments  # text only: no image is stored or sent
@@ -49,11 +49,11 @@ async def test_describe_answers_with_numbered_suggestions_and_imagine_buttons(si
 async def test_imagine_2_makes_an_image_from_suggestion_2_for_whoever_clicks(simcord_env, simcord_bot) -> None:
     w = make_world(simcord_env)
     message = await describe(w)
-    row = await simcord_bot.studio.database.jobs.by_message(message.id)
+    row = await job_posted_as(simcord_bot, message)
     texts = await suggestions(simcord_bot, row.job_id)
     assert len(texts) >= 2  # BLIP's conditional prefixes make them distinct
     made = await final(await w.bob.click(message, custom_id=f"easel:i:{row.job_id}:1"))
-    new = await simcord_bot.studio.database.jobs.by_message(made.id)
+    new = await job_posted_as(simcord_bot, made)
     assert new.kind == "imagine" and new.user_id == w.bob.id and new.params["prompt"] == texts[1]
     assert made.attachments
 
@@ -63,7 +63,7 @@ async def test_describe_context_menu_on_a_members_picture(simcord_env, simcord_b
     picture = await w.alice.send(w.channel, "", attachments=[("dog.png", png((64, 64)))])
     result = await w.bob.context_menu(w.channel, "Describe", picture)
     message = await final(result)
-    row = await simcord_bot.studio.database.jobs.by_message(message.id)
+    row = await job_posted_as(simcord_bot, message)
     assert not result.ephemeral and row.kind == "describe" and row.user_id == w.bob.id
     assert imagine_buttons(message)
 
@@ -71,20 +71,20 @@ async def test_describe_context_menu_on_a_members_picture(simcord_env, simcord_b
 async def test_the_buttons_work_from_the_job_log_alone_as_after_a_restart(simcord_env, simcord_bot) -> None:
     w = make_world(simcord_env)
     message = await describe(w)
-    row = await simcord_bot.studio.database.jobs.by_message(message.id)
+    row = await job_posted_as(simcord_bot, message)
     texts = await suggestions(simcord_bot, row.job_id)
     # As after a restart: nothing in memory knows the job; only its row holds the suggestions.
     simcord_bot.delivery.tracked.clear()
     simcord_bot.studio._jobs.clear()  # noqa: SLF001
     made = await final(await w.alice.click(message, custom_id=f"easel:i:{row.job_id}:0"))
-    assert (await simcord_bot.studio.database.jobs.by_message(made.id)).params["prompt"] == texts[0]
+    assert (await job_posted_as(simcord_bot, made)).params["prompt"] == texts[0]
 
 
 async def test_imagine_on_a_deleted_describe_job_is_refused_privately(simcord_env, simcord_bot) -> None:
     w = make_world(simcord_env)
     message = await describe(w)
     row = await simcord_bot.studio.database.jobs.get(
-        (await simcord_bot.studio.database.jobs.by_message(message.id)).job_id)
+        (await job_posted_as(simcord_bot, message)).job_id)
     await simcord_bot.studio.database.forget(w.alice.id)
     result = await w.bob.click(message, custom_id=f"easel:i:{row.job_id}:0")
     assert "no longer stored" in refusal(result)
@@ -114,7 +114,7 @@ async def test_suggestions_with_an_nsfw_word_follow_the_channel_policy(simcord_e
     w = make_world(simcord_env)
     await simcord_bot.studio.database.settings.update_guild(w.guild.id, nsfw_policy="spoiler")
     spoilered = await describe(w)
-    row = await simcord_bot.studio.database.jobs.by_message(spoilered.id)
+    row = await job_posted_as(simcord_bot, spoilered)
     assert "||a nsfwword scene||" in spoilered.content and len(imagine_buttons(spoilered)) == 2
     await simcord_bot.studio.database.settings.update_guild(w.guild.id, nsfw_policy="block")
     blocked = await describe(w)

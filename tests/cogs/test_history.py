@@ -11,7 +11,7 @@ from simcord.backend.errors import SetupError
 
 from inference.validation import build_imagine
 from studio import new_job_id
-from tests.cogs.helpers import button_ids, final, gpu_busy, image_of, make_world, refusal
+from tests.cogs.helpers import button_ids, final, gpu_busy, image_of, job_posted_as, make_world, refusal
 
 
 async def add_jobs(bot: Any, w: Any, member: Any, prompts: list[str], kind: str = "imagine") -> list[str]:
@@ -100,7 +100,7 @@ async def test_history_pages_with_next_and_previous(simcord_env, simcord_bot) ->
 async def test_redo_reproduces_the_very_same_image(simcord_env, simcord_bot) -> None:
     w = make_world(simcord_env)
     original = await final(await w.alice.slash(w.channel, "imagine", prompt="a quiet harbour", seed=7, steps=2))
-    row = await simcord_bot.studio.database.jobs.by_message(original.id)
+    row = await job_posted_as(simcord_bot, original)
     shown = await w.alice.slash(w.channel, "history")
     redo = await w.alice.click(shown.response, custom_id=f"easel:redo:{row.job_id}")
     again = await final(redo)
@@ -108,7 +108,7 @@ async def test_redo_reproduces_the_very_same_image(simcord_env, simcord_bot) -> 
     before = np.asarray((await image_of(original)).convert("RGB"))
     after = np.asarray((await image_of(again)).convert("RGB"))
     assert np.array_equal(before, after)
-    redone = await simcord_bot.studio.database.jobs.by_message(again.id)
+    redone = await job_posted_as(simcord_bot, again)
     assert redone.job_id != row.job_id and redone.params == {**row.params, "seed": 7}
 
 

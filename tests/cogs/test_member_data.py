@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from tests.cogs.conftest import eventually
-from tests.cogs.helpers import button_ids, final, gpu_busy, make_world, refusal
+from tests.cogs.helpers import button_ids, final, gpu_busy, job_posted_as, make_world, refusal
 
 VARY, ANIME = "\U0001f3a8", "\U0001f338"
 
@@ -78,7 +78,7 @@ async def test_an_accepted_photo_is_stored_as_the_very_bytes_uploaded(simcord_en
     photo = noisy_jpeg(4)
     message = await final(await w.alice.slash(w.channel, "vary", image=("photo.jpg", photo), seed=1))
     assert message.attachments  # the pipeline read it back
-    row = await simcord_bot.studio.database.jobs.by_message(message.id)
+    row = await job_posted_as(simcord_bot, message)
     kept = (await simcord_bot.studio.database.jobs.files(row.job_id))["init_image"]
     assert kept.suffix == ".jpg" and kept.read_bytes() == photo  # not a PNG several times its size
 
@@ -90,7 +90,7 @@ async def test_a_transparent_upload_is_stored_lossless_as_the_picture_the_job_us
     buffer = io.BytesIO()
     rgba.save(buffer, format="PNG")
     message = await final(await w.alice.slash(w.channel, "vary", image=("logo.png", buffer.getvalue()), seed=2))
-    row = await simcord_bot.studio.database.jobs.by_message(message.id)
+    row = await job_posted_as(simcord_bot, message)
     kept = (await simcord_bot.studio.database.jobs.files(row.job_id))["init_image"]
     assert kept.suffix == ".webp"
     with Image.open(kept) as im:
@@ -107,14 +107,8 @@ async def test_anime_of_our_own_result_stores_no_new_file(simcord_env, simcord_b
     anime = await eventually(lambda: [m for m in w.channel.history()
                                       if m.reference is not None and m.reference.message_id == original.id
                                       and "AnimeGAN2" in m.content])
-    row = None
-    for _ in range(600):  # the post is recorded in the job log just after the message is edited
-        row = await db.jobs.by_message(anime[0].id)
-        if row is not None:
-            break
-        await asyncio.sleep(0.05)
-    assert row is not None
-    [source] = await db.images.for_job((await db.jobs.by_message(original.id)).job_id)
+    row = await job_posted_as(simcord_bot, anime[0])
+    [source] = await db.images.for_job((await job_posted_as(simcord_bot, original)).job_id)
     assert (await db.jobs.files(row.job_id))["init_image"] == source.path
     assert stored(simcord_bot) - before == {Path(im.path) for im in await db.images.for_job(row.job_id)}
 
@@ -171,10 +165,10 @@ async def test_a_reroll_of_a_forgotten_upload_says_its_owner_deleted_it(simcord_
     w = make_world(simcord_env)
     db = simcord_bot.studio.database
     alices = await final(await w.alice.slash(w.channel, "vary", image=("me.jpg", noisy_jpeg(7)), seed=1))
-    upload = (await db.jobs.files((await db.jobs.by_message(alices.id)).job_id))["init_image"]
+    upload = (await db.jobs.files((await job_posted_as(simcord_bot, alices)).job_id))["init_image"]
     [reroll_id] = [i for i in button_ids(alices) if i.startswith("easel:r:")]
     bobs = await final(await w.bob.click(alices, custom_id=reroll_id))
-    bob_job = await db.jobs.by_message(bobs.id)
+    bob_job = await job_posted_as(simcord_bot, bobs)
     assert bob_job.user_id == w.bob.id and (await db.jobs.files(bob_job.job_id))["init_image"] == upload
 
     asked = await w.alice.slash(w.channel, "forget")
@@ -226,7 +220,7 @@ async def test_a_variation_of_a_result_loses_it_when_the_results_owner_forgets(s
     w = make_world(simcord_env)
     db = simcord_bot.studio.database
     alices = await final(await w.alice.slash(w.channel, "imagine", prompt="a red fox", seed=5, steps=2))
-    [result] = await db.images.for_job((await db.jobs.by_message(alices.id)).job_id)
+    [result] = await db.images.for_job((await job_posted_as(simcord_bot, alices)).job_id)
     await w.bob.react(alices, VARY)
     bobs = await finished_job(db, w.bob.id)
     assert await db.jobs.suppliers(bobs.job_id) == {"init_image": w.alice.id}  # her result, his input

@@ -98,6 +98,7 @@ async def test_a_result_recorded_before_the_word_flag_is_spoilered_after_a_resta
     db = simcord_bot.studio.database
     await db.jobs._conn.execute(  # noqa: SLF001 - as recorded before migration 0005 added the flag
         "UPDATE images SET nsfw_word = 0 WHERE job_id = ?", (job_id,))
+    await db.jobs._conn.execute("DELETE FROM word_flag_scan")  # noqa: SLF001 - and before 0010 remembered a scan
     await simcord_bot.studio.flag_prompt_words()  # what the studio's start does (tests/test_studio.py)
     assert [r.nsfw_word for r in await db.images.for_job(job_id)] == [True]
     assert spoilered(await rewind_and_repost(simcord_bot, w, first))

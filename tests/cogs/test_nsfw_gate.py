@@ -20,7 +20,7 @@ from cogs.utils.origin import StatusMessage
 from inference.jobs import AnimeJob, TextToImageJob, job_from_params
 from storage.rows import ImageRow
 from tests.cogs.conftest import eventually
-from tests.cogs.helpers import button_ids, final, final_in, is_final, make_world, refusal
+from tests.cogs.helpers import button_ids, final, final_in, is_final, job_posted_as, make_world, refusal
 
 REROLL, VARY, ANIME, MAIL = "\U0001f501", "\U0001f3a8", "\U0001f338", "\u2709\ufe0f"
 WORD = "a nsfwword cat"  # tests/cogs/conftest.py: "nsfwword" is the configured NSFW word
@@ -122,7 +122,7 @@ async def result_replying_to(w: Any, message: Any) -> Any:
 
 
 async def job_of(bot: Any, message: Any) -> Any:
-    row = await bot.studio.database.jobs.by_message(message.id)
+    row = await job_posted_as(bot, message)
     assert row is not None
     return row
 

@@ -15,7 +15,7 @@ from PIL import Image
 from config import Config, LoraConfig, StyleConfig
 from inference.imaging import parse_parameters
 from tests.cogs.conftest import eventually
-from tests.cogs.helpers import final, image_of, is_final, make_world, png, refusal
+from tests.cogs.helpers import final, image_of, is_final, job_posted_as, make_world, png, refusal
 
 VARY = "\U0001f3a8"
 STYLES = (StyleConfig("ink", "ink drawing of {prompt}", "colour"), StyleConfig("gloom", "dark, moody", "bright"))
@@ -56,9 +56,7 @@ def diffusers_pipe(folder: Path, kind: str = "text") -> Any:
 
 
 async def job_of(bot: Any, message: Any) -> Any:
-    row = await bot.studio.database.jobs.by_message(message.id)
-    assert row is not None, f"no job posted as message {message.id}"
-    return row
+    return await job_posted_as(bot, message)
 
 
 async def params_of(message: Any) -> dict[str, str]:

@@ -12,7 +12,7 @@ import pytest
 
 from inference.imaging import parse_parameters
 from tests.cogs.conftest import eventually
-from tests.cogs.helpers import final, gpu_busy, image_of, is_final, make_world, png
+from tests.cogs.helpers import final, gpu_busy, image_of, is_final, job_posted_as, make_world, png
 
 REROLL, VARY, ANIME, MAIL, DELETE = "\U0001f501", "\U0001f3a8", "\U0001f338", "\u2709\ufe0f", "\u274c"
 
@@ -57,7 +57,7 @@ async def result_replying_to(channel: Any, message: Any) -> discord.Message:
 
 
 async def job_of(bot: Any, message: Any) -> Any:
-    row = await bot.studio.database.jobs.by_message(message.id)
+    row = await job_posted_as(bot, message)
     assert row is not None, f"no job posted as message {message.id}"
     return row
 

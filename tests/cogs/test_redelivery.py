@@ -13,7 +13,7 @@ import pytest
 from cogs.utils.posting import nonce_for
 from config import Config
 from tests.cogs.conftest import eventually
-from tests.cogs.helpers import button_ids, final, final_in, gpu_busy, is_final, make_world
+from tests.cogs.helpers import button_ids, final, final_in, gpu_busy, is_final, job_posted_as, make_world
 
 REROLL = "\U0001f501"
 
@@ -64,7 +64,7 @@ async def test_a_post_discord_refused_with_5xx_is_retried_by_the_running_process
     posted = await eventually(lambda: next((m for m in replies_to(w.channel, original.id)
                                             if is_final(m.content, m)), None), timeout=30)
     assert posted.id == status.id and posted.attachments  # no restart: the loop posted it
-    row = await simcord_bot.studio.database.jobs.by_message(posted.id)
+    row = await job_posted_as(simcord_bot, posted)
     assert row is not None and row.status == "delivered" and row.delivery_attempts == 4
 
 
@@ -108,7 +108,7 @@ async def test_a_reaction_jobs_status_deleted_by_a_moderator_is_replaced_by_a_ne
     posted = await eventually(lambda: next((m for m in replies_to(w.channel, original.id)
                                             if is_final(m.content, m)), None), timeout=30)
     assert posted.id != status.id and posted.attachments
-    row = await simcord_bot.studio.database.jobs.by_message(posted.id)
+    row = await job_posted_as(simcord_bot, posted)
     assert row is not None and row.status == "delivered" and row.status_message_id == posted.id
     sent = [r.json for r in simcord_env.http_requests if r.method == "POST" and isinstance(r.json, dict)
             and r.json.get("nonce") == nonce_for(row.job_id, status.id)]

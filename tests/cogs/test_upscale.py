@@ -17,7 +17,7 @@ from config import Config, UpscalerConfig
 from inference.upscale import NOT_SET_UP
 from inference.upscale import runner as runner_module
 from tests.cogs.conftest import eventually
-from tests.cogs.helpers import button_ids, final, image_of, make_world, png, refusal
+from tests.cogs.helpers import button_ids, final, image_of, job_posted_as, make_world, png, refusal
 
 WORD = "a nsfwword cat"  # tests/cogs/conftest.py: "nsfwword" is the configured NSFW word
 
@@ -32,7 +32,7 @@ def button(message: Any, prefix: str) -> str:
 
 
 async def job_of(bot: Any, message: Any) -> Any:
-    row = await bot.studio.database.jobs.by_message(message.id)
+    row = await job_posted_as(bot, message)
     assert row is not None
     return row
 

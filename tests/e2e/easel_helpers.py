@@ -58,12 +58,20 @@ def results_in(server: FakeDiscord, channel_id: str | None = None) -> list[dict]
     return [m for m in server.channel_messages(channel_id) if result_attachment(m) is not None]
 
 
-def refusal(record: InteractionRecord) -> str | None:
-    """The ephemeral answer the member got instead of a job, once it is there."""
+def refusal_message(record: InteractionRecord) -> dict | None:
+    """The ephemeral answer the member got instead of a job, once it is there: the initial response,
+    or, where slow input made the bot defer first (a busy machine), the ephemeral followup that
+    replaced its "thinking" message (cogs/utils/origin.py ``InteractionOrigin.error``)."""
     message = record.original
-    if message is None or message["flags"] & LOADING:
-        return None
-    return message["content"] if message["flags"] & EPHEMERAL else None
+    if message is not None and not message["flags"] & LOADING and message["flags"] & EPHEMERAL:
+        return message
+    return next((m for m in record.followups
+                 if m is not record.original and m["flags"] & EPHEMERAL and not m["flags"] & LOADING), None)
+
+
+def refusal(record: InteractionRecord) -> str | None:
+    message = refusal_message(record)
+    return None if message is None else message["content"]
 
 
 async def result_of(server: FakeDiscord, record: InteractionRecord, timeout: float = RESULT_TIMEOUT_S) -> dict:

@@ -35,6 +35,7 @@ from tests.e2e.fake_gateway import IDENTIFY
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 STRING, INTEGER, BOOLEAN, CHANNEL, NUMBER, ATTACHMENT = 3, 4, 5, 7, 10, 11
+ROLE = 8
 SUBCOMMAND, MESSAGE_MENU = 1, 3
 MANAGE_GUILD = 1 << 5
 
@@ -46,7 +47,10 @@ SHARED: dict[str, tuple[int, bool]] = {
     "style": (STRING, False)}
 SCHEMA: dict[str, dict[str, tuple[int, bool]]] = {
     "imagine": {"prompt": (STRING, True), "count": (INTEGER, False), "aspect": (STRING, False),
-                "width": (INTEGER, False), "height": (INTEGER, False), "seed": (INTEGER, False), **SHARED},
+                "width": (INTEGER, False), "height": (INTEGER, False), "seed": (INTEGER, False), "tile": (BOOLEAN, False),
+                "style_ref": (ATTACHMENT, False), "style_ref_strength": (NUMBER, False),
+                **SHARED,
+                "control": (ATTACHMENT, False), "control_mode": (STRING, False), "control_strength": (NUMBER, False)},
     "vary": {"image": (ATTACHMENT, True), "prompt": (STRING, False), "strength": (NUMBER, False),
              "seed": (INTEGER, False), "count": (INTEGER, False), **SHARED},
     "paint": {"image": (ATTACHMENT, True), "prompt": (STRING, True), "mask": (ATTACHMENT, False),
@@ -57,18 +61,29 @@ SCHEMA: dict[str, dict[str, tuple[int, bool]]] = {
               "frames": (INTEGER, False), "from": (NUMBER, False), "to": (NUMBER, False), "seed": (INTEGER, False),
               "model": (STRING, False)},
     "describe": {"image": (ATTACHMENT, True)},
-    "upscale": {"image": (ATTACHMENT, True), "factor": (INTEGER, False), "mode": (STRING, False)},
+    "upscale": {"image": (ATTACHMENT, True), "factor": (INTEGER, False), "mode": (STRING, False),
+                "prompt": (STRING, False)},
     "history": {"search": (STRING, False), "kind": (STRING, False), "server": (BOOLEAN, False)},
     "forget": {},
     "queue": {},
 }
 EASEL_SUBCOMMANDS = {
     "settings": {"enable_channel": (CHANNEL, False), "disable_channel": (CHANNEL, False), "nsfw": (STRING, False),
-                 "per_user_cap": (INTEGER, False), "default_model": (STRING, False)},
+                 "per_user_cap": (INTEGER, False), "default_model": (STRING, False), "channel": (CHANNEL, False),
+                 "allowed_commands": (STRING, False), "reset": (BOOLEAN, False)},
     "status": {},
     "anime": {},
+    "stats": {},
+    "limits": {"daily": (INTEGER, False), "role": (ROLE, False), "role_daily": (INTEGER, False),
+               "role_weight": (INTEGER, False), "clear_role": (ROLE, False)},
 }
-MENUS = {"Vary image", "Anime", "Describe", "Paint...", "Show parameters"}  # Discord allows five
+PREFS_SUBCOMMANDS = {
+    "show": {},
+    "set": {"aspect": (STRING, False), "model": (STRING, False), "negative": (STRING, False),
+            "sampler": (STRING, False), "private": (BOOLEAN, False), "dm_when_done": (INTEGER, False)},
+    "clear": {"option": (STRING, False)},
+}
+MENUS = {"Vary image", "Anime", "Describe", "Paint...", "Use as control..."}  # Discord allows five
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +137,7 @@ async def test_login_syncs_every_command_with_its_options(server: FakeDiscord, e
     assert len(server.gateway.ops(IDENTIFY)) == 1 and server.gateway.ops(IDENTIFY)[0]["token"] == server.token
     synced = server.commands[None]  # dev_guild = 0: global commands
     slash = {c["name"]: c for c in synced if c["type"] == 1}
-    assert set(slash) == set(SCHEMA) | {"easel"}
+    assert set(slash) == set(SCHEMA) | {"easel", "prefs"}
     for name, options in SCHEMA.items():
         assert options_of(slash[name]) == options, name
     imagine = {o["name"]: o for o in slash["imagine"]["options"]}
@@ -142,9 +157,14 @@ async def test_login_syncs_every_command_with_its_options(server: FakeDiscord, e
     for name, options in EASEL_SUBCOMMANDS.items():
         assert options_of(subcommands[name]) == options, f"easel {name}"
 
+    prefs = {o["name"]: o for o in slash["prefs"]["options"]}
+    assert {n: o["type"] for n, o in prefs.items()} == {n: SUBCOMMAND for n in PREFS_SUBCOMMANDS}
+    for name, options in PREFS_SUBCOMMANDS.items():
+        assert options_of(prefs[name]) == options, f"prefs {name}"
+
     menus = {c["name"] for c in synced if c["type"] == MESSAGE_MENU}
     assert menus == MENUS
-    assert len(synced) == len(SCHEMA) + 1 + len(MENUS)
+    assert len(synced) == len(SCHEMA) + 2 + len(MENUS)  # and the /easel and /prefs groups
 
 
 async def test_imagine_pixels_equal_a_direct_diffusers_call(server: FakeDiscord, alice: Member,
@@ -183,6 +203,17 @@ async def test_imagine_grid_cells_are_the_seeds_in_turn(server: FakeDiscord, ali
     for index, image in enumerate(expected):
         assert max_difference(grid.crop((64 * index, 0, 64 * (index + 1), 64)), image) <= 1
     assert "seed `77, 78`" in message["content"]
+
+
+async def test_imagine_tile_posts_the_tile_and_its_2x2_preview(server: FakeDiscord, alice: Member) -> None:
+    record = await alice.slash("imagine", prompt="mossy cobblestones", tile=True, seed=5, steps=2, width=64, height=64)
+    message = await result_of(server, record)
+    tile = result_attachment(message)
+    assert [a["filename"] for a in message["attachments"]] == [tile["filename"], "tile-preview.png"]
+    preview = decode(message["attachments"][1]["data"])
+    assert preview.size == (128, 128)
+    assert max_difference(preview.crop((64, 64, 128, 128)), decode(tile["data"])) == 0
+    assert parse_parameters(read_parameters(tile["data"]))["Tiling"] == "True"
 
 
 async def test_vary_downloads_the_attachment_from_the_file_server(server: FakeDiscord, alice: Member) -> None:

@@ -21,7 +21,7 @@ from inference.imaging import read_parameters
 from inference.imaging.pngmeta import parse_parameters
 from tests.e2e.client import Member, pings
 from tests.e2e.conftest import NSFW_WORD, Easel
-from tests.e2e.easel_helpers import png, refusal_of, result_attachment, result_of
+from tests.e2e.easel_helpers import png, refusal_message, refusal_of, result_attachment, result_of
 from tests.e2e.fake_discord import EPHEMERAL, FakeDiscord
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -109,8 +109,12 @@ async def still_serving(server: FakeDiscord, member: Member) -> None:
 async def assert_private_refusal(server: FakeDiscord, record: Any, expected: str) -> None:
     text = await refusal_of(server, record)
     assert expected in text
-    assert record.original["flags"] & EPHEMERAL and record.original not in server.channel_messages()
-    assert pings(server, record.original) == []
+    message = refusal_message(record)
+    assert message is not None and message["flags"] & EPHEMERAL and message not in server.channel_messages()
+    assert pings(server, message) == []
+    if message is not record.original:  # deferred first: the public "thinking" message is gone
+        await server.wait_for(lambda: record.original is None or record.original.get("deleted")
+                              or record.original not in server.channel_messages(), 10, "the thinking message to go")
 
 
 @pytest.mark.parametrize(("name", "make", "expected"), BAD_UPLOADS)

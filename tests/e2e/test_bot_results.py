@@ -156,11 +156,13 @@ async def test_vary_image_menu_on_a_members_picture(server: FakeDiscord, alice: 
     assert kind_of(message) == "vary" and f"<@{alice.id}>" in message["content"]
 
 
-async def test_show_parameters_menu_reads_the_png(server: FakeDiscord, alice: Member, grid: dict) -> None:
-    record = await alice.context_menu("Show parameters", grid)
-    await server.wait_for(lambda: record.followups, what="the parameters")
-    text = record.followups[0]["content"]
-    assert record.followups[0]["flags"] & EPHEMERAL
+async def test_describe_menu_shows_the_parameters_of_our_png(server: FakeDiscord, alice: Member, grid: dict) -> None:
+    record = await alice.context_menu("Describe", grid)
+
+    def answer() -> dict | None:
+        return next((m for m in record.messages if m["flags"] & EPHEMERAL and "Seed:" in m["content"]), None)
+
+    text = (await server.wait_for(answer, what="the parameters"))["content"]
     assert PROMPT in text and "Seed: 500" in text and f"easel job: {job_id_of(grid)}" in text
 
 
@@ -178,6 +180,6 @@ async def test_paint_menu_asks_where_then_paints(server: FakeDiscord, alice: Mem
 
 async def test_menus_on_a_message_without_an_image_refuse(server: FakeDiscord, alice: Member) -> None:
     posted = await alice.post_message("no picture here")
-    for name in ("Paint...", "Show parameters", "Vary image"):
+    for name in ("Paint...", "Use as control...", "Describe", "Vary image"):
         record = await alice.context_menu(name, posted)
         assert "no image" in await refusal_of(server, record)

@@ -211,7 +211,7 @@ async def test_validation_knows_a_models_sampler_after_it_was_unloaded(tiny_conf
     engine = Engine(tiny_config, executor)
     try:
         await asyncio.wrap_future(executor.submit(executor.model, ""))
-        executor._models.clear()  # as when another model took the GPU
+        executor._models.drop_all()  # as when another model took the GPU
         info = engine.model_info("")
         assert info.scheduler_class and info.preset.family == "sd15"
         with pytest.raises(JobError, match="eta"):

@@ -101,3 +101,11 @@ def test_a_lone_height_is_checked_under_its_own_name_and_makes_a_square() -> Non
         resolve_size(SD15.preset, aspect=None, width=None, height=100)
     assert resolve_size(SD15.preset, aspect=None, width=None, height=512) == (512, 512)
     assert resolve_size(SD15.preset, aspect=None, width=640, height=None) == (640, 640)
+
+
+def test_a_seamless_tile_is_refused_on_kandinsky_and_kept_on_stable_diffusion() -> None:
+    kandinsky = ModelInfo("k22", PRESETS["kandinsky22"])
+    with pytest.raises(JobError, match=r"Seamless tiles \(`tile`\) work with Stable Diffusion models only"):
+        build_imagine("j", 1, kandinsky, prompt="a brick wall", tile=True)
+    assert build_imagine("j", 1, kandinsky, prompt="a brick wall").job.tile is False
+    assert build_imagine("j", 1, SD15, prompt="a brick wall", tile=True).job.tile is True

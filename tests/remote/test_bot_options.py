@@ -28,6 +28,7 @@ def bot_config(tmp_path: Path, api: FakeInferenceAPI, anime_weights: Path, monke
 @pytest.mark.parametrize(("command", "options", "message"), [
     ("imagine", {"spacing": "trailing"}, "Timestep spacing (`spacing`) is not available on this bot"),
     ("imagine", {"scheduler": "ddim", "eta": 0.2}, "`eta` is not available on this bot"),
+    ("imagine", {"tile": True}, "Seamless tiling (`tile`) is not available on this bot"),
     ("vary", {"scheduler": "euler"}, "Choosing a sampler (`scheduler`) works only with /imagine on this bot"),
 ])
 async def test_options_the_service_cannot_take_are_refused_privately(simcord_env, api: FakeInferenceAPI, command: str,  # noqa: F811

@@ -35,6 +35,7 @@ def vary(**kw: Any) -> ImageToImageJob:
         (t2i("j", scheduler="dpmpp_2m_karras"), "The dpmpp_2m_karras sampler is not available on this bot"),
         (t2i("j", prompt="a (red:1.5) fox"), "Prompt weighting (`(word:1.3)`"),
         (t2i("j", negative_prompt="blurry BREAK dark"), "Prompt weighting (`(word:1.3)`"),
+        (t2i("j", tile=True), "Seamless tiling (`tile`) is not available on this bot"),
     ],
 )
 async def test_options_the_api_cannot_take_are_refused_before_queueing(config: Config, make_executor: Any,

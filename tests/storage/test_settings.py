@@ -86,7 +86,7 @@ async def test_member_preferences_update_and_persist(db_path: Path) -> None:
         ({"theme": "dark"}, "unknown preference 'theme'"),
         ({"dm_results": 1}, "dm_results must be True or False"),
         ({"dm_results": "yes"}, "dm_results"),
-        ({"default_aspect": "wide"}, "default_aspect must look like"),
+        ({"default_aspect": "very wide"}, "default_aspect must look like"),
         ({"default_aspect": "0:1"}, "default_aspect"),
         ({"default_aspect": "16:9:1"}, "default_aspect"),
         ({"default_aspect": 1.5}, "default_aspect"),
