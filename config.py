@@ -110,6 +110,11 @@ class DeviceConfig:
     fuse_qkv: bool = False
     compile_mode: str = "reduce-overhead"
     compile_dynamic: str = "auto"
+    # Opt-in speed-ups that CHANGE pixels (labelled in each PNG): the UNet's weights quantised by torchao
+    # (none | int8 | int8-dynamic | fp8), and DeepCache step caching, the deep UNet blocks run every
+    # ``fast_draft`` steps (0 = off). inference/fast_path.py, inference/step_cache.py.
+    quantize: str = "none"
+    fast_draft: int = 0
 
 
 @dataclass(frozen=True)

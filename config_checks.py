@@ -5,6 +5,7 @@ runs :func:`check_config` once the file and the environment overrides are read."
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from config import (
     SPACINGS,
     Config,
     ConfigError,
+    DeviceConfig,
     LoraRecipe,
     ModelConfig,
     RemoteConfig,
@@ -127,6 +129,34 @@ def _check_fast_path(cfg: Config) -> None:
         model, lora = switchable[0]
         raise ConfigError(f"device.fuse_qkv: fused attention projections would skip the switchable LoRA {lora!r} of "
                           f"model {model!r}; set fuse = true on its [[model.loras]] entry, or fuse_qkv = false")
+    _check_quantize(d, switchable)
+    if d.fast_draft != 0 and not 2 <= d.fast_draft <= 10:
+        raise ConfigError(f"device.fast_draft: {d.fast_draft} must be 0 (off) or run the deep UNet blocks every 2 to 10 steps")
+    if d.fast_draft and d.compile:
+        raise ConfigError("device.fast_draft: step caching swaps the UNet's block functions for each job, which a "
+                          "compiled UNet would compile again and again; set compile = false or fast_draft = 0")
+
+
+# device.quantize: torchao's configurations (inference/fast_path.py). fp8 needs compute capability 8.9+.
+QUANTIZE = ("none", "int8", "int8-dynamic", "fp8")
+
+
+def _check_quantize(d: DeviceConfig, switchable: list[tuple[str, str]]) -> None:
+    """``device.quantize``: a known mode, torchao installed, not beside what it cannot work with."""
+    if d.quantize not in QUANTIZE:
+        raise ConfigError(f"device.quantize: {d.quantize!r} is not one of {', '.join(QUANTIZE)}")
+    if d.quantize == "none":
+        return
+    if importlib.util.find_spec("torchao") is None:
+        raise ConfigError(f"device.quantize = {d.quantize!r} needs torchao: pip install 'easel[quantize]' "
+                          "(or set quantize = \"none\")")
+    if switchable:
+        model, lora = switchable[0]
+        raise ConfigError(f"device.quantize: quantised layers cannot switch the LoRA {lora!r} of model {model!r} on "
+                          "and off; set fuse = true on its [[model.loras]] entry, or quantize = \"none\"")
+    if d.cpu_offload:
+        raise ConfigError("device.quantize: quantised weights cannot be offloaded to the CPU between calls; "
+                          "set cpu_offload = false or quantize = \"none\"")
 
 
 def _check_loras(cfg: Config, m: ModelConfig, key: str) -> None:

@@ -31,10 +31,10 @@ _DROPPED = "job %s finished but is no longer in the job log; its images are drop
 
 
 def parameters_text(job: J.Job, seed: int, width: int, height: int, sampler_label: str,
-                    eta: float | None = None) -> str:
+                    eta: float | None = None, fast_path: str = "") -> str:
     """The Automatic1111-style ``parameters`` text embedded in each PNG. The prompt lines are what
     the model read (a style preset's words included); ``Style`` names the preset, ``Eta`` the
-    DDIM/TCD noise factor the sampler used."""
+    DDIM/TCD noise factor the sampler used, ``Fast path`` the speed-ups that changed the pixels."""
     p = job.to_params()
     if job.kind is J.JobKind.ANIME:
         return format_parameters(prompt="AnimeGAN2 face2paint", negative_prompt="", steps=1, sampler="AnimeGAN2",
@@ -65,6 +65,8 @@ def parameters_text(job: J.Job, seed: int, width: int, height: int, sampler_labe
         extra["Tiling"] = True  # as Automatic1111 writes it
     if p.get("control_mode"):  # ControlNet jobs only: a plain job's text stays as it was
         extra.update({"ControlNet": p["control_mode"], "Control strength": p["control_strength"]})
+    if fast_path:  # device.quantize / device.fast_draft: not the pixels a plain run would make
+        extra["Fast path"] = fast_path
     return format_parameters(prompt=p["prompt"], negative_prompt=p["negative_prompt"], steps=p["steps"],
                              sampler=sampler_label, guidance=p["guidance"], seed=seed, width=width, height=height,
                              model=p["model"], extra=extra)
@@ -80,7 +82,7 @@ async def save_results(studio: Studio, results: list[J.JobResult]) -> list[Studi
             log.warning(_DROPPED, result.job_id)
             continue
         sampler, eta = sampler_used(studio.engine.executor, job)
-        finished.append((job, result, [parameters_text(job, seed, im.width, im.height, sampler, eta)
+        finished.append((job, result, [parameters_text(job, seed, im.width, im.height, sampler, eta, result.fast_path)
                                        for im, seed in zip(result.images, result.seeds, strict=False)]))
 
     # A text result (/describe) stores no image: its texts go into the job log with the job.

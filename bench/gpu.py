@@ -18,6 +18,8 @@ Sections (bench/README.md has the figures):
    Discord (bench/throughput.py) against raw pipeline calls.
 5. ``sdxl``: SDXL, 1024 px, 30 steps, seconds per image, executor and plain diffusers.
 6. ``switch``: a model onto the device from disk vs from CPU RAM.
+7. ``drafts``: the opt-in speed-ups that change pixels (DeepCache ``fast_draft``, torchao int8 and
+   fp8 ``quantize``), each against the executor without it: s/image, speed-up, pixel difference.
 
 Models are built from the published configs with random weights (bench/gpu_models.py), saved to a
 temporary folder and loaded back through easel's own loader. Each section runs under a time budget
@@ -50,6 +52,7 @@ for _key, _value in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "DIFFUS
 import torch  # noqa: E402
 
 from bench.gpu_common import DRY, FULL, Budget, Plan, free  # noqa: E402
+from bench.gpu_drafts import drafts  # noqa: E402
 from bench.gpu_models import Models  # noqa: E402
 from bench.gpu_sections import best_batch1, compiled, correctness, sd15, sdxl, switch  # noqa: E402
 from bench.gpu_turbo import turbo  # noqa: E402
@@ -57,9 +60,9 @@ from bench.gpu_turbo import turbo  # noqa: E402
 # A section fills the figures dict as it goes: what it measured before a failure is kept.
 Section = Callable[[Plan, Models, Path, Budget, dict[str, Any]], None]
 # In this order: the compile comes right after SD 1.5 (the best batch-1 figure needs it) and before the
-# sections that would only lose a little to a late start.
+# sections that would only lose a little to a late start; the drafts (pixels changed, opt-in) last.
 SECTIONS: dict[str, Section] = {"correctness": correctness, "sd15": sd15, "compile": compiled, "turbo": turbo,
-                                "sdxl": sdxl, "switch": switch}
+                                "sdxl": sdxl, "switch": switch, "drafts": drafts}
 # The figures the issue asks for by name, read from the sections (None when a section did not give them).
 HEADLINES = {
     "sd15_plain_diffusers_s_per_image": ("sd15", "plain/batch1_s_per_image"),
@@ -68,6 +71,9 @@ HEADLINES = {
     "sdxl_1024_30steps_s_per_image": ("sdxl", "executor/batch1_s_per_image"),
     "switch_disk_to_device_s": ("switch", "disk_to_device_s"),
     "switch_ram_to_device_s": ("switch", "ram_to_device_s"),
+    "fast_draft3_speedup": ("drafts", "fast_draft3/speedup"),
+    "int8_dynamic_speedup": ("drafts", "int8-dynamic/speedup"),
+    "fp8_speedup": ("drafts", "fp8/speedup"),
 }
 # The issue's goals on an H100 (checked only on a GPU): (figure, best allowed, at most?).
 GOALS = {"sd15_512_50steps_s_per_image": (0.55, True), "sd_turbo_images_per_s": (40.0, False),

@@ -47,7 +47,8 @@ class Plan:
     budget_s: float = 470.0  # the whole run; the GPU machine gives a command 10 minutes
     # Per section: its share of the budget (the rest of the run's budget caps it too).
     sections: dict[str, float] = dataclasses.field(default_factory=lambda: {
-        "correctness": 50.0, "sd15": 110.0, "compile": 160.0, "turbo": 110.0, "sdxl": 45.0, "switch": 15.0})
+        "correctness": 50.0, "sd15": 110.0, "compile": 160.0, "turbo": 110.0, "sdxl": 45.0, "switch": 15.0,
+        "drafts": 50.0})
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -58,7 +59,8 @@ FULL = Plan(dry=False, device="cuda", dtype="float16")
 DRY = Plan(dry=True, device="cpu", dtype="float32", sd15_size=64, sd15_steps=4, sd15_batches=(1, 2, 4), repeats=1,
            correctness_steps=3, budget_s=280.0, cancel_steps=50, oom_batch=4, turbo_size=64, turbo_batches=(1, 4, 16), turbo_jobs=16,
            sdxl_size=64, sdxl_steps=3, threads=1,
-           sections={"correctness": 40.0, "sd15": 40.0, "compile": 200.0, "turbo": 60.0, "sdxl": 15.0, "switch": 15.0})
+           sections={"correctness": 40.0, "sd15": 40.0, "compile": 200.0, "turbo": 60.0, "sdxl": 15.0, "switch": 15.0,
+                     "drafts": 30.0})
 
 
 class Budget:

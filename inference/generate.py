@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -24,6 +25,7 @@ from inference.prepare import PreparedJob
 from inference.presets import KANDINSKY
 from inference.samplers import call_eta, label_for
 from inference.seamless import seamless, tile_extras
+from inference.step_cache import caches, fast_path_label, step_cache
 from inference.style_ref import style_reference
 
 # Approximate latent -> RGB projections (a preview costs a matmul, not a VAE decode): a weight per
@@ -121,9 +123,12 @@ def run_diffusion_batch(
         return tensors
 
     kwargs["callback_on_step_end"] = callback
+    cached = caches(model.family, model.fast_draft, total)  # device.fast_draft (inference/step_cache.py)
+    fast_path = fast_path_label(model.quantized, model.fast_draft if cached else 0)
     started = time.perf_counter()
     with style_reference(model.style_adapter, pipe, batch, first.guidance, model.device) as style_kwargs, \
-            torch.inference_mode(), seamless(pipe, getattr(first, "tile", False)):  # inference/seamless.py
+            torch.inference_mode(), seamless(pipe, getattr(first, "tile", False)), \
+            step_cache(pipe, model.fast_draft) if cached else nullcontext():
         out = pipe(**kwargs, **style_kwargs)
     if interrupted:
         return None
@@ -148,6 +153,7 @@ def run_diffusion_batch(
                        for f in flags[cursor:cursor + n]),
             extras=(control.extras.get(job.job_id, ()) if control else ())
             + (tile_extras(images) if getattr(job, "tile", False) else ()),
+            fast_path=fast_path,
         ))
         cursor += n
     return results

@@ -256,6 +256,9 @@ class JobResult:
     # image)``, e.g. ("control", the ControlNet map a job followed), ("tile", a 2x2 preview of a
     # seamless tile). They get the job's NSFW verdict, as everything the job made.
     extras: tuple[tuple[str, Any], ...] = ()
+    # The speed-ups that changed its pixels (device.quantize, device.fast_draft; inference/step_cache.py),
+    # written into each PNG's parameters; "" for a plain run.
+    fast_path: str = ""
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ import torch
 from PIL import Image
 
 from config import DeviceConfig, ModelConfig, is_local_source, missing_path, source_path
+from inference import step_cache
 from inference.devices import resolve_device, resolve_dtype
 from inference.families import detect_family, pipeline_class_of
 from inference.jobs import DiffusionJob, ImageToImageJob, InpaintJob, JobError, JobKind, JobResult
@@ -162,7 +163,8 @@ def load_kandinsky(model: ModelConfig, device_cfg: DeviceConfig, base_dir: Path 
     log.info("loaded model %s (Kandinsky 2.2%s) on %s as %s", name, ", with inpainting" if model.inpaint_source else "",
              device, str(dtype).removeprefix("torch."))
     return LoadedModel(name=name, source=model.source, family=KANDINSKY, preset=preset_for(model, KANDINSKY),
-                       device=device, dtype=dtype, pipes=pipes, default_scheduler=_decoder_scheduler(model, decoder))
+                       device=device, dtype=dtype, pipes=pipes, default_scheduler=_decoder_scheduler(model, decoder),
+                       quantized="" if device_cfg.quantize == "none" else device_cfg.quantize)  # no step caching
 
 
 def _decoder_scheduler(model: ModelConfig, decoder: Any) -> Any:
@@ -263,7 +265,7 @@ def run_kandinsky_batch(model: LoadedModel, batch: Sequence[PreparedJob], on_ste
         if isinstance(job, InpaintJob):
             mine = keep_unmasked(prepared, mine)
         results.append(JobResult(job_id=job.job_id, images=tuple(mine), seeds=job.seeds, seconds=share,
-                                 nsfw=(False,) * job.count))
+                                 nsfw=(False,) * job.count, fast_path=step_cache.fast_path_label(model.quantized, 0)))
         cursor += job.count
     return results
 

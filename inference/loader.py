@@ -21,7 +21,7 @@ import torch
 from config import DeviceConfig, ModelConfig, is_local_source, missing_path, source_path
 from inference.devices import resolve_device, resolve_dtype
 from inference.families import detect_family, family_from_name, pipeline_class_of
-from inference.fast_path import apply_fast_path
+from inference.fast_path import QuantizeError, apply_fast_path
 from inference.jobs import JobKind
 from inference.presets import ModelPreset, preset_for
 from inference.samplers import SAMPLERS, build_scheduler
@@ -48,6 +48,9 @@ class LoadedModel:
     loras: dict[str, str] = field(default_factory=dict)  # name -> adapter name
     default_scheduler: Any = None
     style_adapter: Any = None  # inference/style_ref.StyleAdapter when [model.ip_adapter] is configured
+    # Speed-ups that change pixels (device.quantize, device.fast_draft), said in each PNG they made.
+    quantized: str = ""
+    fast_draft: int = 0
     controls: dict[str, Any] = field(default_factory=dict)  # mode -> inference.control.loading.LoadedControl
     _schedulers: dict[tuple[str, str], Any] = field(default_factory=dict)
 
@@ -288,7 +291,10 @@ def apply_device_options(pipe: Any, device: torch.device, opts: DeviceConfig) ->
         pipe.vae.enable_tiling()
     if opts.channels_last:
         pipe.unet.to(memory_format=torch.channels_last)
-    apply_fast_path(pipe, opts)  # fused QKV, torch.compile
+    try:
+        apply_fast_path(pipe, opts)  # fused QKV, quantised UNet, torch.compile
+    except QuantizeError as exc:
+        raise ModelLoadError(str(exc)) from None
 
 
 def first_line(exc: BaseException) -> str:
@@ -399,5 +405,10 @@ def load_model(model: ModelConfig, device_cfg: DeviceConfig, base_dir: Path = Pa
     return LoadedModel(
         name=model.display_name, source=model.source, family=family, preset=preset_for(model, family),
         device=device, dtype=dtype, pipes=pipes, loras=loras, default_scheduler=configured_scheduler(model, base),
-        style_adapter=style_adapter, controls=controls,
+        style_adapter=style_adapter, controls=controls, quantized=_quantized(device_cfg),
+        fast_draft=device_cfg.fast_draft,
     )
+
+
+def _quantized(device_cfg: DeviceConfig) -> str:
+    return "" if device_cfg.quantize == "none" else device_cfg.quantize

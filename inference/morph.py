@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from inference import step_cache
 from inference.embedding_tokens import spell_out
 from inference.generate import ready_pipe
 from inference.jobs import JobError, JobKind, JobResult, MorphJob
@@ -68,7 +69,7 @@ def run_morph(model: LoadedModel, prepared: PreparedJob, keep_going: KeepGoing, 
         return None
     images = tuple(image for image, _ in frames)
     return JobResult(job.job_id, images, (job.seed,) * len(images), time.perf_counter() - started,
-                     nsfw=tuple(flag for _, flag in frames))
+                     nsfw=tuple(flag for _, flag in frames), fast_path=step_cache.fast_path_label(model.quantized, 0))
 
 
 def _generator(model: LoadedModel, seed: int) -> torch.Generator:

@@ -318,7 +318,8 @@ def encode_result(outcome: Outcome, worker: str, cap_bytes: int) -> dict[str, by
     else:
         r = outcome.result
         meta.update(status="finished", seeds=list(r.seeds), seconds=r.seconds, note=r.note, nsfw=list(r.nsfw),
-                    texts=list(r.texts), extras=[label for label, _ in r.extras], images=len(r.images))
+                    texts=list(r.texts), extras=[label for label, _ in r.extras], images=len(r.images),
+                    fast_path=r.fast_path)
         for i, image in enumerate(r.images):
             fields[f"png:{i}"] = png_bytes(image)
         for i, (_, image) in enumerate(r.extras):
@@ -365,11 +366,15 @@ def decode_result(fields: Fields) -> tuple[Outcome, str]:
         raise WireError("images: not a count")
     if not isinstance(seconds, int | float) or isinstance(seconds, bool) or not isinstance(note, str):
         raise WireError("seconds or note: wrong type")
+    fast_path = meta.get("fast_path", "")  # a worker's device.quantize / fast_draft, written into each PNG
+    if not isinstance(fast_path, str) or len(fast_path) > 200:
+        raise WireError("fast_path: not a short text")
     seeds, nsfw = _list(meta, "seeds", int), _list(meta, "nsfw", bool)
     texts, labels = _list(meta, "texts", str), _list(meta, "extras", str)
     budget = _Pixels()
     images = tuple(_image(_field(fields, f"png:{i}"), f"png:{i}", budget) for i in range(count))
     extras = tuple((label, _image(_field(fields, f"extra:{i}"), f"extra:{i}", budget))
                    for i, label in enumerate(labels))
-    result = JobResult(job_id, images, tuple(seeds), float(seconds), note, tuple(nsfw), tuple(texts), extras)
+    result = JobResult(job_id, images, tuple(seeds), float(seconds), note, tuple(nsfw), tuple(texts), extras,
+                       fast_path)
     return Finished(job_id, result), worker

@@ -77,15 +77,15 @@ class UpscaleRunner:
         if image.size != wanted:
             image = image.resize(wanted, Image.Resampling.LANCZOS)
         notes: list[str] = []
-        nsfw = (False,)
+        nsfw, fast_path = (False,), ""
         if creative:
             refined = self._refine(job, image, diffusion_model(job.model), tiles, total, emit, keep_going, notes)
             if refined is None:
                 return Cancelled(job.job_id)
-            image, nsfw = refined
+            image, nsfw, fast_path = refined
         seconds = time.perf_counter() - started
         return Finished(job.job_id, JobResult(job.job_id, (image,), (job.seed,), seconds, note=" ".join(notes),
-                                              nsfw=nsfw))
+                                              nsfw=nsfw, fast_path=fast_path))
 
     @staticmethod
     def _img2img_job(job: UpscaleJob, width: int, height: int) -> ImageToImageJob:
@@ -95,7 +95,7 @@ class UpscaleRunner:
                                spacing=job.spacing, eta=job.eta, strength=job.strength)
 
     def _refine(self, job: UpscaleJob, image: Image.Image, model: LoadedModel, offset: int, total: int, emit: Emit,
-                keep_going: Callable[[], bool], notes: list[str]) -> tuple[Image.Image, tuple[bool, ...]] | None:
+                keep_going: Callable[[], bool], notes: list[str]) -> tuple[Image.Image, tuple[bool, ...], str] | None:
         width, height = fit_to_model(image.size, model.preset.max_size)
         if (width, height) != image.size:
             if max(width, height) < max(image.size):
@@ -121,7 +121,7 @@ class UpscaleRunner:
                 vae.disable_tiling()
         if results is None:
             return None
-        return results[0].images[0], results[0].nsfw or (False,)
+        return results[0].images[0], results[0].nsfw or (False,), results[0].fast_path
 
 
 def default_upscale_factory(config: Any, weights: Any = None) -> Callable[[], UpscaleRunner]:

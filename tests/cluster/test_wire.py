@@ -32,11 +32,12 @@ def test_a_batch_round_trips_with_its_input_images() -> None:
 
 def test_results_round_trip_finished_failed_and_cancelled() -> None:
     image = Image.new("RGB", (64, 64), (1, 2, 3))
-    result = JobResult("j1", (image,), (42,), 1.5, "note", (False,), (), (("control", image),))
+    result = JobResult("j1", (image,), (42,), 1.5, "note", (False,), (), (("control", image),), fast_path="int8")
     outcome, worker = decode_result(encode_result(Finished("j1", result), "w1", 2**20))
     assert worker == "w1"
     assert isinstance(outcome, Finished)
     assert outcome.result.seeds == (42,) and outcome.result.note == "note" and outcome.result.nsfw == (False,)
+    assert outcome.result.fast_path == "int8"  # the worker's quantisation reaches the PNG the bot writes
     assert outcome.result.images[0].getpixel((0, 0)) == (1, 2, 3)
     assert outcome.result.extras[0][0] == "control"
     assert decode_result(encode_result(Failed("j2", "too big"), "w1", 2**20))[0] == Failed("j2", "too big")
@@ -82,6 +83,8 @@ def test_a_malformed_job_entry_is_refused(fields: dict) -> None:
     {"job_id": "j", "status": "finished", "images": 1, "seconds": 1.0},
     {"job_id": "j", "status": "finished", "images": 0, "seconds": "slow"},
     {"job_id": "j", "status": "finished", "images": 0, "seconds": 1.0, "seeds": ["x"]},
+    {"job_id": "j", "status": "finished", "images": 0, "seconds": 1.0, "fast_path": ["int8"]},
+    {"job_id": "j", "status": "finished", "images": 0, "seconds": 1.0, "fast_path": "x" * 201},
 ])
 def test_a_malformed_result_entry_is_refused(meta: dict) -> None:
     with pytest.raises(WireError):
