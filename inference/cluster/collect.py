@@ -248,9 +248,11 @@ class Collecting:
         state = self._batches.pop(outcome.job_id, None)
         self._cancelled.discard(outcome.job_id)
         self._queued.discard(outcome.job_id)
-        if state is None:
-            if entry_id is not None:
+        if state is None:  # a second result of a settled job, or its batch was taken back while this was read
+            if entry_id is not None and outcome.job_id in self._settled:
                 await self._ack(entry_id)
+            elif entry_id is not None:  # kept for the job's next handover, as a result of a job not handed over
+                await self._keep(outcome.job_id, entry_id)
             return
         if entry_id is not None:
             state.kept[outcome.job_id] = entry_id

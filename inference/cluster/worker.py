@@ -38,6 +38,7 @@ from config import Config
 from inference.cluster.handback import another_can_run, drop, hand_back, handed_back, lacking, model_of
 from inference.cluster.keys import ANY_MODEL, PROGRESS_MAXLEN, WORKERS_GROUP, Keys, connect, ensure_group
 from inference.cluster.progress import progress_fields
+from inference.cluster.reading import Entry, ReadOrder, claim, read
 from inference.cluster.wire import WireError, decode_batch, encode_result, entry_hops, job_ids
 from inference.executor import GpuExecutor, Outcome, internal_error_message
 from inference.jobs import Failed, JobEvent, Progress
@@ -79,6 +80,7 @@ class Worker:
         self._stop = asyncio.Event()
         self._redis: aioredis.Redis | None = None
         self._offline = False  # Redis unreachable: logged once until it is back
+        self._order = ReadOrder(config.queue.affinity_skips)  # the stream of the model on the GPU first
 
     # ------------------------------------------------------------------ life
 
@@ -235,33 +237,15 @@ class Worker:
             for stream, entry_id, fields, delivered in entries:
                 await self._accept_safely(stream, entry_id, fields, delivered)
 
-    async def _claim(self, streams: list[str], count: int) -> list[tuple[str, bytes, dict, int]]:
-        """Entries a silent worker held longer than the lease, with how often each was delivered."""
+    async def _claim(self, streams: list[str], count: int) -> list[Entry]:
         assert self._redis is not None
-        lease_ms = int(self.cluster.lease_s * 1000)
-        found = []
-        for stream in streams:
-            reply = await self._redis.xautoclaim(stream, WORKERS_GROUP, self.name, lease_ms, "0-0", count=count)
-            for entry_id, fields in reply[1]:
-                if fields is None:  # deleted from the stream meanwhile
-                    continue
-                pending = await self._redis.xpending_range(stream, WORKERS_GROUP, entry_id, entry_id, 1)
-                delivered = pending[0]["times_delivered"] if pending else 1
-                found.append((stream, entry_id, fields, delivered))
-                log.warning("worker %s took over %s of %s (delivery %d)", self.name, entry_id, stream, delivered)
-            count -= len(found)
-            if count <= 0:
-                break
-        return found
+        return await claim(self._redis, self.name, streams, count, int(self.cluster.lease_s * 1000))
 
-    async def _read(self, streams: list[str], count: int, block_ms: int) -> list[tuple[str, bytes, dict, int]]:
+    async def _read(self, streams: list[str], count: int, block_ms: int) -> list[Entry]:
         assert self._redis is not None
-        reply = await self._redis.xreadgroup(WORKERS_GROUP, self.name, dict.fromkeys(streams, ">"),
-                                             count=count, block=block_ms)
-        # COUNT applies per stream, so this may be more than ``count``: every entry read is now pending on
-        # this worker and is run (the executor queues the extra), never left to be taken over as if we died.
-        return [(stream.decode(), entry_id, fields, 1) for stream, entries in reply or []
-                for entry_id, fields in entries if fields is not None]
+        mine = {m: self.keys.jobs(m) for m in self.models}
+        first = self._order.first(mine, self.executor.preferred_models(), self.keys.jobs(ANY_MODEL))
+        return await read(self._redis, self.name, streams, first, self._order, count, block_ms)
 
     async def _accept_safely(self, stream: str, entry_id: bytes, fields: dict, delivered: int) -> None:
         """One bad entry must not stop the worker (it would crash-loop on it): log it, answer or ack it."""
@@ -337,8 +321,11 @@ class Worker:
 
         sender = asyncio.create_task(self._send_events(events))
         try:
+            # Handed to the executor before any await: batches start in the order they were read (the
+            # model on the GPU first, inference/cluster/reading.py). A cancel stops a queued job too.
+            future = self.executor.run_batch(batch, emit)
             await self._check_cancels(running.job_ids)
-            outcomes: list[Outcome] = await asyncio.wrap_future(self.executor.run_batch(batch, emit))
+            outcomes: list[Outcome] = await asyncio.wrap_future(future)
         except Exception:
             log.exception("worker %s: batch %s crashed", self.name, running.job_ids)
             outcomes = [Failed(jid, internal_error_message()) for jid in running.job_ids]

@@ -4,8 +4,10 @@ memory, results of jobs not handed over yet, and withdraw racing a batch's outco
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -187,6 +189,38 @@ def test_a_kept_result_taken_by_a_withdrawn_batch_waits_for_the_next_handover(ex
     [outcome] = executor.run_batch([_job("s")], lambda e: None).result(timeout=20)
     assert isinstance(outcome, Failed) and outcome.message == "kept"
     wait_for(lambda: client.xlen(RESULTS) == 0, what="the result deleted")
+
+
+def test_a_kept_result_read_back_while_its_batch_is_withdrawn_is_kept_for_the_next_handover(
+        executor, client: redis.Redis) -> None:
+    """The batch is taken back while its kept result is being read from Redis: the result must not
+    be acknowledged (and deleted) as if nobody wanted it; the next handover of the job gets it."""
+    _caught_up(executor, client)
+    _answer(client, "s", "kept")
+    wait_for(lambda: "s" in executor._stash, what="the result kept for the job's handover")
+    real_xrange = executor._redis.xrange
+    read_back: list[str] = []
+
+    async def withdrawn_meanwhile(*args, **kwargs):
+        taken = [f for f, state in list(executor._by_future.items()) if "t" in state.ids]
+        if taken:
+            read_back.append("withdrawn" if executor.withdraw(taken[0]) else "not withdrawn")
+            await asyncio.sleep(0.1)  # the engine took the batch back, and the dispatcher forgets it, meanwhile
+        entries = await real_xrange(*args, **kwargs)
+        read_back.append("read")
+        return entries
+
+    executor._redis.xrange = withdrawn_meanwhile
+    first = executor.run_batch([_job("s"), _job("t")], lambda e: None)
+    assert isinstance(first.exception(timeout=5), Withdrawn)
+    wait_for(lambda: read_back[-1:] == ["read"], what="the kept result read back")
+    assert read_back == ["withdrawn", "read"]
+    time.sleep(0.3)  # what the dispatcher does with it now is done before the job is handed over again
+    executor._redis.xrange = real_xrange
+    _worker(client, "w1", ["tiny"])
+    [outcome] = executor.run_batch([_job("s")], lambda e: None).result(timeout=20)
+    assert isinstance(outcome, Failed) and outcome.message == "kept"  # not sent to a worker again
+    assert "s" not in _sent(client)
 
 
 def test_a_job_still_queued_from_before_a_restart_is_not_sent_again(config: Config, client: redis.Redis) -> None:
