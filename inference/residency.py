@@ -67,6 +67,8 @@ def move(model: LoadedModel, device: torch.device) -> None:
 
 def _pin(module: torch.nn.Module) -> None:
     for param in module.parameters():
+        if type(param.data) is not torch.Tensor:  # a quantised weight (device.quantize): torchao's own
+            continue  # tensor type, which need not support page-locking; it is copied back without it
         if not param.data.is_pinned():
             param.data = param.data.pin_memory()
     for sub in module.modules():

@@ -72,3 +72,20 @@ def test_quantising_without_torchao_says_how_to_install_it(tmp_path: Path, monke
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torchao" else real(name, *a))
     with pytest.raises(ConfigError, match=r"device.quantize = 'int8' needs torchao: pip install 'easel\[quantize\]'"):
         _config(tmp_path, 'quantize = "int8"')
+
+
+def test_a_quantised_weight_is_parked_without_page_locking(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parking a model in RAM next to a GPU page-locks its plain tensors. torchao's quantised weights are
+    a tensor type of its own, which need not support page-locking: they are left as they are."""
+    import torch
+    from torchao.quantization import Int8WeightOnlyConfig, quantize_
+
+    from inference.residency import _pin
+
+    pinned: list[tuple[int, ...]] = []
+    monkeypatch.setattr(torch.Tensor, "is_pinned", lambda self: False)
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self: pinned.append(tuple(self.shape)) or self)
+    quantised, plain = torch.nn.Linear(32, 16), torch.nn.Linear(8, 4)
+    quantize_(quantised, Int8WeightOnlyConfig())
+    _pin(torch.nn.Sequential(quantised, plain))
+    assert sorted(pinned) == [(4,), (4, 8), (16,)]  # the plain layer's weight and both biases; not (16, 32)
