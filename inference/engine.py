@@ -180,6 +180,7 @@ class Engine(QueueView):
             self._handover.withdraw_from(batch)
         if self.queue.cancel(job_id) is not None:
             self._eta_keys.pop(job_id, None)
+            self.executor.cancel_queued(job_id)  # a cluster: it may wait in Redis from before a restart
             self._emit(Cancelled(job_id))
             return True
         if job_id in self._in_flight:

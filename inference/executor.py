@@ -236,6 +236,9 @@ class GpuExecutor(KindRunners):
         with self._lock:
             self._cancelled.add(job_id)
 
+    def cancel_queued(self, job_id: str) -> None:
+        """A job cancelled in the fair queue, never handed over: nothing of it is here."""
+
     def shutdown(self) -> None:
         """Drop queued batches (their futures fail at once), let the running one end, stop both threads."""
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -142,6 +142,19 @@ class ClusterExecutor(Collecting):
     def cancel(self, job_id: str) -> None:
         self._soon(self._cancel, job_id)
 
+    def cancel_queued(self, job_id: str) -> None:
+        """A job cancelled in the fair queue before the job log handed it over again: should its batch
+        wait in a job stream from before the bot's restart, the worker is told not to run it."""
+        self._soon(lambda: self._track(self._cancel_waiting(job_id)))
+
+    async def _cancel_waiting(self, job_id: str) -> None:
+        await self._caught_up.wait()  # the startup scan has found what waits in the job streams
+        if job_id not in self._queued:
+            return
+        self._queued.discard(job_id)
+        self._remember(job_id)  # settled: the Cancelled its worker answers is dropped as a duplicate
+        await self._cancel_sent(job_id)
+
     def shutdown(self) -> None:
         """Stop reading; batches still out are abandoned (the job log runs them again at the next start)."""
         if self._closing:

@@ -171,6 +171,9 @@ class RemoteExecutor:
                 self._queue_image(state, run, index, seed)
         return done
 
+    def cancel_queued(self, job_id: str) -> None:
+        """A job cancelled in the fair queue, never handed over: nothing of it is here."""
+
     def cancel(self, job_id: str) -> None:
         with self._lock:
             if job_id in self._local_jobs:

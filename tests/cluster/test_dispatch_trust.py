@@ -243,6 +243,25 @@ def test_a_job_still_queued_from_before_a_restart_is_not_sent_again(config: Conf
         executor.shutdown()
 
 
+def test_a_job_waiting_in_redis_from_before_a_restart_and_cancelled_in_the_queue_is_not_run(
+        config: Config, client: redis.Redis) -> None:
+    """The member cancels it before the job log hands it over again: its worker is told not to run it,
+    and the Cancelled it answers is dropped as a duplicate (nothing waits for it)."""
+    client.xgroup_create("t:jobs:tiny", WORKERS_GROUP, id="0", mkstream=True)
+    client.xadd("t:jobs:tiny", encode_batch([_job("old")], 2**20))  # sent by the bot before it stopped
+    executor = ClusterExecutor(config)
+    try:
+        executor.cancel_queued("old")
+        executor.cancel_queued("never-sent")  # cancelled in the queue and not in Redis: nothing to tell
+        wait_for(lambda: client.exists("t:cancel:old"), what="the cancel passed on to the workers")
+        assert not client.exists("t:cancel:never-sent")
+        client.xadd(RESULTS, encode_result(Cancelled("old"), "w1", 2**20))  # what its worker answers
+        wait_for(lambda: client.xlen(RESULTS) == 0, what="the answer acknowledged and deleted")
+        assert "old" not in executor._stash
+    finally:
+        executor.shutdown()
+
+
 # ------------------------------------------------------------------ 4. Redis out of memory; other errors
 
 
