@@ -123,7 +123,7 @@ def run_diffusion_batch(
         return tensors
 
     kwargs["callback_on_step_end"] = callback
-    cached = caches(model.family, model.fast_draft, total)  # device.fast_draft (inference/step_cache.py)
+    cached = caches(model.family, model.fast_draft, total, getattr(pipe.scheduler, "order", 1))  # step_cache.py
     fast_path = fast_path_label(model.quantized, model.fast_draft if cached else 0)
     started = time.perf_counter()
     with style_reference(model.style_adapter, pipe, batch, first.guidance, model.device) as style_kwargs, \

@@ -31,9 +31,12 @@ def fast_path_label(quantized: str, cache_interval: int) -> str:
     return ", ".join(parts)
 
 
-def caches(family: str, interval: int, steps: int) -> bool:
-    """Whether a call of ``steps`` steps of a ``family`` model gets step caching."""
-    return interval >= 2 and family in CACHEABLE_FAMILIES and steps > 1
+def caches(family: str, interval: int, steps: int, scheduler_order: int = 1) -> bool:
+    """Whether a call of ``steps`` steps of a ``family`` model gets step caching. Not with a sampler
+    that calls the UNet more than once per step (Heun, DPM2: ``order`` 2): DeepCache counts steps by
+    the timestep's first place in the schedule, which such a schedule repeats, so it would reuse the
+    deep features of the first step for all the others (Heun) or count half steps (DPM2)."""
+    return interval >= 2 and family in CACHEABLE_FAMILIES and steps > 1 and scheduler_order == 1
 
 
 @contextmanager

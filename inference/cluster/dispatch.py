@@ -49,6 +49,9 @@ from inference.jobs import Cancelled, Failed, Job, JobError
 from inference.prepare import PreparedJob
 
 log = logging.getLogger(__name__)
+# A cancel for a batch waiting in a job stream from before a restart stays until a worker holding its
+# model reads it, however long that takes (a week; it is one small key per cancelled job).
+QUEUED_CANCEL_TTL_S = 7 * 24 * 3600
 
 NO_WORKER = ("No GPU worker of this bot can run model {model!r} right now (none is connected with it), and "
              "none came within {minutes:g} minutes. Try again later or pick another model.")
@@ -149,11 +152,13 @@ class ClusterExecutor(Collecting):
 
     async def _cancel_waiting(self, job_id: str) -> None:
         await self._caught_up.wait()  # the startup scan has found what waits in the job streams
-        if job_id not in self._queued:
-            return
-        self._queued.discard(job_id)
-        self._remember(job_id)  # settled: the Cancelled its worker answers is dropped as a duplicate
-        await self._cancel_sent(job_id)
+        self._remember(job_id)  # settled: a result still to come for it is dropped as a duplicate
+        kept = self._stash.pop(job_id, None)  # one that came while the bot was away: nobody wants it now
+        if kept is not None:
+            await self._ack(kept)
+        if job_id in self._queued:
+            self._queued.discard(job_id)
+            await self._cancel_sent(job_id, ttl_s=QUEUED_CANCEL_TTL_S)
 
     def shutdown(self) -> None:
         """Stop reading; batches still out are abandoned (the job log runs them again at the next start)."""
@@ -362,11 +367,11 @@ class ClusterExecutor(Collecting):
             self._cancelled.add(job_id)
             self._track(self._cancel_sent(job_id))
 
-    async def _cancel_sent(self, job_id: str) -> None:
+    async def _cancel_sent(self, job_id: str, ttl_s: int = 3600) -> None:
         """The key, for a worker that has not started the job; the message, for the one running it."""
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.set(self.keys.cancel(job_id), 1, ex=3600)
+                pipe.set(self.keys.cancel(job_id), 1, ex=ttl_s)
                 pipe.publish(self.keys.cancels, job_id)
                 await pipe.execute()
         except RedisError as exc:  # out of memory, or unreachable: the worker runs the job to its end

@@ -306,6 +306,9 @@ class Worker:
         self._running[entry_id] = running
         await self._retrying(lambda: self._redis.hset(  # type: ignore[union-attr]
             self.keys.running, mapping=dict.fromkeys(ids, self.name)))
+        # Before the batch is handed to the executor (an idle GPU thread starts it at once), and here,
+        # entry by entry, so that batches still start in the order they were read (reading.py).
+        await self._check_cancels(ids)
         running.task = asyncio.create_task(self._run(running, batch))
         running.task.add_done_callback(lambda t: t.cancelled() or t.exception() is None or log.error(
             "worker %s: batch %s ended on an error", self.name, ids, exc_info=t.exception()))
@@ -320,12 +323,8 @@ class Worker:
             loop.call_soon_threadsafe(events.put_nowait, event)
 
         sender = asyncio.create_task(self._send_events(events))
-        try:
-            # Handed to the executor before any await: batches start in the order they were read (the
-            # model on the GPU first, inference/cluster/reading.py). A cancel stops a queued job too.
-            future = self.executor.run_batch(batch, emit)
-            await self._check_cancels(running.job_ids)
-            outcomes: list[Outcome] = await asyncio.wrap_future(future)
+        try:  # handed to the executor before any await: batches start in the order they were accepted
+            outcomes: list[Outcome] = await asyncio.wrap_future(self.executor.run_batch(batch, emit))
         except Exception:
             log.exception("worker %s: batch %s crashed", self.name, running.job_ids)
             outcomes = [Failed(jid, internal_error_message()) for jid in running.job_ids]

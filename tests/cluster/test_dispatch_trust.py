@@ -249,15 +249,19 @@ def test_a_job_waiting_in_redis_from_before_a_restart_and_cancelled_in_the_queue
     and the Cancelled it answers is dropped as a duplicate (nothing waits for it)."""
     client.xgroup_create("t:jobs:tiny", WORKERS_GROUP, id="0", mkstream=True)
     client.xadd("t:jobs:tiny", encode_batch([_job("old")], 2**20))  # sent by the bot before it stopped
+    _answer(client, "done", "made while the bot was away")  # a result of another job, kept at start
     executor = ClusterExecutor(config)
     try:
-        executor.cancel_queued("old")
-        executor.cancel_queued("never-sent")  # cancelled in the queue and not in Redis: nothing to tell
+        wait_for(lambda: "done" in executor._stash, what="the result kept for its job's handover")
+        for jid in ("old", "never-sent", "done"):  # all three cancelled in the fair queue
+            executor.cancel_queued(jid)
         wait_for(lambda: client.exists("t:cancel:old"), what="the cancel passed on to the workers")
-        assert not client.exists("t:cancel:never-sent")
+        assert 3600 < client.ttl("t:cancel:old") <= 7 * 24 * 3600  # however long until a worker reads it
+        assert not client.exists("t:cancel:never-sent")  # not in Redis: nothing to tell
+        wait_for(lambda: client.xlen(RESULTS) == 0, what="the kept result nobody wants now deleted")
         client.xadd(RESULTS, encode_result(Cancelled("old"), "w1", 2**20))  # what its worker answers
         wait_for(lambda: client.xlen(RESULTS) == 0, what="the answer acknowledged and deleted")
-        assert "old" not in executor._stash
+        assert not {"old", "done"} & set(executor._stash)
     finally:
         executor.shutdown()
 

@@ -254,3 +254,24 @@ async def test_an_entry_refused_for_its_picture_is_answered_with_a_failure(tiny_
     finally:
         await worker._redis.aclose()
         worker.executor.shutdown()
+
+
+async def test_a_batch_the_bot_cancelled_before_it_was_read_never_starts(tiny_config, valkey,
+                                                                         client: redis.Redis) -> None:
+    """The cancel key is checked before the batch is handed to the executor: an idle GPU thread would
+    otherwise start it (load its model, report it Started) before the answer from Redis came."""
+    async with _serving(tiny_config, valkey.connection_url, client) as worker:
+        assert worker._redis is not None
+        real_exists = worker._redis.exists
+
+        async def slow_exists(*keys: Any) -> Any:  # Redis answers the check late
+            await asyncio.sleep(0.3)
+            return await real_exists(*keys)
+
+        worker._redis.exists = slow_exists  # type: ignore[method-assign]
+        client.set("t:cancel:a", 1)
+        _send(client, _job("a"), _job("b"))
+        await _until(lambda: len(_results(client)) == 2, "both answers")
+    assert {k: m["status"] for k, m in _results(client).items()} == {"a": "cancelled", "b": "finished"}
+    started = {f[b"job_id"].decode() for _, f in client.xrange("t:progress") if f.get(b"event") == b"started"}
+    assert started == {"b"}

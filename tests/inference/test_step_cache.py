@@ -78,6 +78,17 @@ def test_only_unet_families_with_steps_to_skip_are_cached() -> None:
     assert caches("sd15", 3, 20) and caches("sdxl", 2, 8) and caches("sd21", 4, 30)
     assert not caches("kandinsky22", 3, 20)  # its decoder passes the timestep by name
     assert not caches("sd15", 0, 20) and not caches("sd15", 3, 1)  # off; a one-step Turbo image
+    assert not caches("sd15", 3, 20, scheduler_order=2)  # Heun, DPM2: two UNet calls per step
+
+
+@pytest.mark.parametrize("sampler", ["heun", "kdpm2"])
+def test_a_sampler_with_two_unet_calls_a_step_is_not_cached_nor_labelled(tiny_config: Config, sampler: str) -> None:
+    plain = _run(_load(tiny_config, 0), steps=6, scheduler=sampler)
+    model = _load(tiny_config, 3)
+    runs = _deep_runs(model)
+    drafted = _run(model, steps=6, scheduler=sampler)
+    assert runs[0] == 11 and drafted.fast_path == ""  # every UNet call of 6 steps (Heun: 2 per step but the first)
+    assert np.array_equal(_pixels(plain), _pixels(drafted))
 
 
 def test_the_png_says_which_speed_ups_changed_its_pixels() -> None:
