@@ -143,8 +143,8 @@ async def test_cancel_after_a_restart_updates_the_original_status(simcord_env, s
 async def test_interaction_tokens_are_dropped_once_posted_and_once_expired(simcord_env, simcord_bot) -> None:
     w = make_world(simcord_env)
     db = simcord_bot.studio.database
-    await final(await w.alice.slash(w.channel, "imagine", prompt="a short errand", steps=2))
-    posted = (await db.jobs.history(user_id=w.alice.id)).rows[0]
+    message = await final(await w.alice.slash(w.channel, "imagine", prompt="a short errand", steps=2))
+    posted = await job_posted_as(simcord_bot, message)  # recorded right after Discord took the post
     assert posted.status == "delivered" and posted.interaction_token is None
     await db.jobs.add(job_id="stale", kind="imagine", user_id=w.bob.id, guild_id=w.guild.id, channel_id=w.channel.id,
                       params={"prompt": "waiting"}, interaction_id=1, interaction_token="old-token", application_id=2)

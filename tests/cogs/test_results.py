@@ -9,7 +9,17 @@ from cogs.utils.origin import InteractionOrigin
 from inference.jobs import TextToImageJob
 from studio import RequestContext, new_job_id
 from tests.cogs.conftest import eventually
-from tests.cogs.helpers import button_ids, final, final_in, gpu_busy, image_of, make_world, png, refusal
+from tests.cogs.helpers import (
+    button_ids,
+    final,
+    final_in,
+    gpu_busy,
+    image_of,
+    job_posted_as,
+    make_world,
+    png,
+    refusal,
+)
 
 
 def button(message, prefix: str) -> str:
@@ -102,7 +112,7 @@ async def test_an_expired_interaction_token_edits_the_status_message_as_the_bots
     posted = await final_in(w.channel)
     assert posted.id == result.response.id and "a slow one" in posted.content and posted.attachments
     assert [m.id for m in w.channel.history() if m.author.bot] == [posted.id]  # no second message
-    row = (await simcord_bot.studio.database.jobs.history(user_id=w.alice.id)).rows[0]
+    row = await job_posted_as(simcord_bot, posted)  # recorded right after Discord took the edit
     assert row.status == "delivered" and row.result_message_id == posted.id
 
 
@@ -121,6 +131,8 @@ async def test_after_a_restart_finished_jobs_are_posted_exactly_once(simcord_env
     db = bot.studio.database
     first = await final(await w.alice.slash(w.channel, "imagine", prompt="already posted"))
     lost = await final(await w.alice.slash(w.channel, "imagine", prompt="never posted"))
+    for message in (first, lost):  # both recorded as posted before the log is rewound below
+        await job_posted_as(bot, message)
     await w.admin.delete(lost)  # its status message is gone: the result needs a new one
     posted_before = [m.id for m in w.channel.history() if m.author.bot]
     # Pretend the bot died: one job finished but never posted, one posted but not recorded.
@@ -210,7 +222,7 @@ async def test_a_live_result_comes_claimed_from_the_studio_and_is_posted_without
     post = await final(await w.alice.slash(w.channel, "imagine", prompt="claimed on the way", count=2))
     job_id = (await db.jobs.history(user_id=w.alice.id)).rows[0].job_id
     assert claims == [] and f"job `{job_id}`" in post.content and post.attachments
-    row = await db.jobs.get(job_id)
+    row = await job_posted_as(simcord_bot, post)  # recorded right after Discord took the post
     assert row.status == "delivered" and row.result_message_id == post.id
     assert [image.message_id for image in await db.images.for_job(job_id)] == [post.id] * 2
     assert len([m for m in w.channel.history() if m.author.bot and f"job `{job_id}`" in m.content]) == 1
