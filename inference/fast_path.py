@@ -48,6 +48,11 @@ def fuse_qkv(pipe: Any) -> None:
         log.warning("device.fuse_qkv: %s has no attention projections to fuse; left as it is", type(pipe).__name__)
 
 
+def quantized_label(opts: DeviceConfig) -> str:
+    """What a model's results say of ``device.quantize`` ("" = not quantised)."""
+    return "" if opts.quantize == "none" else opts.quantize
+
+
 class QuantizeError(RuntimeError):
     """``device.quantize`` cannot be done on this device (the loader reports it as a load failure)."""
 

@@ -43,6 +43,7 @@ from config import DeviceConfig, ModelConfig, is_local_source, missing_path, sou
 from inference import step_cache
 from inference.devices import resolve_device, resolve_dtype
 from inference.families import detect_family, pipeline_class_of
+from inference.fast_path import quantized_label
 from inference.jobs import DiffusionJob, ImageToImageJob, InpaintJob, JobError, JobKind, JobResult
 from inference.kandinsky_samplers import INPAINT_STRENGTH, NO_INPAINT, kandinsky_sampler_error
 from inference.loader import (
@@ -164,7 +165,7 @@ def load_kandinsky(model: ModelConfig, device_cfg: DeviceConfig, base_dir: Path 
              device, str(dtype).removeprefix("torch."))
     return LoadedModel(name=name, source=model.source, family=KANDINSKY, preset=preset_for(model, KANDINSKY),
                        device=device, dtype=dtype, pipes=pipes, default_scheduler=_decoder_scheduler(model, decoder),
-                       quantized="" if device_cfg.quantize == "none" else device_cfg.quantize)  # no step caching
+                       quantized=quantized_label(device_cfg))  # no step caching (inference/step_cache.py)
 
 
 def _decoder_scheduler(model: ModelConfig, decoder: Any) -> Any:

@@ -21,7 +21,7 @@ import torch
 from config import DeviceConfig, ModelConfig, is_local_source, missing_path, source_path
 from inference.devices import resolve_device, resolve_dtype
 from inference.families import detect_family, family_from_name, pipeline_class_of
-from inference.fast_path import QuantizeError, apply_fast_path
+from inference.fast_path import QuantizeError, apply_fast_path, quantized_label
 from inference.jobs import JobKind
 from inference.presets import ModelPreset, preset_for
 from inference.samplers import SAMPLERS, build_scheduler
@@ -405,10 +405,6 @@ def load_model(model: ModelConfig, device_cfg: DeviceConfig, base_dir: Path = Pa
     return LoadedModel(
         name=model.display_name, source=model.source, family=family, preset=preset_for(model, family),
         device=device, dtype=dtype, pipes=pipes, loras=loras, default_scheduler=configured_scheduler(model, base),
-        style_adapter=style_adapter, controls=controls, quantized=_quantized(device_cfg),
+        style_adapter=style_adapter, controls=controls, quantized=quantized_label(device_cfg),
         fast_draft=device_cfg.fast_draft,
     )
-
-
-def _quantized(device_cfg: DeviceConfig) -> str:
-    return "" if device_cfg.quantize == "none" else device_cfg.quantize

@@ -34,11 +34,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import OutOfMemoryError, RedisError
+from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from config import Config, ModelConfig
 from inference.busy import BusyStats
+from inference.cluster.cancelling import Cancelling
 from inference.cluster.collect import ClusterBatch, Collecting
 from inference.cluster.keys import Keys, connect
 from inference.cluster.room import has_room, model_room
@@ -49,15 +50,12 @@ from inference.jobs import Cancelled, Failed, Job, JobError
 from inference.prepare import PreparedJob
 
 log = logging.getLogger(__name__)
-# A cancel for a batch waiting in a job stream from before a restart stays until a worker holding its
-# model reads it, however long that takes (a week; it is one small key per cancelled job).
-QUEUED_CANCEL_TTL_S = 7 * 24 * 3600
 
 NO_WORKER = ("No GPU worker of this bot can run model {model!r} right now (none is connected with it), and "
              "none came within {minutes:g} minutes. Try again later or pick another model.")
 
 
-class ClusterExecutor(Collecting):
+class ClusterExecutor(Cancelling, Collecting):
     warms_up = False  # nothing of ours runs here to warm up (read by Engine.start)
     # Engine.stop must not cancel the jobs in flight: the workers finish them and the next start
     # collects their results (a cancel would end them as Cancelled for the member).
@@ -141,24 +139,6 @@ class ClusterExecutor(Collecting):
             done.set_exception(Withdrawn())
         self._soon(self._forget, state)
         return True
-
-    def cancel(self, job_id: str) -> None:
-        self._soon(self._cancel, job_id)
-
-    def cancel_queued(self, job_id: str) -> None:
-        """A job cancelled in the fair queue before the job log handed it over again: should its batch
-        wait in a job stream from before the bot's restart, the worker is told not to run it."""
-        self._soon(lambda: self._track(self._cancel_waiting(job_id)))
-
-    async def _cancel_waiting(self, job_id: str) -> None:
-        await self._caught_up.wait()  # the startup scan has found what waits in the job streams
-        self._remember(job_id)  # settled: a result still to come for it is dropped as a duplicate
-        kept = self._stash.pop(job_id, None)  # one that came while the bot was away: nobody wants it now
-        if kept is not None:
-            await self._ack(kept)
-        if job_id in self._queued:
-            self._queued.discard(job_id)
-            await self._cancel_sent(job_id, ttl_s=QUEUED_CANCEL_TTL_S)
 
     def shutdown(self) -> None:
         """Stop reading; batches still out are abandoned (the job log runs them again at the next start)."""
@@ -356,26 +336,6 @@ class ClusterExecutor(Collecting):
                 del self._batches[jid]
         self._restash(state)  # results taken for it wait for the jobs' next handover
         self._changed.set()
-
-    def _cancel(self, job_id: str) -> None:
-        state = self._batches.get(job_id)
-        if state is None:
-            self._cancelled.add(job_id)
-        elif not state.sent:
-            self._track(self._settle(Cancelled(job_id), None))
-        else:  # also noted: should its XADD fail after all, it is not sent again but ends as cancelled
-            self._cancelled.add(job_id)
-            self._track(self._cancel_sent(job_id))
-
-    async def _cancel_sent(self, job_id: str, ttl_s: int = 3600) -> None:
-        """The key, for a worker that has not started the job; the message, for the one running it."""
-        try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.set(self.keys.cancel(job_id), 1, ex=ttl_s)
-                pipe.publish(self.keys.cancels, job_id)
-                await pipe.execute()
-        except RedisError as exc:  # out of memory, or unreachable: the worker runs the job to its end
-            log.warning("cluster: could not pass on the cancel of job %s (%s)", job_id, exc)
 
     def _track(self, coro: Any) -> None:
         task = self._loop.create_task(coro)
