@@ -7,8 +7,10 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -86,3 +88,20 @@ def wait_until_running(client: redis.Redis, job_id: str, name: str, process: sub
         return client.hget("t:running", job_id) == name.encode()
 
     wait_for(held, what=f"worker {name} to take job {job_id}")
+
+
+@contextmanager
+def worker_and_dispatcher(config: Config, url: str, client: redis.Redis,
+                          folder: Path) -> Iterator[tuple[subprocess.Popen[bytes], Any]]:
+    """A worker process "w1" serving ``config``'s models, up and heartbeating, and the bot's dispatcher;
+    both stopped at the end of the block."""
+    from inference.cluster.dispatch import ClusterExecutor
+
+    worker = start_worker(worker_toml(config, url, folder), "w1")
+    executor = ClusterExecutor(cluster_config(config, url))
+    try:
+        wait_for_worker(client, "w1", worker)
+        yield worker, executor
+    finally:
+        executor.shutdown()
+        stop(worker)

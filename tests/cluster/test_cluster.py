@@ -11,7 +11,15 @@ import redis
 from inference.cluster.dispatch import ClusterExecutor
 from inference.jobs import Failed, Finished, JobEvent, Started, TextToImageJob
 from inference.prepare import PreparedJob
-from tests.cluster.helpers import cluster_config, start_worker, stop, wait_for, wait_for_worker, worker_toml
+from tests.cluster.helpers import (
+    cluster_config,
+    start_worker,
+    stop,
+    wait_for,
+    wait_for_worker,
+    worker_and_dispatcher,
+    worker_toml,
+)
 
 
 def _job(job_id: str, steps: int = 4, count: int = 1, size: int = 64) -> PreparedJob:
@@ -33,10 +41,7 @@ class Events:
 def test_a_worker_process_serves_a_job_and_skips_a_malformed_entry(tiny_config, valkey, client: redis.Redis,
                                                                    tmp_path: Path) -> None:
     client.xadd("t:jobs:tiny", {"v": "1", "meta": "{\"jobs\": \"__import__('os')\"}"})
-    worker = start_worker(worker_toml(tiny_config, valkey.connection_url, tmp_path), "w1")
-    executor = ClusterExecutor(cluster_config(tiny_config, valkey.connection_url))
-    try:
-        wait_for_worker(client, "w1", worker)
+    with worker_and_dispatcher(tiny_config, valkey.connection_url, client, tmp_path) as (worker, executor):
         events = Events()
         outcomes = executor.run_batch([_job("a")], events).result(timeout=45)
         assert isinstance(outcomes[0], Finished)
@@ -44,9 +49,6 @@ def test_a_worker_process_serves_a_job_and_skips_a_malformed_entry(tiny_config, 
         assert events.started.is_set()
         assert [w["name"] for w in executor.workers().result(10)] == ["w1"]
         assert client.xpending("t:jobs:tiny", "workers")["pending"] == 0  # the bad entry was acknowledged too
-    finally:
-        executor.shutdown()
-        stop(worker)
 
 
 def test_a_job_for_a_model_no_worker_holds_fails_with_a_clear_message(tiny_config, valkey) -> None:

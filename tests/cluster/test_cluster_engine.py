@@ -25,6 +25,7 @@ from tests.cluster.helpers import (
     wait_for,
     wait_for_worker,
     wait_until_running,
+    worker_and_dispatcher,
     worker_toml,
 )
 
@@ -79,10 +80,7 @@ def test_a_job_that_stopped_its_workers_too_often_fails_with_the_reason(tiny_con
 
 def test_a_worker_told_to_stop_finishes_its_job_and_leaves(tiny_config, valkey, client: redis.Redis,
                                                           tmp_path: Path) -> None:
-    worker = start_worker(worker_toml(tiny_config, valkey.connection_url, tmp_path), "w1")
-    executor = ClusterExecutor(cluster_config(tiny_config, valkey.connection_url))
-    try:
-        wait_for_worker(client, "w1", worker)
+    with worker_and_dispatcher(tiny_config, valkey.connection_url, client, tmp_path) as (worker, executor):
         future = executor.run_batch([PreparedJob(_job("a", steps=40, count=4, size=128))], lambda e: None)
         wait_until_running(client, "a", "w1", worker)
         worker.send_signal(signal.SIGTERM)
@@ -91,9 +89,6 @@ def test_a_worker_told_to_stop_finishes_its_job_and_leaves(tiny_config, valkey, 
         assert worker.wait(30) == 0
         assert not client.exists("t:worker:w1")
         assert "letting 1 running batch(es) end" in log_tail(tmp_path / "worker.toml", "w1")
-    finally:
-        executor.shutdown()
-        stop(worker)
 
 
 def test_status_lists_each_worker_with_its_models_device_and_heartbeat() -> None:
@@ -104,17 +99,11 @@ def test_status_lists_each_worker_with_its_models_device_and_heartbeat() -> None
 
 
 def test_a_member_cancels_a_job_a_worker_is_running(tiny_config, valkey, client: redis.Redis, tmp_path: Path) -> None:
-    worker = start_worker(worker_toml(tiny_config, valkey.connection_url, tmp_path), "w1")
-    executor = ClusterExecutor(cluster_config(tiny_config, valkey.connection_url))
-    try:
-        wait_for_worker(client, "w1", worker)
+    with worker_and_dispatcher(tiny_config, valkey.connection_url, client, tmp_path) as (worker, executor):
         future = executor.run_batch([PreparedJob(_job("a", steps=40, count=4, size=128))], lambda e: None)
         wait_until_running(client, "a", "w1", worker)  # a long job (4 images of 128 px, 40 steps) is under way
         executor.cancel("a")
         assert future.result(timeout=90) == [Cancelled("a")]
-    finally:
-        executor.shutdown()
-        stop(worker)
 
 
 def test_a_job_cancelled_before_any_worker_took_it_is_never_sent(tiny_config, valkey, client: redis.Redis) -> None:

@@ -21,6 +21,7 @@ from tests.cluster.helpers import (
     wait_for,
     wait_for_worker,
     wait_until_running,
+    worker_and_dispatcher,
     worker_toml,
 )
 
@@ -61,45 +62,27 @@ def test_a_stale_pending_result_does_not_stop_new_jobs_after_a_restart(tiny_conf
     client.xgroup_create("t:results", BOT_GROUP, id="0", mkstream=True)
     client.xadd("t:results", encode_result(Failed("ghost", "gone"), "old", 2**20))
     client.xreadgroup(BOT_GROUP, "bot", {"t:results": ">"})  # read before the restart, never acknowledged
-    worker = start_worker(worker_toml(tiny_config, valkey.connection_url, tmp_path), "w1")
-    executor = ClusterExecutor(cluster_config(tiny_config, valkey.connection_url))
-    try:
-        wait_for_worker(client, "w1", worker)
+    with worker_and_dispatcher(tiny_config, valkey.connection_url, client, tmp_path) as (worker, executor):
         [outcome] = executor.run_batch([PreparedJob(_job("a"))], lambda e: None).result(timeout=45)
         assert isinstance(outcome, Finished), outcome
-    finally:
-        executor.shutdown()
-        stop(worker)
 
 
 def test_a_worker_skips_a_deeply_nested_entry_and_serves_the_next(tiny_config, valkey, client: redis.Redis,
                                                                   tmp_path: Path) -> None:
-    worker = start_worker(worker_toml(tiny_config, valkey.connection_url, tmp_path), "w1")
-    executor = ClusterExecutor(cluster_config(tiny_config, valkey.connection_url))
-    try:
-        wait_for_worker(client, "w1", worker)
+    with worker_and_dispatcher(tiny_config, valkey.connection_url, client, tmp_path) as (worker, executor):
         client.xadd("t:jobs:tiny", {"v": "1", "meta": NESTED})
         [outcome] = executor.run_batch([PreparedJob(_job("a"))], lambda e: None).result(timeout=45)
         assert isinstance(outcome, Finished), outcome
         assert worker.poll() is None
         assert client.xpending("t:jobs:tiny", WORKERS_GROUP)["pending"] == 0
-    finally:
-        executor.shutdown()
-        stop(worker)
 
 
 def test_a_deeply_nested_result_does_not_stop_the_bots_collector(tiny_config, valkey, client: redis.Redis,
                                                                  tmp_path: Path) -> None:
-    worker = start_worker(worker_toml(tiny_config, valkey.connection_url, tmp_path), "w1")
-    executor = ClusterExecutor(cluster_config(tiny_config, valkey.connection_url))
-    try:
-        wait_for_worker(client, "w1", worker)
+    with worker_and_dispatcher(tiny_config, valkey.connection_url, client, tmp_path) as (worker, executor):
         client.xadd("t:results", {"v": "1", "meta": NESTED})
         [outcome] = executor.run_batch([PreparedJob(_job("a"))], lambda e: None).result(timeout=45)
         assert isinstance(outcome, Finished), outcome
-    finally:
-        executor.shutdown()
-        stop(worker)
 
 
 def test_one_free_slot_serves_entries_waiting_on_two_streams_without_a_takeover(tiny_config, valkey,
